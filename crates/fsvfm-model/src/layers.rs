@@ -1,0 +1,236 @@
+//! timm building blocks with timm parameter names: `PatchEmbed`, `Attention`, `Mlp`, `Block`, and
+//! the BYOL projector/predictor MLP of the official code.
+//!
+//! Initialisation follows the official `initialize_weights` (spec §1.1): every Linear xavier-uniform
+//! with zero bias, LayerNorm weight 1 / bias 0, the patch-embedding convolution xavier-uniform on its
+//! flattened `[D, C·p·p]` view. LayerNorm eps is 1e-6; GELU is the exact erf form.
+
+use burn::module::{Module, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, Relu};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Distribution, Tensor, activation};
+
+/// LayerNorm eps of every official model (`partial(nn.LayerNorm, eps=1e-6)`).
+pub const LN_EPS: f64 = 1e-6;
+
+/// A `d_in → d_out` Linear, xavier-uniform weight and zero bias (official `_init_weights`).
+pub fn xavier_linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+    let mut linear = LinearConfig::new(d_in, d_out)
+        .with_bias(false)
+        .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+        .init(device);
+    if bias {
+        linear.bias = Some(Initializer::Zeros.init([d_out], device));
+    }
+    linear
+}
+
+/// LayerNorm with eps 1e-6, weight 1, bias 0.
+pub fn layer_norm(d: usize, device: &Device) -> LayerNorm {
+    LayerNormConfig::new(d).with_epsilon(LN_EPS).init(device)
+}
+
+/// A fixed (non-trainable) parameter holding `values` with `shape`.
+pub(crate) fn fixed_param<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::from_data(burn::tensor::TensorData::new(values, shape), device)).set_require_grad(false)
+}
+
+/// A trainable parameter drawn from N(0, std²) (the official `normal_(std=.02)` for tokens).
+pub(crate) fn normal_param<const D: usize>(shape: [usize; D], std: f64, device: &Device) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, std), device))
+}
+
+/// Image to patch tokens: a `p×p`, stride-`p` convolution (`patch_embed.proj`).
+///
+/// `[N, C, H, W] → [N, L, D]`, L = (H/p)·(W/p), patches in row-major order.
+#[derive(Module, Debug)]
+pub struct PatchEmbed {
+    /// Conv weight `[D, C, p, p]`, bias `[D]`.
+    pub proj: Conv2d,
+}
+
+impl PatchEmbed {
+    /// A patch embedding with the official xavier init on the flattened kernel.
+    pub fn new(in_chans: usize, embed_dim: usize, patch: usize, device: &Device) -> Self {
+        let mut proj = Conv2dConfig::new([in_chans, embed_dim], [patch, patch])
+            .with_stride([patch, patch])
+            .init(device);
+        // xavier_uniform on the [D, C·p·p] view: fan_in = C·p·p, fan_out = D.
+        let fan_in = in_chans * patch * patch;
+        let a = (6.0 / (fan_in + embed_dim) as f64).sqrt();
+        proj.weight = Param::from_tensor(Tensor::random(
+            [embed_dim, in_chans, patch, patch],
+            Distribution::Uniform(-a, a),
+            device,
+        ));
+        proj.bias = Some(Initializer::Zeros.init([embed_dim], device));
+        Self { proj }
+    }
+
+    /// `[N, C, H, W] → [N, L, D]`.
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<3> {
+        let y = self.proj.forward(x); // [N, D, gh, gw]
+        let [n, d, gh, gw] = y.dims();
+        y.reshape([n, d, gh * gw]).swap_dims(1, 2)
+    }
+}
+
+/// Multi-head self-attention with a fused `qkv` projection (timm `Attention`, `qkv_bias=True`).
+///
+/// The `qkv` weight rows are `[q; k; v]` with heads contiguous inside each (timm's `3, H, hd` reshape).
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// `D → 3D`.
+    pub qkv: Linear,
+    /// `D → D`.
+    pub proj: Linear,
+    num_heads: usize,
+}
+
+impl Attention {
+    /// Xavier-initialised attention of width `dim` with `num_heads` heads.
+    pub fn new(dim: usize, num_heads: usize, device: &Device) -> Self {
+        Self {
+            qkv: xavier_linear(dim, 3 * dim, true, device),
+            proj: xavier_linear(dim, dim, true, device),
+            num_heads,
+        }
+    }
+
+    /// `[N, T, D] → [N, T, D]`, scale `head_dim^-0.5`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [n, t, d] = x.dims();
+        let h = self.num_heads;
+        let qkv = self.qkv.forward(x).reshape([n, t, 3, h, d / h]).permute([2, 0, 3, 1, 4]); // [3, N, H, T, hd]
+        let part = |i: usize| qkv.clone().slice([i..i + 1]).reshape([n, h, t, d / h]);
+        let (q, k, v) = (part(0), part(1), part(2));
+        let out = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [N, H, T, hd]
+        self.proj.forward(out.swap_dims(1, 2).reshape([n, t, d]))
+    }
+}
+
+/// `fc1 → GELU(erf) → fc2` (timm `Mlp`).
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `D → hidden`.
+    pub fc1: Linear,
+    /// `hidden → D`.
+    pub fc2: Linear,
+}
+
+impl Mlp {
+    /// Xavier-initialised MLP.
+    pub fn new(dim: usize, hidden: usize, device: &Device) -> Self {
+        Self {
+            fc1: xavier_linear(dim, hidden, true, device),
+            fc2: xavier_linear(hidden, dim, true, device),
+        }
+    }
+
+    /// `[N, T, D] → [N, T, D]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.fc2.forward(activation::gelu(self.fc1.forward(x)))
+    }
+}
+
+/// Pre-LN transformer block: `x += attn(norm1(x))`, `x += mlp(norm2(x))`, no layer scale.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// LayerNorm before attention.
+    pub norm1: LayerNorm,
+    /// Self-attention.
+    pub attn: Attention,
+    /// LayerNorm before the MLP.
+    pub norm2: LayerNorm,
+    /// The MLP.
+    pub mlp: Mlp,
+    drop_path: f64,
+}
+
+impl Block {
+    /// A block of width `dim` (MLP hidden `hidden`), with stochastic depth `drop_path`.
+    pub fn new(dim: usize, num_heads: usize, hidden: usize, drop_path: f64, device: &Device) -> Self {
+        Self {
+            norm1: layer_norm(dim, device),
+            attn: Attention::new(dim, num_heads, device),
+            norm2: layer_norm(dim, device),
+            mlp: Mlp::new(dim, hidden, device),
+            drop_path,
+        }
+    }
+
+    /// `[N, T, D] → [N, T, D]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone() + drop_path(self.attn.forward(self.norm1.forward(x)), self.drop_path);
+        x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
+    }
+}
+
+/// Runs `x` through `blocks` in order.
+pub fn run_blocks(blocks: &[Block], x: Tensor<3>) -> Tensor<3> {
+    blocks.iter().fold(x, |x, b| b.forward(x))
+}
+
+/// Stochastic depth (timm `drop_path`): zero a residual branch per sample with probability `p`,
+/// rescaling the kept ones by `1/(1−p)`. Identity for `p = 0` or off an autodiff device
+/// (inference), as burn's `Dropout`.
+pub fn drop_path(x: Tensor<3>, p: f64) -> Tensor<3> {
+    if p <= 0.0 || !x.device().is_autodiff() {
+        return x;
+    }
+    let keep = 1.0 - p;
+    let [n, _, _] = x.dims();
+    let mask = Tensor::<3>::random([n, 1, 1], Distribution::Bernoulli(keep), &x.device());
+    x * mask.div_scalar(keep)
+}
+
+/// One parameterised layer of the official `nn.Sequential` projection head; the enum variant is
+/// skipped in parameter paths, so the Vec index is the Sequential index.
+#[derive(Module, Debug)]
+pub enum HeadLayer {
+    /// `nn.Linear`.
+    Linear(Linear),
+    /// `nn.LayerNorm` (default eps 1e-5: the official head uses the plain `nn.LayerNorm`).
+    Norm(LayerNorm),
+    /// `nn.ReLU` (no parameters; keeps index 2 free so the last Linear is index 3).
+    Relu(Relu),
+}
+
+/// BYOL projector / predictor: `Linear(d, hidden) → LayerNorm(hidden) → ReLU → Linear(hidden, out)`,
+/// keys `projection_head.{0,1,3}.*` (spec §1.3).
+#[derive(Module, Debug)]
+pub struct ByolMlp {
+    /// The four Sequential entries.
+    pub projection_head: Vec<HeadLayer>,
+}
+
+impl ByolMlp {
+    /// Xavier-initialised head (the official `self.apply(_init_weights)` overrides BYOL's Kaiming init).
+    pub fn new(dim: usize, out: usize, hidden: usize, device: &Device) -> Self {
+        Self {
+            projection_head: vec![
+                HeadLayer::Linear(xavier_linear(dim, hidden, true, device)),
+                HeadLayer::Norm(LayerNormConfig::new(hidden).init(device)),
+                HeadLayer::Relu(Relu),
+                HeadLayer::Linear(xavier_linear(hidden, out, true, device)),
+            ],
+        }
+    }
+
+    /// `[N, dim] → [N, out]`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        self.projection_head.iter().fold(x, |x, layer| match layer {
+            HeadLayer::Linear(l) => l.forward(x),
+            HeadLayer::Norm(n) => n.forward(x),
+            HeadLayer::Relu(r) => r.forward(x),
+        })
+    }
+}
+
+/// L2-normalise the rows of `[N, C]` (`F.normalize(x, dim=-1)`, eps 1e-12).
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}

@@ -1,0 +1,93 @@
+//! The pre-training losses of the official `forward_loss` and `SimSiamLoss` (spec §3).
+
+use burn::tensor::Tensor;
+
+/// `[N, C, H, W] → [N, L, p·p·C]`, values ordered (p, q, c) inside each patch
+/// (einsum `nchpwq → nhwpqc`), patches row-major.
+pub fn patchify(imgs: Tensor<4>, p: usize) -> Tensor<3> {
+    let [n, c, h, w] = imgs.dims();
+    let (gh, gw) = (h / p, w / p);
+    imgs.reshape([n, c, gh, p, gw, p])
+        .permute([0, 2, 4, 3, 5, 1])
+        .reshape([n, gh * gw, p * p * c])
+}
+
+/// Inverse of [`patchify`] for square images: `[N, L, p·p·C] → [N, C, H, W]`.
+pub fn unpatchify(x: Tensor<3>, p: usize, c: usize) -> Tensor<4> {
+    let [n, l, _] = x.dims();
+    let g = (l as f64).sqrt().round() as usize;
+    x.reshape([n, g, g, p, p, c]).permute([0, 5, 1, 3, 2, 4]).reshape([n, c, g * p, g * p])
+}
+
+/// Per-patch squared error `[N, L]` = mean over the patch's values of `(pred − target)²`, the target
+/// normalised per patch (`(t − mean)/sqrt(var + 1e-6)`, unbiased var) when `norm_pix`.
+pub fn patch_errors(imgs: Tensor<4>, pred: Tensor<3>, patch: usize, norm_pix: bool) -> Tensor<2> {
+    let mut target = patchify(imgs, patch);
+    if norm_pix {
+        let mean = target.clone().mean_dim(2);
+        let var = target.clone().var(2);
+        target = (target - mean) / (var + 1e-6).sqrt();
+    }
+    let [n, l, _] = pred.dims();
+    (pred - target).square().mean_dim(2).reshape([n, l])
+}
+
+/// `Σ w·e / Σ w` over the whole batch (the official batch-level normalisation), and 0 where
+/// `Σ w = 0` instead of the official 0/0 = NaN (a region absent from the whole batch).
+pub fn masked_mean(errors: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {
+    let den = weights.clone().sum();
+    let num = (errors * weights).sum();
+    // den ≥ 0; max(den, 1) only changes the den = 0 case, where num is 0 too.
+    num / den.clamp_min(1.0)
+}
+
+/// SimSiam-style similarity loss `−½ · mean_n cos(p_n, z_n)`, range [−0.5, 0.5]
+/// (`F.cosine_similarity`, eps 1e-8). `z` should come from the target network (no gradient).
+pub fn sim_loss(p: Tensor<2>, z: Tensor<2>) -> Tensor<1> {
+    let dot = (p.clone() * z.clone()).sum_dim(1);
+    let np = p.square().sum_dim(1).sqrt();
+    let nz = z.square().sum_dim(1).sqrt();
+    (dot / (np * nz).clamp_min(1e-8)).mean().mul_scalar(-0.5)
+}
+
+/// The three pre-training losses and their weighted total
+/// `L = L_rec^m + w_fr · L_rec^fr + w_sim · L_sim` (0.007 and 0.1 in every recipe).
+#[derive(Debug, Clone)]
+pub struct PretrainLosses {
+    /// Reconstruction error over all masked patches.
+    pub rec_masked: Tensor<1>,
+    /// Reconstruction error over the fully covered facial region (0 when the region is absent).
+    pub rec_region: Tensor<1>,
+    /// `−½ cos(p, z)`.
+    pub sim: Tensor<1>,
+    /// The weighted sum.
+    pub total: Tensor<1>,
+}
+
+/// Weights of the official recipe: `--weight_sfr 0.007`, `--weight_cl 0.1`.
+pub const WEIGHT_REGION: f64 = 0.007;
+/// See [`WEIGHT_REGION`].
+pub const WEIGHT_SIM: f64 = 0.1;
+
+/// All losses of one pre-training step.
+///
+/// `imgs [N, C, H, W]`, `pred [N, L, p·p·C]`, `mask` and `region` `[N, L]` (1 = masked / in the
+/// covered region), `p` from the online and `z` from the target network `[N, P]`.
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain_losses(
+    imgs: Tensor<4>,
+    pred: Tensor<3>,
+    mask: Tensor<2>,
+    region: Tensor<2>,
+    p: Tensor<2>,
+    z: Tensor<2>,
+    patch: usize,
+    norm_pix: bool,
+) -> PretrainLosses {
+    let e = patch_errors(imgs, pred, patch, norm_pix);
+    let rec_masked = masked_mean(e.clone(), mask);
+    let rec_region = masked_mean(e, region);
+    let sim = sim_loss(p, z);
+    let total = rec_masked.clone() + rec_region.clone().mul_scalar(WEIGHT_REGION) + sim.clone().mul_scalar(WEIGHT_SIM);
+    PretrainLosses { rec_masked, rec_region, sim, total }
+}
