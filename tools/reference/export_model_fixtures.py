@@ -258,12 +258,19 @@ def main():
         latent, pred, p = online(x, mask)
         z = target(x)
         rec_m, rec_fr, sim, total = forward_losses(online, x, pred, mask, region, p, z)
+        # What fine-tuning reads from this checkpoint: the encoder on the full view, mean of the patch
+        # tokens, and a fresh fc_norm (identity affine); the pre-training `norm` is dropped (§6.0).
+        t = online.patch_embed(x) + online.pos_embed[:, 1:, :]
+        t = torch.cat([(online.cls_token + online.pos_embed[:, :1, :]).expand(2, -1, -1), t], dim=1)
+        for b in online.blocks:
+            t = b(t)
+        enc_feats = F.layer_norm(t[:, 1:, :].mean(dim=1), (32,), eps=1e-6)
     sd = online.state_dict()
     save_file({k: v.contiguous() for k, v in sd.items()}, os.path.join(OUT, "pretrain_online.safetensors"))
     official_pth(os.path.join(OUT, "pretrain_online.pth"), sd)
     save_file({k: v.contiguous() for k, v in target.state_dict().items()}, os.path.join(OUT, "pretrain_target.safetensors"))
     ref.update({"pretrain.x": x, "pretrain.mask": mask, "pretrain.region": region, "pretrain.latent": latent,
-                "pretrain.pred": pred, "pretrain.p": p, "pretrain.z": z,
+                "pretrain.pred": pred, "pretrain.p": p, "pretrain.z": z, "pretrain.encoder_features": enc_feats,
                 "pretrain.losses": torch.stack([rec_m, rec_fr, sim, total])})
     meta["cases"]["pretrain"] = {
         "config": {"encoder": {"img_size": 32, "patch_size": 8, "in_chans": 3, "embed_dim": 32, "depth": 2, "num_heads": 2},

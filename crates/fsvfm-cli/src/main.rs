@@ -1,1 +1,51 @@
-fn main(){}
+//! `fsvfm`: the command-line entry point. Each subcommand parses its arguments, calls one library
+//! function, and prints; errors become one clear message and a non-zero exit.
+
+mod bench;
+mod forward;
+mod runtime;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// FS-VFM: face-security vision foundation model (pre-training, transfer, evaluation, inference).
+#[derive(Parser, Debug)]
+#[command(name = "fsvfm", version, about, long_about = None)]
+struct Cli {
+    /// Worker threads for tensor ops (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a model on a `.npy` batch and write features or logits (`[N, 3, H, W]` normalised float32 in).
+    Forward(forward::ForwardArgs),
+    /// Convert an official `.pth` checkpoint to safetensors with the same tensor names.
+    Convert(forward::ConvertArgs),
+    /// Describe a weight file: format, model family, tensors, parameters.
+    Inspect(forward::InspectArgs),
+    /// Measure inference throughput and peak memory of a preset on random weights.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    runtime::configure_allocator();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    runtime::configure_threads(cli.threads)?;
+    match cli.command {
+        Command::Forward(a) => forward::forward(a),
+        Command::Convert(a) => forward::convert(a),
+        Command::Inspect(a) => forward::inspect(a),
+        Command::Bench(a) => bench::bench(a),
+    }
+}

@@ -5,7 +5,10 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor, activation};
 
 use crate::config::AdapterConfig;
-use crate::layers::{Block, PatchEmbed, fixed_param, l2_normalize, layer_norm, normal_param, run_blocks, xavier_linear};
+use crate::layers::{
+    Block, PatchEmbed, fixed_param, l2_normalize, layer_norm, normal_param, run_blocks,
+    xavier_linear,
+};
 use crate::pos_embed::sincos_2d;
 use crate::vit::{cls_with_pos, encoder_tokens};
 
@@ -69,7 +72,8 @@ impl FsAdapterClassifier {
         let (d, b, g) = (v.embed_dim, cfg.bottleneck(), v.grid_size());
         Self {
             cls_token: normal_param([1, 1, d], 0.02, device),
-            pos_embed: fixed_param(sincos_2d(d, g, g, true), [1, g * g + 1, d], device).set_require_grad(true),
+            pos_embed: fixed_param(sincos_2d(d, g, g, true), [1, g * g + 1, d], device)
+                .set_require_grad(true),
             patch_embed: PatchEmbed::new(v.in_chans, d, v.patch_size, device),
             blocks: v
                 .drop_path_rates()
@@ -94,7 +98,8 @@ impl FsAdapterClassifier {
         let cls = cls_with_pos(&self.cls_token.val(), &pos, n);
         let tokens = run_blocks(&self.blocks, Tensor::cat(vec![cls, patches], 1));
         let [n, t, d] = tokens.dims();
-        self.fc_norm.forward(tokens.slice([0..n, 1..t, 0..d]).mean_dim(1).reshape([n, d]))
+        self.fc_norm
+            .forward(tokens.slice([0..n, 1..t, 0..d]).mean_dim(1).reshape([n, d]))
     }
 
     /// Adapter, projector and head on pooled features `h [N, D]`.

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::store::pytorch_reader::PytorchReader;
 use burn::store::{
-    ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore, SafetensorsStore,
+    ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
+    SafetensorsStore,
 };
 use burn::tensor::{DType, Tensor};
 
@@ -85,7 +86,13 @@ fn summarize(keys: &[String]) -> String {
         .iter()
         .map(|k| {
             k.split('.')
-                .map(|s| if s.chars().all(|c| c.is_ascii_digit()) { "{i}" } else { s })
+                .map(|s| {
+                    if s.chars().all(|c| c.is_ascii_digit()) {
+                        "{i}"
+                    } else {
+                        s
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(".")
         })
@@ -119,13 +126,18 @@ impl WeightFile {
     /// the file's first bytes (safetensors header vs zip / pickle), not its extension.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, ModelError> {
         let path = path.as_ref().to_path_buf();
-        let io = |e: std::io::Error| ModelError::Checkpoint(format!("cannot read {}: {e}", path.display()));
+        let io = |e: std::io::Error| {
+            ModelError::Checkpoint(format!("cannot read {}: {e}", path.display()))
+        };
         let mut head = [0u8; 8];
         {
             use std::io::Read;
             let mut f = std::fs::File::open(&path).map_err(io)?;
             f.read_exact(&mut head).map_err(|_| {
-                ModelError::Checkpoint(format!("{} is too short to be a weight file", path.display()))
+                ModelError::Checkpoint(format!(
+                    "{} is too short to be a weight file",
+                    path.display()
+                ))
             })?;
         }
         let is_torch = head.starts_with(b"PK\x03\x04") || head[0] == 0x80;
@@ -138,7 +150,10 @@ impl WeightFile {
 
     fn open_pytorch(path: PathBuf) -> Result<Self, ModelError> {
         let bad = |e: &dyn fmt::Display| {
-            ModelError::Checkpoint(format!("{} is not a readable PyTorch checkpoint: {e}", path.display()))
+            ModelError::Checkpoint(format!(
+                "{} is not a readable PyTorch checkpoint: {e}",
+                path.display()
+            ))
         };
         // The released checkpoints nest the weights under "model"; bare state dicts do not.
         let read = |p: &Path| match PytorchReader::with_top_level_key(p, "model") {
@@ -151,17 +166,31 @@ impl WeightFile {
         let (read_path, repacked, (reader, key)) = match read(&path) {
             Ok(found) => (path.clone(), None, found),
             Err(e) if e.contains("zip archive error") => {
-                let tmp = crate::repack::repack(&path).map_err(|re| bad(&format!("{e} (re-packing failed too: {re})")))?;
+                let tmp = crate::repack::repack(&path)
+                    .map_err(|re| bad(&format!("{e} (re-packing failed too: {re})")))?;
                 let found = read(&tmp).map_err(|e| bad(&e))?;
                 (tmp.to_path_buf(), Some(std::sync::Arc::new(tmp)), found)
             }
             Err(e) => return Err(bad(&e)),
         };
-        let shapes: BTreeMap<_, _> = reader.tensors().iter().map(|(k, t)| (k.clone(), t.shape().to_vec())).collect();
+        let shapes: BTreeMap<_, _> = reader
+            .tensors()
+            .iter()
+            .map(|(k, t)| (k.clone(), t.shape().to_vec()))
+            .collect();
         if shapes.is_empty() {
-            return Err(bad(&"no tensors found (expected a state dict, or a dict with a 'model' entry)"));
+            return Err(bad(
+                &"no tensors found (expected a state dict, or a dict with a 'model' entry)",
+            ));
         }
-        Ok(Self { path, read_path, _repacked: repacked, format: WeightFormat::Pytorch, top_level_key: key, shapes })
+        Ok(Self {
+            path,
+            read_path,
+            _repacked: repacked,
+            format: WeightFormat::Pytorch,
+            top_level_key: key,
+            shapes,
+        })
     }
 
     fn open_safetensors(path: PathBuf) -> Result<Self, ModelError> {
@@ -173,8 +202,19 @@ impl WeightFile {
                 path.display()
             ))
         })?;
-        let shapes = st.tensors().into_iter().map(|(k, v)| (k, v.shape().to_vec())).collect();
-        Ok(Self { read_path: path.clone(), path, _repacked: None, format: WeightFormat::Safetensors, top_level_key: None, shapes })
+        let shapes = st
+            .tensors()
+            .into_iter()
+            .map(|(k, v)| (k, v.shape().to_vec()))
+            .collect();
+        Ok(Self {
+            read_path: path.clone(),
+            path,
+            _repacked: None,
+            format: WeightFormat::Safetensors,
+            top_level_key: None,
+            shapes,
+        })
     }
 
     /// The file's path.
@@ -215,9 +255,15 @@ impl WeightFile {
     ///
     /// Errors name every mis-shaped tensor, and in [`LoadMode::Strict`] every missing and unused
     /// one. Half-precision files are cast to f32 after loading.
-    pub fn load_into<M: Module + ModuleSnapshot>(&self, model: M, mode: LoadMode) -> Result<(M, LoadReport), ModelError> {
+    pub fn load_into<M: Module + ModuleSnapshot>(
+        &self,
+        model: M,
+        mode: LoadMode,
+    ) -> Result<(M, LoadReport), ModelError> {
         let mut model = model;
-        let ctx = |e: &dyn fmt::Display| ModelError::Checkpoint(format!("loading {}: {e}", self.path.display()));
+        let ctx = |e: &dyn fmt::Display| {
+            ModelError::Checkpoint(format!("loading {}: {e}", self.path.display()))
+        };
         let result: ApplyResult = match self.format {
             WeightFormat::Pytorch => {
                 let mut store = PytorchStore::from_file(&self.read_path)
@@ -254,13 +300,23 @@ impl WeightFile {
             missing: result.missing.iter().map(|(p, _)| p.clone()).collect(),
             unexpected: result.unused.clone(),
         };
-        if mode == LoadMode::Strict && (!report.missing.is_empty() || !report.unexpected.is_empty()) {
-            let mut msg = format!("{} does not match the model's parameters (strict load):", self.path.display());
+        if mode == LoadMode::Strict && (!report.missing.is_empty() || !report.unexpected.is_empty())
+        {
+            let mut msg = format!(
+                "{} does not match the model's parameters (strict load):",
+                self.path.display()
+            );
             if !report.missing.is_empty() {
-                msg.push_str(&format!("\n  missing from the file: {}", summarize(&report.missing)));
+                msg.push_str(&format!(
+                    "\n  missing from the file: {}",
+                    summarize(&report.missing)
+                ));
             }
             if !report.unexpected.is_empty() {
-                msg.push_str(&format!("\n  unexpected in the file: {}", summarize(&report.unexpected)));
+                msg.push_str(&format!(
+                    "\n  unexpected in the file: {}",
+                    summarize(&report.unexpected)
+                ));
             }
             return Err(ModelError::Checkpoint(msg));
         }
@@ -282,7 +338,10 @@ impl ModuleMapper for CastToF32 {
 }
 
 /// Writes `model` as safetensors in the official layout and names, atomically (temp file + rename).
-pub fn save_safetensors<M: Module + ModuleSnapshot>(model: &M, path: impl AsRef<Path>) -> Result<(), ModelError> {
+pub fn save_safetensors<M: Module + ModuleSnapshot>(
+    model: &M,
+    path: impl AsRef<Path>,
+) -> Result<(), ModelError> {
     let path = path.as_ref();
     let mut store = SafetensorsStore::from_bytes(None)
         .with_to_adapter(BurnToPyTorchAdapter)
@@ -303,7 +362,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let name = path
         .file_name()
         .ok_or_else(|| ModelError::Checkpoint(format!("{} is not a file path", path.display())))?;
-    let tmp = path.with_file_name(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(io)?;
@@ -318,7 +381,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
 
 /// Converts a `.pth` checkpoint into safetensors with the same tensor names, layouts and dtypes
 /// (the `model` entry of an official checkpoint, or a bare state dict). Returns the tensor count.
-pub fn convert_pth_to_safetensors(input: impl AsRef<Path>, output: impl AsRef<Path>) -> Result<usize, ModelError> {
+pub fn convert_pth_to_safetensors(
+    input: impl AsRef<Path>,
+    output: impl AsRef<Path>,
+) -> Result<usize, ModelError> {
     use burn::store::pytorch_reader::DType as P;
     use safetensors::Dtype as S;
     let wf = WeightFile::open(&input)?;

@@ -125,19 +125,25 @@ impl VitConfig {
     /// Checks the invariants the modules rely on.
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |msg: String| Err(ModelError::Config(msg));
-        if self.patch_size == 0 || self.img_size == 0 || self.img_size % self.patch_size != 0 {
+        if self.patch_size == 0
+            || self.img_size == 0
+            || !self.img_size.is_multiple_of(self.patch_size)
+        {
             return bad(format!(
                 "img_size {} must be a positive multiple of patch_size {}",
                 self.img_size, self.patch_size
             ));
         }
-        if self.embed_dim == 0 || self.num_heads == 0 || self.embed_dim % self.num_heads != 0 {
+        if self.embed_dim == 0
+            || self.num_heads == 0
+            || !self.embed_dim.is_multiple_of(self.num_heads)
+        {
             return bad(format!(
                 "embed_dim {} must be a positive multiple of num_heads {}",
                 self.embed_dim, self.num_heads
             ));
         }
-        if self.embed_dim % 4 != 0 {
+        if !self.embed_dim.is_multiple_of(4) {
             return bad(format!(
                 "embed_dim {} must be a multiple of 4 (2-D sin-cos position embedding)",
                 self.embed_dim
@@ -147,7 +153,10 @@ impl VitConfig {
             return bad("in_chans, depth and mlp hidden width must be positive".into());
         }
         if !(0.0..1.0).contains(&self.drop_path_rate) {
-            return bad(format!("drop_path_rate {} must be in [0, 1)", self.drop_path_rate));
+            return bad(format!(
+                "drop_path_rate {} must be in [0, 1)",
+                self.drop_path_rate
+            ));
         }
         Ok(())
     }
@@ -247,15 +256,27 @@ impl PretrainConfig {
         self.encoder.validate()?;
         let e = &self.encoder;
         let checks = [
-            (self.decoder_embed_dim, self.decoder_num_heads, "decoder_embed_dim", "decoder_num_heads"),
-            (e.embed_dim, self.rep_decoder_num_heads, "embed_dim", "rep_decoder_num_heads"),
+            (
+                self.decoder_embed_dim,
+                self.decoder_num_heads,
+                "decoder_embed_dim",
+                "decoder_num_heads",
+            ),
+            (
+                e.embed_dim,
+                self.rep_decoder_num_heads,
+                "embed_dim",
+                "rep_decoder_num_heads",
+            ),
         ];
         for (dim, heads, dn, hn) in checks {
-            if heads == 0 || dim % heads != 0 {
-                return Err(ModelError::Config(format!("{dn} {dim} must be a multiple of {hn} {heads}")));
+            if heads == 0 || !dim.is_multiple_of(heads) {
+                return Err(ModelError::Config(format!(
+                    "{dn} {dim} must be a multiple of {hn} {heads}"
+                )));
             }
         }
-        if self.decoder_embed_dim % 4 != 0 {
+        if !self.decoder_embed_dim.is_multiple_of(4) {
             return Err(ModelError::Config(format!(
                 "decoder_embed_dim {} must be a multiple of 4 (2-D sin-cos position embedding)",
                 self.decoder_embed_dim
@@ -265,7 +286,9 @@ impl PretrainConfig {
             return Err(ModelError::Config("decoder depths must be positive".into()));
         }
         if self.projection_size == 0 || self.projection_hidden_size == 0 {
-            return Err(ModelError::Config("projection sizes must be positive".into()));
+            return Err(ModelError::Config(
+                "projection sizes must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -291,7 +314,10 @@ fn default_reduction() -> usize {
 impl AdapterConfig {
     /// The official adapter (reduction 4) on `backbone`.
     pub fn new(backbone: VitConfig) -> Self {
-        Self { backbone, reduction: 4 }
+        Self {
+            backbone,
+            reduction: 4,
+        }
     }
 
     /// Bottleneck width `D / r`.
@@ -304,11 +330,14 @@ impl AdapterConfig {
         self.backbone.validate()?;
         if !self.backbone.global_pool {
             return Err(ModelError::Config(
-                "the FS-Adapter reads the mean-pooled feature: backbone.global_pool must be true".into(),
+                "the FS-Adapter reads the mean-pooled feature: backbone.global_pool must be true"
+                    .into(),
             ));
         }
         if self.backbone.num_classes == 0 {
-            return Err(ModelError::Config("the FS-Adapter needs num_classes > 0".into()));
+            return Err(ModelError::Config(
+                "the FS-Adapter needs num_classes > 0".into(),
+            ));
         }
         if self.reduction == 0 || self.bottleneck() == 0 {
             return Err(ModelError::Config(format!(
@@ -329,7 +358,10 @@ mod tests {
         let s = VitConfig::preset("vit_small_patch16").unwrap();
         assert_eq!((s.embed_dim, s.depth, s.num_heads), (384, 12, 12));
         let l = VitConfig::preset("fsfm_vit_large_patch16").unwrap();
-        assert_eq!((l.embed_dim, l.depth, l.num_heads, l.num_patches()), (1024, 24, 16, 196));
+        assert_eq!(
+            (l.embed_dim, l.depth, l.num_heads, l.num_patches()),
+            (1024, 24, 16, 196)
+        );
         assert!(VitConfig::preset("vit_giant").is_none());
         for name in PRESETS {
             VitConfig::preset(name).unwrap().validate().unwrap();
@@ -339,19 +371,33 @@ mod tests {
 
     #[test]
     fn config_json_uses_timm_names_and_defaults() {
-        let c: VitConfig =
-            serde_json::from_str(r#"{"embed_dim": 64, "depth": 2, "num_heads": 4, "img_size": 32, "patch_size": 8}"#)
-                .unwrap();
-        assert_eq!((c.in_chans, c.num_classes, c.global_pool, c.mlp_ratio), (3, 2, true, 4.0));
+        let c: VitConfig = serde_json::from_str(
+            r#"{"embed_dim": 64, "depth": 2, "num_heads": 4, "img_size": 32, "patch_size": 8}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.in_chans, c.num_classes, c.global_pool, c.mlp_ratio),
+            (3, 2, true, 4.0)
+        );
         assert_eq!(c.num_patches(), 16);
-        assert!(serde_json::from_str::<VitConfig>(r#"{"embed_dim": 64, "depth": 2, "num_heads": 4, "heads": 1}"#).is_err());
+        assert!(
+            serde_json::from_str::<VitConfig>(
+                r#"{"embed_dim": 64, "depth": 2, "num_heads": 4, "heads": 1}"#
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn invalid_configs_are_rejected_with_reasons() {
         let mut c = VitConfig::new(16, 384, 12, 12);
         c.img_size = 225;
-        assert!(c.validate().unwrap_err().to_string().contains("multiple of patch_size"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("multiple of patch_size")
+        );
         let c = VitConfig::new(16, 384, 12, 7);
         assert!(c.validate().unwrap_err().to_string().contains("num_heads"));
         let mut p = PretrainConfig::new(VitConfig::new(16, 192, 2, 3));
@@ -365,6 +411,8 @@ mod tests {
         c.drop_path_rate = 0.1;
         let r = c.drop_path_rates();
         assert_eq!(r.len(), 5);
-        assert!((r[0] - 0.0).abs() < 1e-12 && (r[4] - 0.1).abs() < 1e-12 && (r[2] - 0.05).abs() < 1e-12);
+        assert!(
+            (r[0] - 0.0).abs() < 1e-12 && (r[4] - 0.1).abs() < 1e-12 && (r[2] - 0.05).abs() < 1e-12
+        );
     }
 }

@@ -33,13 +33,29 @@ pub fn layer_norm(d: usize, device: &Device) -> LayerNorm {
 }
 
 /// A fixed (non-trainable) parameter holding `values` with `shape`.
-pub(crate) fn fixed_param<const D: usize>(values: Vec<f32>, shape: [usize; D], device: &Device) -> Param<Tensor<D>> {
-    Param::from_tensor(Tensor::from_data(burn::tensor::TensorData::new(values, shape), device)).set_require_grad(false)
+pub(crate) fn fixed_param<const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &Device,
+) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::from_data(
+        burn::tensor::TensorData::new(values, shape),
+        device,
+    ))
+    .set_require_grad(false)
 }
 
 /// A trainable parameter drawn from N(0, std²) (the official `normal_(std=.02)` for tokens).
-pub(crate) fn normal_param<const D: usize>(shape: [usize; D], std: f64, device: &Device) -> Param<Tensor<D>> {
-    Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, std), device))
+pub(crate) fn normal_param<const D: usize>(
+    shape: [usize; D],
+    std: f64,
+    device: &Device,
+) -> Param<Tensor<D>> {
+    Param::from_tensor(Tensor::random(
+        shape,
+        Distribution::Normal(0.0, std),
+        device,
+    ))
 }
 
 /// Image to patch tokens: a `p×p`, stride-`p` convolution (`patch_embed.proj`).
@@ -103,8 +119,12 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [n, t, d] = x.dims();
         let h = self.num_heads;
-        let qkv = self.qkv.forward(x).reshape([n, t, 3, h, d / h]).permute([2, 0, 3, 1, 4]); // [3, N, H, T, hd]
-        let part = |i: usize| qkv.clone().slice([i..i + 1]).reshape([n, h, t, d / h]);
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([n, t, 3, h, d / h])
+            .permute([2, 0, 3, 1, 4]); // [3, N, H, T, hd]
+        let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).reshape([n, h, t, d / h]);
         let (q, k, v) = (part(0), part(1), part(2));
         let out = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [N, H, T, hd]
         self.proj.forward(out.swap_dims(1, 2).reshape([n, t, d]))
@@ -151,7 +171,13 @@ pub struct Block {
 
 impl Block {
     /// A block of width `dim` (MLP hidden `hidden`), with stochastic depth `drop_path`.
-    pub fn new(dim: usize, num_heads: usize, hidden: usize, drop_path: f64, device: &Device) -> Self {
+    pub fn new(
+        dim: usize,
+        num_heads: usize,
+        hidden: usize,
+        drop_path: f64,
+        device: &Device,
+    ) -> Self {
         Self {
             norm1: layer_norm(dim, device),
             attn: Attention::new(dim, num_heads, device),

@@ -16,7 +16,9 @@ pub fn patchify(imgs: Tensor<4>, p: usize) -> Tensor<3> {
 pub fn unpatchify(x: Tensor<3>, p: usize, c: usize) -> Tensor<4> {
     let [n, l, _] = x.dims();
     let g = (l as f64).sqrt().round() as usize;
-    x.reshape([n, g, g, p, p, c]).permute([0, 5, 1, 3, 2, 4]).reshape([n, c, g * p, g * p])
+    x.reshape([n, g, g, p, p, c])
+        .permute([0, 5, 1, 3, 2, 4])
+        .reshape([n, c, g * p, g * p])
 }
 
 /// Per-patch squared error `[N, L]` = mean over the patch's values of `(pred − target)²`, the target
@@ -88,6 +90,13 @@ pub fn pretrain_losses(
     let rec_masked = masked_mean(e.clone(), mask);
     let rec_region = masked_mean(e, region);
     let sim = sim_loss(p, z);
-    let total = rec_masked.clone() + rec_region.clone().mul_scalar(WEIGHT_REGION) + sim.clone().mul_scalar(WEIGHT_SIM);
-    PretrainLosses { rec_masked, rec_region, sim, total }
+    let total = rec_masked.clone()
+        + rec_region.clone().mul_scalar(WEIGHT_REGION)
+        + sim.clone().mul_scalar(WEIGHT_SIM);
+    PretrainLosses {
+        rec_masked,
+        rec_region,
+        sim,
+        total,
+    }
 }

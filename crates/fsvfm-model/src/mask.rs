@@ -27,7 +27,9 @@ impl PatchMask {
             )));
         }
         if let Some(v) = data.iter().find(|&&v| v > 1) {
-            return Err(ModelError::Mask(format!("mask values must be 0 or 1, found {v}")));
+            return Err(ModelError::Mask(format!(
+                "mask values must be 0 or 1, found {v}"
+            )));
         }
         let visible_of = |row: &[u8]| row.iter().filter(|&&v| v == 0).count();
         let visible = data.chunks(l.max(1)).next().map_or(l, visible_of);
@@ -40,14 +42,26 @@ impl PatchMask {
             }
         }
         if visible == 0 {
-            return Err(ModelError::Mask("the mask hides every patch: the encoder needs at least one".into()));
+            return Err(ModelError::Mask(
+                "the mask hides every patch: the encoder needs at least one".into(),
+            ));
         }
-        Ok(Self { n, l, data, visible })
+        Ok(Self {
+            n,
+            l,
+            data,
+            visible,
+        })
     }
 
     /// A mask that hides nothing (the target network's full view).
     pub fn none(n: usize, l: usize) -> Self {
-        Self { n, l, data: vec![0; n * l], visible: l }
+        Self {
+            n,
+            l,
+            data: vec![0; n * l],
+            visible: l,
+        }
     }
 
     /// `(N, L)`.
@@ -69,8 +83,16 @@ impl PatchMask {
     /// in ascending patch order (`argsort` of a 0/1 mask; the order inside each group does not
     /// change the model output, which is permutation-equivariant there).
     fn shuffle_row(row: &[u8]) -> impl Iterator<Item = usize> + '_ {
-        let visible = row.iter().enumerate().filter(|(_, v)| **v == 0).map(|(i, _)| i);
-        let masked = row.iter().enumerate().filter(|(_, v)| **v == 1).map(|(i, _)| i);
+        let visible = row
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v == 0)
+            .map(|(i, _)| i);
+        let masked = row
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v == 1)
+            .map(|(i, _)| i);
         visible.chain(masked)
     }
 
@@ -101,13 +123,19 @@ impl PatchMask {
 
     /// `[N, K, D]` gather indices for the visible tokens.
     pub(crate) fn keep_tensor(&self, d: usize, device: &Device) -> Tensor<3, Int> {
-        let idx = Tensor::<2, Int>::from_data(TensorData::new(self.keep_indices(), [self.n, self.visible]), device);
+        let idx = Tensor::<2, Int>::from_data(
+            TensorData::new(self.keep_indices(), [self.n, self.visible]),
+            device,
+        );
         idx.unsqueeze_dim::<3>(2).repeat_dim(2, d)
     }
 
     /// `[N, L, D]` gather indices that un-shuffle `[visible; mask tokens]` back to patch order.
     pub(crate) fn restore_tensor(&self, d: usize, device: &Device) -> Tensor<3, Int> {
-        let idx = Tensor::<2, Int>::from_data(TensorData::new(self.restore_indices(), [self.n, self.l]), device);
+        let idx = Tensor::<2, Int>::from_data(
+            TensorData::new(self.restore_indices(), [self.n, self.l]),
+            device,
+        );
         idx.unsqueeze_dim::<3>(2).repeat_dim(2, d)
     }
 }
@@ -130,7 +158,12 @@ mod tests {
     fn bad_masks_are_rejected() {
         assert!(PatchMask::new(1, 4, vec![0, 1]).is_err());
         assert!(PatchMask::new(1, 2, vec![0, 2]).is_err());
-        assert!(PatchMask::new(2, 2, vec![0, 1, 0, 0]).unwrap_err().to_string().contains("same number"));
+        assert!(
+            PatchMask::new(2, 2, vec![0, 1, 0, 0])
+                .unwrap_err()
+                .to_string()
+                .contains("same number")
+        );
         assert!(PatchMask::new(1, 2, vec![1, 1]).is_err());
     }
 }

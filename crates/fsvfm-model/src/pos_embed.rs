@@ -8,7 +8,10 @@
 ///
 /// `dim` must be a multiple of 4 (checked by the configs).
 pub fn sincos_2d(dim: usize, grid_h: usize, grid_w: usize, cls_token: bool) -> Vec<f32> {
-    assert!(dim % 4 == 0, "sin-cos position embedding needs dim % 4 == 0, got {dim}");
+    assert!(
+        dim.is_multiple_of(4),
+        "sin-cos position embedding needs dim % 4 == 0, got {dim}"
+    );
     let quarter = dim / 4;
     let omega: Vec<f64> = (0..quarter)
         .map(|k| 1.0 / 10000f64.powf(k as f64 / quarter as f64))

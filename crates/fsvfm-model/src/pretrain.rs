@@ -6,12 +6,15 @@ use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor};
 
+use crate::ModelError;
 use crate::config::PretrainConfig;
-use crate::layers::{Block, ByolMlp, PatchEmbed, fixed_param, l2_normalize, layer_norm, normal_param, run_blocks, xavier_linear};
+use crate::layers::{
+    Block, ByolMlp, PatchEmbed, fixed_param, l2_normalize, layer_norm, normal_param, run_blocks,
+    xavier_linear,
+};
 use crate::mask::PatchMask;
 use crate::pos_embed::sincos_2d;
 use crate::vit::{cls_with_pos, encoder_tokens};
-use crate::ModelError;
 
 /// Encoder on the visible patches: `[N, C, H, W]` + mask → `[N, 1 + K, D]` after the final `norm`
 /// (spec §1.1 steps 1–4).
@@ -133,13 +136,17 @@ impl FsfmPretrain {
         let l1 = g * g + 1;
         let ratio = e.mlp_ratio;
         let blocks = |n: usize, dim: usize, heads: usize| -> Vec<Block> {
-            (0..n).map(|_| Block::new(dim, heads, (dim as f64 * ratio) as usize, 0.0, device)).collect()
+            (0..n)
+                .map(|_| Block::new(dim, heads, (dim as f64 * ratio) as usize, 0.0, device))
+                .collect()
         };
         Self {
             cls_token: normal_param([1, 1, d], 0.02, device),
             pos_embed: fixed_param(sincos_2d(d, g, g, true), [1, l1, d], device),
             patch_embed: PatchEmbed::new(e.in_chans, d, e.patch_size, device),
-            blocks: (0..e.depth).map(|_| Block::new(d, e.num_heads, hidden, 0.0, device)).collect(),
+            blocks: (0..e.depth)
+                .map(|_| Block::new(d, e.num_heads, hidden, 0.0, device))
+                .collect(),
             norm: layer_norm(d, device),
             mask_token: normal_param([1, 1, d], 0.02, device),
             rep_decoder_embed: xavier_linear(d, d, true, device),
@@ -153,21 +160,39 @@ impl FsfmPretrain {
             decoder_norm: layer_norm(dd, device),
             decoder_pred: xavier_linear(dd, cfg.patch_dim(), true, device),
             projector: ByolMlp::new(d, cfg.projection_size, cfg.projection_hidden_size, device),
-            predictor: ByolMlp::new(cfg.projection_size, cfg.projection_size, cfg.projection_hidden_size, device),
+            predictor: ByolMlp::new(
+                cfg.projection_size,
+                cfg.projection_size,
+                cfg.projection_hidden_size,
+                device,
+            ),
         }
     }
 
     /// Encoder on the visible patches: `[N, C, H, W]` + mask `[N, L]` → latent `[N, 1 + K, D]`.
     pub fn forward_encoder(&self, x: Tensor<4>, mask: &PatchMask) -> Result<Tensor<3>, ModelError> {
         check_mask(&x, &self.pos_embed, mask)?;
-        Ok(encode(&self.cls_token, &self.pos_embed, &self.patch_embed, &self.blocks, &self.norm, x, mask))
+        Ok(encode(
+            &self.cls_token,
+            &self.pos_embed,
+            &self.patch_embed,
+            &self.blocks,
+            &self.norm,
+            x,
+            mask,
+        ))
     }
 
     /// MAE pixel decoder: latent `[N, 1 + K, D]` → predictions `[N, L, p·p·C]` (cls dropped).
     pub fn forward_decoder(&self, latent: Tensor<3>, mask: &PatchMask) -> Tensor<3> {
-        let x = self.decoder_embed.forward(unshuffle(latent, &self.mask_token.val(), mask));
+        let x = self
+            .decoder_embed
+            .forward(unshuffle(latent, &self.mask_token.val(), mask));
         let x = x + self.decoder_pos_embed.val();
-        let x = self.decoder_pred.forward(self.decoder_norm.forward(run_blocks(&self.decoder_blocks, x)));
+        let x = self.decoder_pred.forward(
+            self.decoder_norm
+                .forward(run_blocks(&self.decoder_blocks, x)),
+        );
         let [n, t, c] = x.dims();
         x.slice([0..n, 1..t, 0..c])
     }
@@ -262,7 +287,15 @@ impl TargetNetwork {
         let l = self.pos_embed.val().dims()[1] - 1;
         let mask = PatchMask::none(n, l);
         check_mask(&x, &self.pos_embed, &mask)?;
-        let latent = encode(&self.cls_token, &self.pos_embed, &self.patch_embed, &self.blocks, &self.norm, x, &mask);
+        let latent = encode(
+            &self.cls_token,
+            &self.pos_embed,
+            &self.patch_embed,
+            &self.blocks,
+            &self.norm,
+            x,
+            &mask,
+        );
         Ok(l2_normalize(rep_decode_project(
             &self.rep_decoder_embed,
             &self.mask_token,
@@ -278,7 +311,11 @@ impl TargetNetwork {
 }
 
 /// The mask must be `[N, L]` for this image batch and model.
-fn check_mask(x: &Tensor<4>, pos_embed: &Param<Tensor<3>>, mask: &PatchMask) -> Result<(), ModelError> {
+fn check_mask(
+    x: &Tensor<4>,
+    pos_embed: &Param<Tensor<3>>,
+    mask: &PatchMask,
+) -> Result<(), ModelError> {
     let n = x.dims()[0];
     let l = pos_embed.val().dims()[1] - 1;
     if mask.dims() != (n, l) {

@@ -66,9 +66,15 @@ fn entries(f: &mut File) -> std::io::Result<Vec<Entry>> {
             return Err(invalid("bad central directory entry"));
         }
         if u16_at(&cd, p + 10) != 0 {
-            return Err(invalid("compressed entry (torch archives store entries uncompressed)"));
+            return Err(invalid(
+                "compressed entry (torch archives store entries uncompressed)",
+            ));
         }
-        let (n, e, c) = (usize::from(u16_at(&cd, p + 28)), usize::from(u16_at(&cd, p + 30)), usize::from(u16_at(&cd, p + 32)));
+        let (n, e, c) = (
+            usize::from(u16_at(&cd, p + 28)),
+            usize::from(u16_at(&cd, p + 30)),
+            usize::from(u16_at(&cd, p + 32)),
+        );
         let name = String::from_utf8_lossy(&cd[p + 46..p + 46 + n]).into_owned();
         let mut size = u64::from(u32_at(&cd, p + 24));
         let mut local = u64::from(u32_at(&cd, p + 42));
@@ -98,7 +104,11 @@ fn entries(f: &mut File) -> std::io::Result<Vec<Entry>> {
             return Err(invalid("bad local file header"));
         }
         let data_start = local + 30 + u64::from(u16_at(&lh, 26)) + u64::from(u16_at(&lh, 28));
-        out.push(Entry { name, data_start, size });
+        out.push(Entry {
+            name,
+            data_start,
+            size,
+        });
         p += 46 + n + e + c;
     }
     Ok(out)
@@ -108,20 +118,26 @@ fn entries(f: &mut File) -> std::io::Result<Vec<Entry>> {
 pub(crate) fn repack(path: &Path) -> std::io::Result<tempfile::TempPath> {
     let mut src = File::open(path)?;
     let list = entries(&mut src)?;
-    let tmp = tempfile::Builder::new().prefix("fsvfm-repack-").suffix(".pth").tempfile()?;
+    let tmp = tempfile::Builder::new()
+        .prefix("fsvfm-repack-")
+        .suffix(".pth")
+        .tempfile()?;
     let (file, tmp_path) = tmp.into_parts();
     let mut zw = zip::ZipWriter::new(std::io::BufWriter::new(file));
     for e in list {
         let opts = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
             .large_file(e.size > u64::from(u32::MAX));
-        zw.start_file(e.name.as_str(), opts).map_err(|err| invalid(err.to_string()))?;
+        zw.start_file(e.name.as_str(), opts)
+            .map_err(|err| invalid(err.to_string()))?;
         src.seek(SeekFrom::Start(e.data_start))?;
         let copied = std::io::copy(&mut (&mut src).take(e.size), &mut zw)?;
         if copied != e.size {
             return Err(invalid(format!("entry {} is truncated", e.name)));
         }
     }
-    zw.finish().map_err(|err| invalid(err.to_string()))?.flush()?;
+    zw.finish()
+        .map_err(|err| invalid(err.to_string()))?
+        .flush()?;
     Ok(tmp_path)
 }

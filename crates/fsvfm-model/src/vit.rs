@@ -5,7 +5,9 @@ use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Tensor};
 
 use crate::config::VitConfig;
-use crate::layers::{Block, PatchEmbed, fixed_param, layer_norm, normal_param, run_blocks, xavier_linear};
+use crate::layers::{
+    Block, PatchEmbed, fixed_param, layer_norm, normal_param, run_blocks, xavier_linear,
+};
 use crate::pos_embed::sincos_2d;
 
 /// The encoder pieces every model shares, with their official names (`cls_token`, `pos_embed`,
@@ -74,7 +76,8 @@ impl VisionTransformer {
         Self {
             cls_token: normal_param([1, 1, d], 0.02, device),
             // Trainable downstream, unlike in pre-training.
-            pos_embed: fixed_param(sincos_2d(d, g, g, true), [1, g * g + 1, d], device).set_require_grad(true),
+            pos_embed: fixed_param(sincos_2d(d, g, g, true), [1, g * g + 1, d], device)
+                .set_require_grad(true),
             patch_embed: PatchEmbed::new(cfg.in_chans, d, cfg.patch_size, device),
             blocks,
             norm: (!cfg.global_pool).then(|| layer_norm(d, device)),

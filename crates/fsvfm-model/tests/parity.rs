@@ -10,14 +10,16 @@ use fsvfm_model::checkpoint::official_shapes;
 use fsvfm_model::loss::pretrain_losses;
 use fsvfm_model::pos_embed::sincos_2d;
 use fsvfm_model::{
-    AdapterConfig, FsAdapterClassifier, FsfmPretrain, LoadMode, PatchMask, PretrainConfig, TargetNetwork,
-    VisionTransformer, VitConfig, WeightFile, cpu_device,
+    AdapterConfig, FsAdapterClassifier, FsfmPretrain, LoadMode, PatchMask, PretrainConfig,
+    TargetNetwork, VisionTransformer, VitConfig, WeightFile, cpu_device,
 };
 
 const TOL: f32 = 1e-4;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 struct Reference {
@@ -33,16 +35,25 @@ impl Reference {
             .tensors()
             .into_iter()
             .map(|(k, v)| {
-                let data = v.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+                let data = v
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect();
                 (k, (v.shape().to_vec(), data))
             })
             .collect();
-        let meta = serde_json::from_slice(&std::fs::read(fixture("reference.json")).unwrap()).unwrap();
+        let meta =
+            serde_json::from_slice(&std::fs::read(fixture("reference.json")).unwrap()).unwrap();
         Self { tensors, meta }
     }
 
     fn values(&self, name: &str) -> &[f32] {
-        &self.tensors.get(name).unwrap_or_else(|| panic!("fixture {name}")).1
+        &self
+            .tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("fixture {name}"))
+            .1
     }
 
     fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
@@ -58,7 +69,10 @@ impl Reference {
 fn max_abs_diff<const D: usize>(got: Tensor<D>, want: &[f32]) -> f32 {
     let got = got.into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(got.len(), want.len(), "element count");
-    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }
 
 fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &[f32]) {
@@ -71,7 +85,11 @@ fn sincos_tables_match_numpy() {
     let r = Reference::load();
     for (name, d, g) in [("sincos.d32.g4", 32, 4), ("sincos.d16.g14", 16, 14)] {
         let ours = sincos_2d(d, g, g, true);
-        let d = ours.iter().zip(r.values(name)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let d = ours
+            .iter()
+            .zip(r.values(name))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(d <= 1e-6, "{name}: {d:e}");
     }
 }
@@ -83,15 +101,36 @@ fn classifier_mean_pool_matches_timm_from_safetensors_and_pth() {
     let cfg: VitConfig = r.config("classifier_avg");
     for file in ["classifier_avg.safetensors", "classifier_avg.pth"] {
         let wf = WeightFile::open(fixture(file)).unwrap();
-        let (model, report) = wf.load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict).unwrap();
-        assert!(report.missing.is_empty() && report.unexpected.is_empty(), "{file}: {report}");
+        let (model, report) = wf
+            .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
+            .unwrap();
+        assert!(
+            report.missing.is_empty() && report.unexpected.is_empty(),
+            "{file}: {report}"
+        );
         let x = r.tensor::<4>("classifier_avg.x", &device);
         let tokens = model.forward_tokens(x.clone());
-        assert_close(&format!("{file} tokens"), tokens.clone(), r.values("classifier_avg.tokens"));
+        assert_close(
+            &format!("{file} tokens"),
+            tokens.clone(),
+            r.values("classifier_avg.tokens"),
+        );
         let feats = model.pool(tokens);
-        assert_close(&format!("{file} features"), feats.clone(), r.values("classifier_avg.features"));
-        assert_close(&format!("{file} logits"), model.forward_head(feats), r.values("classifier_avg.logits"));
-        assert_close(&format!("{file} forward"), model.forward(x), r.values("classifier_avg.logits"));
+        assert_close(
+            &format!("{file} features"),
+            feats.clone(),
+            r.values("classifier_avg.features"),
+        );
+        assert_close(
+            &format!("{file} logits"),
+            model.forward_head(feats),
+            r.values("classifier_avg.logits"),
+        );
+        assert_close(
+            &format!("{file} forward"),
+            model.forward(x),
+            r.values("classifier_avg.logits"),
+        );
     }
 }
 
@@ -103,10 +142,20 @@ fn classifier_cls_token_fp16_checkpoint_matches_timm() {
     let wf = WeightFile::open(fixture("classifier_token_fp16.pth")).unwrap();
     // This archive's layout is one that burn's zip reader rejects: it goes through the re-packer.
     assert!(wf.repacked());
-    let (model, _) = wf.load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict).unwrap();
+    let (model, _) = wf
+        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
+        .unwrap();
     let x = r.tensor::<4>("classifier_token.x", &device);
-    assert_close("features", model.forward_features(x.clone()), r.values("classifier_token.features"));
-    assert_close("logits", model.forward(x), r.values("classifier_token.logits"));
+    assert_close(
+        "features",
+        model.forward_features(x.clone()),
+        r.values("classifier_token.features"),
+    );
+    assert_close(
+        "logits",
+        model.forward(x),
+        r.values("classifier_token.logits"),
+    );
 }
 
 #[test]
@@ -126,12 +175,26 @@ fn pretraining_networks_and_losses_match_reference() {
     for file in ["pretrain_online.safetensors", "pretrain_online.pth"] {
         let wf = WeightFile::open(fixture(file)).unwrap();
         assert_eq!(wf.kind(), fsvfm_model::CheckpointKind::Pretrain);
-        let (online, _) = wf.load_into(FsfmPretrain::new(&cfg, &device), LoadMode::Strict).unwrap();
+        let (online, _) = wf
+            .load_into(FsfmPretrain::new(&cfg, &device), LoadMode::Strict)
+            .unwrap();
         let latent = online.forward_encoder(x.clone(), &mask).unwrap();
-        assert_close(&format!("{file} latent"), latent, r.values("pretrain.latent"));
+        assert_close(
+            &format!("{file} latent"),
+            latent,
+            r.values("pretrain.latent"),
+        );
         let out = online.forward(x.clone(), &mask).unwrap();
-        assert_close(&format!("{file} pixel pred"), out.pred.clone(), r.values("pretrain.pred"));
-        assert_close(&format!("{file} online p"), out.p.clone(), r.values("pretrain.p"));
+        assert_close(
+            &format!("{file} pixel pred"),
+            out.pred.clone(),
+            r.values("pretrain.pred"),
+        );
+        assert_close(
+            &format!("{file} online p"),
+            out.p.clone(),
+            r.values("pretrain.p"),
+        );
         let losses = pretrain_losses(
             x.clone(),
             out.pred,
@@ -142,7 +205,15 @@ fn pretraining_networks_and_losses_match_reference() {
             cfg.encoder.patch_size,
             true,
         );
-        let got = Tensor::cat(vec![losses.rec_masked, losses.rec_region, losses.sim, losses.total], 0);
+        let got = Tensor::cat(
+            vec![
+                losses.rec_masked,
+                losses.rec_region,
+                losses.sim,
+                losses.total,
+            ],
+            0,
+        );
         assert_close(&format!("{file} losses"), got, r.values("pretrain.losses"));
     }
 }
@@ -154,10 +225,16 @@ fn adapter_classifier_matches_reference() {
     let cfg: AdapterConfig = r.config("adapter");
     let wf = WeightFile::open(fixture("adapter.safetensors")).unwrap();
     assert_eq!(wf.kind(), fsvfm_model::CheckpointKind::Adapter);
-    let (model, _) = wf.load_into(FsAdapterClassifier::new(&cfg, &device), LoadMode::Strict).unwrap();
+    let (model, _) = wf
+        .load_into(FsAdapterClassifier::new(&cfg, &device), LoadMode::Strict)
+        .unwrap();
     let out = model.forward(r.tensor::<4>("adapter.x", &device));
     assert_close("logits", out.logits, r.values("adapter.logits"));
-    assert_close("contrastive", out.contrastive, r.values("adapter.contrastive"));
+    assert_close(
+        "contrastive",
+        out.contrastive,
+        r.values("adapter.contrastive"),
+    );
 }
 
 fn reference_shapes(r: &Reference, preset: &str, model: &str) -> BTreeMap<String, Vec<usize>> {
@@ -170,25 +247,48 @@ fn reference_shapes(r: &Reference, preset: &str, model: &str) -> BTreeMap<String
 fn full_size_presets_have_the_official_keys_and_shapes() {
     let r = Reference::load();
     let device = cpu_device();
-    for (preset, adapter_trainable) in
-        [("vit_small_patch16", 84_578), ("vit_base_patch16", 335_042), ("vit_large_patch16", 594_178)]
-    {
+    for (preset, adapter_trainable) in [
+        ("vit_small_patch16", 84_578),
+        ("vit_base_patch16", 335_042),
+        ("vit_large_patch16", 594_178),
+    ] {
         let pcfg = PretrainConfig::preset(preset).unwrap();
         let vcfg = VitConfig::preset(preset).unwrap();
         let online = FsfmPretrain::new(&pcfg, &device);
-        assert_eq!(official_shapes(&online), reference_shapes(&r, preset, "online"), "{preset} online");
+        assert_eq!(
+            official_shapes(&online),
+            reference_shapes(&r, preset, "online"),
+            "{preset} online"
+        );
         let target = TargetNetwork::new(&pcfg, &device);
-        assert_eq!(official_shapes(&target), reference_shapes(&r, preset, "target"), "{preset} target");
+        assert_eq!(
+            official_shapes(&target),
+            reference_shapes(&r, preset, "target"),
+            "{preset} target"
+        );
         let cls = VisionTransformer::new(&vcfg, &device);
-        assert_eq!(official_shapes(&cls), reference_shapes(&r, preset, "classifier"), "{preset} classifier");
+        assert_eq!(
+            official_shapes(&cls),
+            reference_shapes(&r, preset, "classifier"),
+            "{preset} classifier"
+        );
         let ad = FsAdapterClassifier::new(&AdapterConfig::new(vcfg), &device);
-        assert_eq!(official_shapes(&ad), reference_shapes(&r, preset, "adapter"), "{preset} adapter");
+        assert_eq!(
+            official_shapes(&ad),
+            reference_shapes(&r, preset, "adapter"),
+            "{preset} adapter"
+        );
         assert_eq!(ad.trainable_param_count(), adapter_trainable, "{preset}");
         assert_eq!(
             ad.trainable_param_count() as u64,
-            r.meta["presets"][preset]["adapter_trainable_params"].as_u64().unwrap()
+            r.meta["presets"][preset]["adapter_trainable_params"]
+                .as_u64()
+                .unwrap()
         );
         use burn::module::Module;
-        assert_eq!(online.num_params() as u64, r.meta["presets"][preset]["online_params"].as_u64().unwrap());
+        assert_eq!(
+            online.num_params() as u64,
+            r.meta["presets"][preset]["online_params"].as_u64().unwrap()
+        );
     }
 }

@@ -1,0 +1,241 @@
+//! End-to-end tests of the `fsvfm` binary on the model crate's reference fixtures
+//! (`tools/reference/export_model_fixtures.py`; tolerance 1e-4 as the parity tests).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fsvfm-model/tests/fixtures")
+        .join(name)
+}
+
+fn fsvfm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fsvfm"))
+        .args(args)
+        .output()
+        .expect("run fsvfm")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A reference tensor as (shape, values).
+fn reference(name: &str) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(fixture("reference.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    let v = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    (t.shape().to_vec(), v)
+}
+
+fn write_input(dir: &Path, name: &str) -> PathBuf {
+    let (shape, data) = reference(name);
+    let p = dir.join("x.npy");
+    fsvfm_data::npy::write_f32(&p, &shape, &data).unwrap();
+    p
+}
+
+fn write_config(dir: &Path, json: &str) -> String {
+    let p = dir.join("model.json");
+    std::fs::write(&p, json).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+const SMALL: &str =
+    r#"{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}"#;
+
+fn assert_npy_close(path: &Path, want: &str) {
+    let got = fsvfm_data::npy::read_f32(path).unwrap();
+    let (shape, data) = reference(want);
+    assert_eq!(got.shape, shape, "{want} shape");
+    let d = got
+        .data
+        .iter()
+        .zip(&data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(d <= 1e-4, "{want}: max abs diff {d:e}");
+}
+
+#[test]
+fn forward_on_an_official_pth_gives_the_reference_logits_and_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write_input(dir.path(), "classifier_avg.x");
+    let cfg = write_config(dir.path(), SMALL);
+    let ckpt = fixture("classifier_avg.pth");
+    for (what, want) in [
+        ("logits", "classifier_avg.logits"),
+        ("features", "classifier_avg.features"),
+    ] {
+        let y = dir.path().join(format!("{what}.npy"));
+        let o = fsvfm(&[
+            "forward",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--model",
+            &cfg,
+            "--input",
+            x.to_str().unwrap(),
+            "--output",
+            y.to_str().unwrap(),
+            "--what",
+            what,
+            "--batch-size",
+            "2",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_npy_close(&y, want);
+    }
+}
+
+#[test]
+fn forward_features_from_a_pretraining_checkpoint_reads_the_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write_input(dir.path(), "pretrain.x");
+    let cfg = write_config(dir.path(), SMALL);
+    let y = dir.path().join("f.npy");
+    let ckpt = fixture("pretrain_online.pth");
+    let args = [
+        "forward",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--model",
+        &cfg,
+        "--input",
+        x.to_str().unwrap(),
+    ];
+    let o = fsvfm(&[&args[..], &["--output", y.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pre-training checkpoint"));
+    assert_npy_close(&y, "pretrain.encoder_features");
+    // No head in a pre-training checkpoint: asking for logits is an error that says so.
+    let o = fsvfm(
+        &[
+            &args[..],
+            &["--output", y.to_str().unwrap(), "--what", "logits"],
+        ]
+        .concat(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no classifier head"), "{}", stderr(&o));
+}
+
+#[test]
+fn convert_keeps_names_and_the_result_runs_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = dir.path().join("c.safetensors");
+    let o = fsvfm(&[
+        "convert",
+        fixture("classifier_avg.pth").to_str().unwrap(),
+        st.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let converted = std::fs::read(&st).unwrap();
+    let reference = std::fs::read(fixture("classifier_avg.safetensors")).unwrap();
+    let names = |b: &[u8]| {
+        let mut v: Vec<_> = safetensors::SafeTensors::deserialize(b)
+            .unwrap()
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&converted), names(&reference));
+    let x = write_input(dir.path(), "classifier_avg.x");
+    let y = dir.path().join("y.npy");
+    let cfg = write_config(dir.path(), SMALL);
+    let o = fsvfm(&[
+        "forward",
+        "--checkpoint",
+        st.to_str().unwrap(),
+        "--model",
+        &cfg,
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+        y.to_str().unwrap(),
+        "--what",
+        "logits",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_npy_close(&y, "classifier_avg.logits");
+}
+
+#[test]
+fn errors_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write_input(dir.path(), "classifier_avg.x");
+    let y = dir.path().join("y.npy");
+    let ckpt = fixture("classifier_avg.pth");
+    let run = |ckpt: &str, model: &str| {
+        fsvfm(&[
+            "forward",
+            "--checkpoint",
+            ckpt,
+            "--model",
+            model,
+            "--input",
+            x.to_str().unwrap(),
+            "--output",
+            y.to_str().unwrap(),
+        ])
+    };
+    // Input of the wrong size for the model.
+    let o = run(ckpt.to_str().unwrap(), "vit_small_patch16");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("expects [N, 3, 224, 224]"),
+        "{}",
+        stderr(&o)
+    );
+    // A checkpoint of another size: the mis-shaped tensors are named.
+    let cfg = write_config(
+        dir.path(),
+        r#"{"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}"#,
+    );
+    let o = run(ckpt.to_str().unwrap(), &cfg);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("does not fit") && stderr(&o).contains("cls_token"),
+        "{}",
+        stderr(&o)
+    );
+    // A missing file is named; a corrupt one is refused.
+    let o = run("/nonexistent/ckpt.pth", &cfg);
+    assert!(
+        stderr(&o).contains("/nonexistent/ckpt.pth"),
+        "{}",
+        stderr(&o)
+    );
+    let bad = dir.path().join("bad.pth");
+    std::fs::write(&bad, b"PK\x03\x04 this is not a real archive").unwrap();
+    let o = run(bad.to_str().unwrap(), &cfg);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not a readable PyTorch checkpoint"),
+        "{}",
+        stderr(&o)
+    );
+    // An unknown preset lists the valid ones.
+    let o = run(ckpt.to_str().unwrap(), "vit_gigantic");
+    assert!(stderr(&o).contains("vit_small_patch16"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_describes_the_file() {
+    let o = fsvfm(&["inspect", fixture("pretrain_online.pth").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["kind"], "pretrain");
+    assert_eq!(v["format"], "pytorch");
+    assert_eq!(v["embed_dim"], 32);
+    assert_eq!(v["depth"], 2);
+}
