@@ -2,7 +2,9 @@
 //! function, and prints; errors become one clear message and a non-zero exit.
 
 mod bench;
+mod eval;
 mod forward;
+mod mask;
 mod runtime;
 
 use anyhow::Result;
@@ -27,6 +29,10 @@ enum Command {
     Convert(forward::ConvertArgs),
     /// Describe a weight file: format, model family, tensors, parameters.
     Inspect(forward::InspectArgs),
+    /// Facial-region masks for one face (CRFR-P and the alternatives), as JSON or a picture.
+    Mask(mask::MaskArgs),
+    /// Metrics (AUC, EER, AP, ACC, HTER, TPR@FPR1%, video AUC/EER) from a CSV of labels and scores.
+    EvalScores(eval::EvalScoresArgs),
     /// Measure inference throughput and peak memory of a preset on random weights.
     Bench(bench::BenchArgs),
 }
@@ -46,6 +52,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forward(a) => forward::forward(a),
         Command::Convert(a) => forward::convert(a),
         Command::Inspect(a) => forward::inspect(a),
+        Command::Mask(a) => mask::mask(a),
+        Command::EvalScores(a) => eval::eval_scores(a),
         Command::Bench(a) => bench::bench(a),
     }
 }

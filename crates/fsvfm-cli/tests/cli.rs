@@ -239,3 +239,123 @@ fn inspect_describes_the_file() {
     assert_eq!(v["embed_dim"], 32);
     assert_eq!(v["depth"], 2);
 }
+
+fn synthetic_map(dir: &Path) -> PathBuf {
+    let p = dir.join("parsing.png");
+    fsvfm_masking::SyntheticFace::default()
+        .render(224, 224)
+        .unwrap()
+        .save_png(&p)
+        .unwrap();
+    p
+}
+
+#[test]
+fn mask_prints_crfr_p_json_and_draws_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = synthetic_map(dir.path());
+    let o = fsvfm(&[
+        "mask",
+        "--parsing",
+        map.to_str().unwrap(),
+        "--region",
+        "eyes",
+        "--seed",
+        "7",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mask: Vec<u64> = serde_json::from_value(v["mask"].clone()).unwrap();
+    let region: Vec<u64> = serde_json::from_value(v["region_mask"].clone()).unwrap();
+    assert_eq!(v["region"], "eyes");
+    assert_eq!(mask.len(), 196);
+    assert_eq!(mask.iter().sum::<u64>(), 147, "int(0.75 * 196) masked");
+    assert!(
+        region.iter().sum::<u64>() > 0,
+        "the synthetic face has eyes"
+    );
+    assert!(
+        mask.iter().zip(&region).all(|(m, r)| *r <= *m),
+        "covered region is masked"
+    );
+    for extra in [&[][..], &["--all-strategies"][..]] {
+        let png = dir.path().join("m.png");
+        let o = fsvfm(
+            &[
+                &[
+                    "mask",
+                    "--parsing",
+                    map.to_str().unwrap(),
+                    "--png",
+                    png.to_str().unwrap(),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+        std::fs::remove_file(&png).unwrap();
+    }
+    let o = fsvfm(&[
+        "mask",
+        "--parsing",
+        map.to_str().unwrap(),
+        "--all-strategies",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("--png"));
+    let o = fsvfm(&["mask", "--parsing", "/nonexistent/map.png"]);
+    assert!(!o.status.success() && stderr(&o).contains("/nonexistent/map.png"));
+}
+
+#[test]
+fn eval_scores_prints_the_metrics_and_rejects_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("s.csv");
+    // Fake scores .9 .7 .4 vs real .2 .6 .1: 8 of 9 pairs ordered, AUC = 8/9.
+    std::fs::write(
+        &csv,
+        "label,score,video\n1,0.9,a\n1,0.7,a\n0,0.2,b\n0,0.6,b\n1,0.4,c\n0,0.1,d\n",
+    )
+    .unwrap();
+    let o = fsvfm(&[
+        "eval-scores",
+        "--scores",
+        csv.to_str().unwrap(),
+        "--json",
+        "--bootstrap",
+        "50",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!((v["auc"].as_f64().unwrap() - 8.0 / 9.0).abs() < 1e-12);
+    for k in [
+        "eer",
+        "ap",
+        "acc",
+        "balanced_acc",
+        "hter",
+        "tpr_at_fpr_1pct",
+        "video_auc",
+        "video_eer",
+    ] {
+        assert!(v[k].is_number(), "{k} missing: {v}");
+    }
+    let ci = &v["ci95"]["auc"];
+    assert!(ci["lower"].as_f64().unwrap() <= ci["upper"].as_f64().unwrap());
+    std::fs::write(&csv, "label,score\n1,0.9\n1,0.2\n").unwrap();
+    let o = fsvfm(&["eval-scores", "--scores", csv.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("real (label 0)"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&csv, "label,score\n1,nan\n0,0.2\n").unwrap();
+    let o = fsvfm(&["eval-scores", "--scores", csv.to_str().unwrap()]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("line 2"),
+        "{}",
+        stderr(&o)
+    );
+}
