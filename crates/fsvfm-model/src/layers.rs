@@ -10,7 +10,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig, Relu};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Distribution, Tensor, activation};
+use burn::tensor::{Device, Distribution, Tensor, TensorData, activation};
 
 /// LayerNorm eps of every official model (`partial(nn.LayerNorm, eps=1e-6)`).
 pub const LN_EPS: f64 = 1e-6;
@@ -119,6 +119,14 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [n, t, d] = x.dims();
         let h = self.num_heads;
+        let device = x.device();
+        if !device.is_autodiff() {
+            // Inference: the fused per-head kernel (see `cpu_kernels`).
+            let qkv = host_f32(linear3(&self.qkv, x));
+            let out = crate::cpu_kernels::attention_from_qkv(&qkv, n, t, d, h);
+            let out = Tensor::<3>::from_data(TensorData::new(out, [n, t, d]), &device);
+            return linear3(&self.proj, out);
+        }
         let qkv = self
             .qkv
             .forward(x)
@@ -151,7 +159,18 @@ impl Mlp {
 
     /// `[N, T, D] → [N, T, D]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(activation::gelu(self.fc1.forward(x)))
+        let device = x.device();
+        let h = linear3(&self.fc1, x);
+        let h = if device.is_autodiff() {
+            activation::gelu(h)
+        } else {
+            // Inference: vectorised, multi-threaded exact GELU (see `cpu_kernels`).
+            let dims = h.dims();
+            let mut v = host_f32(h);
+            crate::cpu_kernels::gelu_inplace(&mut v);
+            Tensor::from_data(TensorData::new(v, dims), &device)
+        };
+        linear3(&self.fc2, h)
     }
 }
 
@@ -187,16 +206,84 @@ impl Block {
         }
     }
 
-    /// `[N, T, D] → [N, T, D]`.
+    /// `[N, T, D] → [N, T, D]`. Off autodiff devices (inference) the whole block runs in the
+    /// fused CPU kernels of [`crate::cpu_kernels`] (drop path is the identity there anyway).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let device = x.device();
+        if !device.is_autodiff() {
+            let [n, t, d] = x.dims();
+            let mut v = host_f32(x);
+            crate::cpu_kernels::block_forward(&mut v, n, t, &self.host());
+            return Tensor::from_data(TensorData::new(v, [n, t, d]), &device);
+        }
         let x = x.clone() + drop_path(self.attn.forward(self.norm1.forward(x)), self.drop_path);
         x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
     }
 }
 
-/// Runs `x` through `blocks` in order.
+/// A Linear on `[N, T, D]` as one `[N·T, D]` GEMM, so the weight is packed once per call instead
+/// of once per sample (`cpu-perf.md` §4).
+pub fn linear3(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [n, t, d] = x.dims();
+    let y = linear.forward(x.reshape([n * t, d]));
+    let o = y.dims()[1];
+    y.reshape([n, t, o])
+}
+
+/// The values of an f32 tensor on the host (the buffer is moved out when the tensor owns it alone).
+fn host_f32<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    x.into_data()
+        .try_into_vec::<f32>()
+        .expect("fsvfm models compute in f32")
+}
+
+fn host_linear(l: &Linear) -> (Vec<f32>, Option<Vec<f32>>) {
+    (
+        host_f32(l.weight.val()),
+        l.bias.as_ref().map(|b| host_f32(b.val())),
+    )
+}
+
+fn host_norm(l: &LayerNorm) -> (Vec<f32>, Option<Vec<f32>>) {
+    (
+        host_f32(l.gamma.val()),
+        l.beta.as_ref().map(|b| host_f32(b.val())),
+    )
+}
+
+impl Block {
+    /// Host copies of the parameters, for [`crate::cpu_kernels::block_forward`].
+    pub fn host(&self) -> crate::cpu_kernels::HostBlock {
+        let dim = self.norm1.gamma.val().dims()[0];
+        crate::cpu_kernels::HostBlock {
+            dim,
+            heads: self.attn.num_heads,
+            hidden: self.mlp.fc1.weight.val().dims()[1],
+            // Every block norm is built by `layer_norm` (eps 1e-6; burn keeps eps private).
+            eps: LN_EPS as f32,
+            norm1: host_norm(&self.norm1),
+            qkv: host_linear(&self.attn.qkv),
+            proj: host_linear(&self.attn.proj),
+            norm2: host_norm(&self.norm2),
+            fc1: host_linear(&self.mlp.fc1),
+            fc2: host_linear(&self.mlp.fc2),
+        }
+    }
+}
+
+/// Runs `x` through `blocks` in order. Off autodiff devices the activations stay in one host
+/// buffer across all blocks (one copy in, one out).
 pub fn run_blocks(blocks: &[Block], x: Tensor<3>) -> Tensor<3> {
-    blocks.iter().fold(x, |x, b| b.forward(x))
+    let device = x.device();
+    if device.is_autodiff() || blocks.is_empty() {
+        return blocks.iter().fold(x, |x, b| b.forward(x));
+    }
+    let [n, t, d] = x.dims();
+    let mut v = host_f32(x);
+    for b in blocks {
+        crate::cpu_kernels::block_forward(&mut v, n, t, &b.host());
+    }
+    Tensor::from_data(TensorData::new(v, [n, t, d]), &device)
 }
 
 /// Stochastic depth (timm `drop_path`): zero a residual branch per sample with probability `p`,

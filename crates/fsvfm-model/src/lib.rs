@@ -18,6 +18,7 @@
 pub mod adapter;
 pub mod checkpoint;
 pub mod config;
+pub mod cpu_kernels;
 pub mod layers;
 pub mod loss;
 pub mod mask;

@@ -292,3 +292,43 @@ fn full_size_presets_have_the_official_keys_and_shapes() {
         );
     }
 }
+
+/// The training path (autodiff device: burn's differentiable ops instead of the fused CPU
+/// inference kernels) computes the same outputs.
+#[test]
+fn autodiff_device_path_matches_the_reference_too() {
+    let r = Reference::load();
+    let device = cpu_device().autodiff();
+    let cfg: VitConfig = r.config("classifier_avg");
+    let (model, _) = WeightFile::open(fixture("classifier_avg.safetensors"))
+        .unwrap()
+        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
+        .unwrap();
+    let x = r.tensor::<4>("classifier_avg.x", &device);
+    assert_close(
+        "autodiff logits",
+        model.forward(x),
+        r.values("classifier_avg.logits"),
+    );
+
+    let pcfg: PretrainConfig = r.config("pretrain");
+    let x = r.tensor::<4>("pretrain.x", &device);
+    let mask_vals: Vec<u8> = r.values("pretrain.mask").iter().map(|&v| v as u8).collect();
+    let mask = PatchMask::new(2, 16, mask_vals).unwrap();
+    let (online, _) = WeightFile::open(fixture("pretrain_online.safetensors"))
+        .unwrap()
+        .load_into(FsfmPretrain::new(&pcfg, &device), LoadMode::Strict)
+        .unwrap();
+    let out = online.forward(x.clone(), &mask).unwrap();
+    assert_close("autodiff pixel pred", out.pred, r.values("pretrain.pred"));
+    assert_close("autodiff online p", out.p, r.values("pretrain.p"));
+    let (target, _) = WeightFile::open(fixture("pretrain_target.safetensors"))
+        .unwrap()
+        .load_into(TargetNetwork::new(&pcfg, &device), LoadMode::Strict)
+        .unwrap();
+    assert_close(
+        "autodiff target z",
+        target.forward(x).unwrap(),
+        r.values("pretrain.z"),
+    );
+}

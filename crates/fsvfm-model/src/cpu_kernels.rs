@@ -1,0 +1,525 @@
+//! CPU inference kernels for the two ops where burn flex's generic versions dominate a ViT
+//! forward (`../shared/spec/cpu-perf.md` §4): exact-erf GELU (scalar `erff`, single-threaded in
+//! flex) and attention (scalar per-row softmax with `expf`). Used only off autodiff devices;
+//! training keeps burn's differentiable ops.
+//!
+//! - GELU: `0.5·x·(1 + erf(x/√2))` with erf from Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7) and a
+//!   polynomial `exp`, vectorised by the compiler (AVX-512/AVX2 versions picked at run time) and
+//!   split across threads.
+//! - Attention: one task per (sample, head), reading q, k, v straight out of the fused `qkv`
+//!   projection `[N, T, 3D]` (timm's `3, H, hd` layout) with strided single-threaded GEMMs,
+//!   a vectorised softmax in between, and writing the head's output into `[N, T, D]` at its
+//!   column offset, so the head split/merge permutes disappear too.
+
+use rayon::prelude::*;
+
+/// `e^x` for x ≤ 0 (softmax after max subtraction) and moderate |x|: 2^(x·log2 e) split into an
+/// integer power set in the exponent bits and a degree-6 polynomial on [−½, ½]. Relative error
+/// ≤ 2e-7 near 0, growing to ~1e-6·|x|/20 from the f32 rounding of `x·log2 e` (harmless for
+/// softmax, where such terms weigh < e^-20). Written branch-free so it vectorises.
+#[inline(always)]
+fn exp_neg(x: f32) -> f32 {
+    let x = x.max(-87.0);
+    let t = x * std::f32::consts::LOG2_E;
+    // Round-to-nearest by the 1.5·2²³ trick: the low mantissa bits of `y` hold round(t) as an
+    // integer (|t| < 2²²), with float adds and bit casts only, so the loop stays vectorised
+    // (an `as i32` cast would be scalarised for its saturation semantics).
+    const MAGIC: f32 = 12_582_912.0;
+    let y = t + MAGIC;
+    let n = y - MAGIC;
+    let f = (t - n) * std::f32::consts::LN_2; // in [−ln2/2, ln2/2]
+    let p = 1.0
+        + f * (1.0
+            + f * (0.5
+                + f * (1.0 / 6.0 + f * (1.0 / 24.0 + f * (1.0 / 120.0 + f * (1.0 / 720.0))))));
+    let ni = y.to_bits().wrapping_sub(MAGIC.to_bits()); // round(t) as a two's-complement integer
+    let scale = f32::from_bits(ni.wrapping_add(127) << 23);
+    p * scale
+}
+
+/// Exact-form GELU of one value (erf via Abramowitz–Stegun 7.1.26).
+#[inline(always)]
+fn gelu1(x: f32) -> f32 {
+    const P: f32 = 0.327_591_1;
+    const A: [f32; 5] = [
+        0.254_829_6,
+        -0.284_496_74,
+        1.421_413_8,
+        -1.453_152_1,
+        1.061_405_4,
+    ];
+    let z = x * std::f32::consts::FRAC_1_SQRT_2;
+    let az = z.abs();
+    let t = 1.0 / (1.0 + P * az);
+    let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
+    let erf_abs = 1.0 - poly * exp_neg(-az * az);
+    let erf = erf_abs.copysign(z);
+    0.5 * x * (1.0 + erf)
+}
+
+#[inline(always)]
+fn gelu_slice_generic(v: &mut [f32]) {
+    for x in v {
+        *x = gelu1(*x);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gelu_slice_avx512(v: &mut [f32]) {
+    gelu_slice_generic(v)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_slice_avx2(v: &mut [f32]) {
+    gelu_slice_generic(v)
+}
+
+fn gelu_slice(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            return unsafe { gelu_slice_avx512(v) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { gelu_slice_avx2(v) };
+        }
+    }
+    gelu_slice_generic(v)
+}
+
+/// Exact (erf) GELU in place, |error| ≤ 1e-6·max(1, |x|), on all rayon threads.
+pub fn gelu_inplace(data: &mut [f32]) {
+    const CHUNK: usize = 16 * 1024;
+    data.par_chunks_mut(CHUNK).for_each(gelu_slice);
+}
+
+const LANES: usize = 16;
+
+/// Maximum of a slice with 16 independent accumulators, so the reduction vectorises.
+#[inline(always)]
+fn max_of(v: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let rem = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            if c[i] > acc[i] {
+                acc[i] = c[i];
+            }
+        }
+    }
+    rem.iter()
+        .chain(acc.iter())
+        .fold(f32::NEG_INFINITY, |m, &x| if x > m { x } else { m })
+}
+
+/// Sum of a slice with 16 independent accumulators (vectorises; order differs from a serial sum
+/// only by float reassociation).
+#[inline(always)]
+fn sum_of(v: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = v.chunks_exact(LANES);
+    let rem = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += c[i];
+        }
+    }
+    rem.iter().sum::<f32>() + acc.iter().sum::<f32>()
+}
+
+#[inline(always)]
+fn softmax_rows_generic(s: &mut [f32], cols: usize, scale: f32) {
+    for row in s.chunks_exact_mut(cols) {
+        let max = max_of(row);
+        for v in row.iter_mut() {
+            *v = exp_neg((*v - max) * scale);
+        }
+        let inv = 1.0 / sum_of(row);
+        for v in row.iter_mut() {
+            *v *= inv;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn softmax_rows_avx512(s: &mut [f32], cols: usize, scale: f32) {
+    softmax_rows_generic(s, cols, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn softmax_rows_avx2(s: &mut [f32], cols: usize, scale: f32) {
+    softmax_rows_generic(s, cols, scale)
+}
+
+/// Row-wise `softmax(scale · s)` of a `[rows, cols]` matrix, in place.
+fn softmax_rows(s: &mut [f32], cols: usize, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the features the function was compiled for.
+            return unsafe { softmax_rows_avx512(s, cols, scale) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { softmax_rows_avx2(s, cols, scale) };
+        }
+    }
+    softmax_rows_generic(s, cols, scale)
+}
+
+/// Multi-head self-attention from the fused projection: `qkv [N, T, 3D]` → `out [N, T, D]`,
+/// `softmax(q kᵀ / √hd) v` per head with `hd = D / heads`.
+pub fn attention_from_qkv(qkv: &[f32], n: usize, t: usize, d: usize, heads: usize) -> Vec<f32> {
+    assert_eq!(qkv.len(), n * t * 3 * d, "qkv buffer size");
+    assert!(heads > 0 && d % heads == 0, "heads must divide D");
+    let hd = d / heads;
+    let scale = (hd as f32).powf(-0.5);
+    let mut out = vec![0f32; n * t * d];
+    // Raw addresses so tasks for different heads can write disjoint columns of one sample.
+    let out_addr = out.as_mut_ptr() as usize;
+    (0..n * heads).into_par_iter().for_each_init(
+        || vec![0f32; t * t],
+        |scores, job| {
+            let (b, h) = (job / heads, job % heads);
+            let base = qkv[b * t * 3 * d..].as_ptr();
+            let row = (3 * d) as isize;
+            // SAFETY: all reads stay inside sample b's [T, 3D] slice; the write covers rows of
+            // sample b and columns [h·hd, (h+1)·hd), disjoint across jobs; `out` outlives the loop.
+            unsafe {
+                let q = base.add(h * hd);
+                let k = base.add(d + h * hd);
+                let v = base.add(2 * d + h * hd);
+                // scores[T, T] = q[T, hd] · kᵀ[hd, T]
+                gemm::gemm(
+                    t,
+                    t,
+                    hd,
+                    scores.as_mut_ptr(),
+                    1,
+                    t as isize,
+                    false,
+                    q,
+                    1,
+                    row,
+                    k,
+                    row,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                softmax_rows(scores, t, scale);
+                // out[T, hd] = p[T, T] · v[T, hd], written with row stride D.
+                let dst = (out_addr as *mut f32).add(b * t * d + h * hd);
+                gemm::gemm(
+                    t,
+                    hd,
+                    t,
+                    dst,
+                    1,
+                    d as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    t as isize,
+                    v,
+                    1,
+                    row,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        },
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// erf by its Taylor series (|x| ≤ 3) or the leading asymptotic term of erfc beyond, in f64
+    /// (an independent reference for the f32 approximation).
+    fn erf_ref(x: f64) -> f64 {
+        if x.abs() > 3.0 {
+            // erfc(x) ~ e^{-x²}/(x√π) (1 − 1/(2x²) + 3/(4x⁴) − 15/(8x⁶)) is < 1e-12 here anyway.
+            return x.signum() * (1.0 - (-x * x).exp() / (x.abs() * std::f64::consts::PI.sqrt()));
+        }
+        let mut term = x;
+        let mut sum = x;
+        for k in 1..200 {
+            term *= -x * x / k as f64;
+            sum += term / (2 * k + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn gelu_matches_the_erf_definition() {
+        let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.005).collect();
+        let mut ys = xs.clone();
+        gelu_inplace(&mut ys);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let want = 0.5 * x as f64 * (1.0 + erf_ref(x as f64 / 2f64.sqrt()));
+            let err = (y as f64 - want).abs();
+            assert!(
+                err <= 1e-6 * (x.abs() as f64).max(1.0),
+                "gelu({x}) = {y}, want {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn exp_is_accurate_on_the_softmax_range() {
+        for i in 0..=10_000 {
+            let x = -(i as f32) * 0.008;
+            let rel = ((exp_neg(x) as f64 - (x as f64).exp()) / (x as f64).exp()).abs();
+            let bound = 3e-7 + 1e-7 * x.abs() as f64;
+            assert!(rel < bound, "exp({x}): rel err {rel} > {bound}");
+        }
+        assert!(exp_neg(-1000.0).is_finite());
+    }
+
+    #[test]
+    fn attention_matches_a_naive_reference() {
+        let (n, t, d, heads) = (2, 5, 8, 2);
+        let qkv: Vec<f32> = (0..n * t * 3 * d)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let got = attention_from_qkv(&qkv, n, t, d, heads);
+        let hd = d / heads;
+        for b in 0..n {
+            for h in 0..heads {
+                let at = |i: usize, part: usize, c: usize| {
+                    qkv[(b * t + i) * 3 * d + part * d + h * hd + c] as f64
+                };
+                for i in 0..t {
+                    let s: Vec<f64> = (0..t)
+                        .map(|j| {
+                            (0..hd).map(|c| at(i, 0, c) * at(j, 1, c)).sum::<f64>()
+                                / (hd as f64).sqrt()
+                        })
+                        .collect();
+                    let m = s.iter().cloned().fold(f64::MIN, f64::max);
+                    let z: f64 = s.iter().map(|v| (v - m).exp()).sum();
+                    for c in 0..hd {
+                        let want: f64 = (0..t).map(|j| (s[j] - m).exp() / z * at(j, 2, c)).sum();
+                        let g = got[(b * t + i) * d + h * hd + c] as f64;
+                        assert!(
+                            (g - want).abs() < 1e-5,
+                            "b{b} h{h} i{i} c{c}: {g} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Threads for the big GEMMs: rayon's pool (`--threads`), as burn flex uses.
+fn gemm_parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// `dst[m, n] += x[m, k] · w[k, n]` (row-major; `w` in burn's Linear layout `[d_in, d_out]`).
+pub fn matmul_acc(dst: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: usize) {
+    assert!(
+        dst.len() == m * n && x.len() == m * k && w.len() == k * n,
+        "matmul_acc shapes"
+    );
+    // SAFETY: the three buffers have exactly the sizes the strides describe (checked above).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm_parallelism(),
+        );
+    }
+}
+
+/// `[m, n]` rows each initialised to `bias` (or zeros).
+fn rows_of(bias: Option<&[f32]>, m: usize, n: usize) -> Vec<f32> {
+    match bias {
+        Some(b) => {
+            let mut v = Vec::with_capacity(m * n);
+            for _ in 0..m {
+                v.extend_from_slice(b);
+            }
+            v
+        }
+        None => vec![0.0; m * n],
+    }
+}
+
+/// `x[m, k] · w[k, n] + bias` as a new `[m, n]` buffer (bias folded in as the GEMM's initial value).
+pub fn linear(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
+    let mut out = rows_of(bias, m, n);
+    matmul_acc(&mut out, x, w, m, k, n);
+    out
+}
+
+/// `dst += x · w + bias` in place (the residual branch add folded into the GEMM).
+pub fn linear_residual(
+    dst: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    if let Some(b) = bias {
+        for row in dst.chunks_exact_mut(n) {
+            for (d, b) in row.iter_mut().zip(b) {
+                *d += b;
+            }
+        }
+    }
+    matmul_acc(dst, x, w, m, k, n);
+}
+
+#[inline(always)]
+fn layer_norm_rows_generic(
+    x: &[f32],
+    out: &mut [f32],
+    d: usize,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    eps: f32,
+) {
+    for (xr, yr) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        let mean = sum_of(xr) / d as f32;
+        for (y, &v) in yr.iter_mut().zip(xr) {
+            *y = (v - mean) * (v - mean);
+        }
+        let var = sum_of(yr) / d as f32; // biased, as torch's LayerNorm
+        let inv = 1.0 / (var + eps).sqrt();
+        match beta {
+            Some(b) => {
+                for i in 0..d {
+                    yr[i] = (xr[i] - mean) * inv * gamma[i] + b[i];
+                }
+            }
+            None => {
+                for i in 0..d {
+                    yr[i] = (xr[i] - mean) * inv * gamma[i];
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn layer_norm_rows_avx512(
+    x: &[f32],
+    out: &mut [f32],
+    d: usize,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    eps: f32,
+) {
+    layer_norm_rows_generic(x, out, d, gamma, beta, eps)
+}
+
+/// LayerNorm over the last axis of `x [rows, d]` (two-pass variance), rows split across threads.
+pub fn layer_norm(x: &[f32], d: usize, gamma: &[f32], beta: Option<&[f32]>, eps: f32) -> Vec<f32> {
+    assert!(
+        gamma.len() == d && beta.is_none_or(|b| b.len() == d) && x.len() % d == 0,
+        "layer_norm shapes"
+    );
+    let mut out = vec![0f32; x.len()];
+    let rows_per_task = 64;
+    out.par_chunks_mut(rows_per_task * d)
+        .zip(x.par_chunks(rows_per_task * d))
+        .for_each(|(o, xi)| {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports the features the function was compiled for.
+                return unsafe { layer_norm_rows_avx512(xi, o, d, gamma, beta, eps) };
+            }
+            layer_norm_rows_generic(xi, o, d, gamma, beta, eps)
+        });
+    out
+}
+
+/// Host copies of one pre-LN transformer block's parameters (burn layouts: Linear `[in, out]`).
+#[derive(Clone, Debug)]
+pub struct HostBlock {
+    /// Width D.
+    pub dim: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// MLP hidden width.
+    pub hidden: usize,
+    /// LayerNorm eps of both norms.
+    pub eps: f32,
+    /// `norm1` weight and bias `[D]`.
+    pub norm1: (Vec<f32>, Option<Vec<f32>>),
+    /// `attn.qkv` weight `[D, 3D]` and bias `[3D]`.
+    pub qkv: (Vec<f32>, Option<Vec<f32>>),
+    /// `attn.proj` weight `[D, D]` and bias.
+    pub proj: (Vec<f32>, Option<Vec<f32>>),
+    /// `norm2`.
+    pub norm2: (Vec<f32>, Option<Vec<f32>>),
+    /// `mlp.fc1` `[D, hidden]`.
+    pub fc1: (Vec<f32>, Option<Vec<f32>>),
+    /// `mlp.fc2` `[hidden, D]`.
+    pub fc2: (Vec<f32>, Option<Vec<f32>>),
+}
+
+/// One block on `x [N·T, D]` in place: `x += proj(attn(LN1 x))`, `x += fc2(GELU(fc1(LN2 x)))`,
+/// biases and residuals folded into the GEMMs.
+pub fn block_forward(x: &mut [f32], n: usize, t: usize, b: &HostBlock) {
+    let (d, m) = (b.dim, n * t);
+    let h = layer_norm(x, d, &b.norm1.0, b.norm1.1.as_deref(), b.eps);
+    let qkv = linear(&h, &b.qkv.0, b.qkv.1.as_deref(), m, d, 3 * d);
+    let a = attention_from_qkv(&qkv, n, t, d, b.heads);
+    linear_residual(x, &a, &b.proj.0, b.proj.1.as_deref(), m, d, d);
+    let h = layer_norm(x, d, &b.norm2.0, b.norm2.1.as_deref(), b.eps);
+    let mut u = linear(&h, &b.fc1.0, b.fc1.1.as_deref(), m, d, b.hidden);
+    gelu_inplace(&mut u);
+    linear_residual(x, &u, &b.fc2.0, b.fc2.1.as_deref(), m, b.hidden, d);
+}
