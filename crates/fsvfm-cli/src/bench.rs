@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Result, ensure};
 use burn::tensor::{Distribution, Tensor};
 use clap::Args;
-use fsvfm_model::{VisionTransformer, cpu_device};
+use fsvfm_model::VisionTransformer;
 
 use crate::forward::resolve_config;
 use crate::runtime::peak_rss_bytes;
@@ -36,7 +36,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     );
     let cfg = resolve_config(&a.model)?;
     cfg.validate()?;
-    let device = cpu_device();
+    let device = crate::runtime::device();
     let model = VisionTransformer::new(&cfg, &device);
     let x = Tensor::<4>::random(
         [a.batch_size, cfg.in_chans, cfg.img_size, cfg.img_size],

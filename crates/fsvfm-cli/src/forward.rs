@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use fsvfm_data::npy;
 use fsvfm_model::{
     AdapterConfig, CheckpointKind, FsAdapterClassifier, LoadMode, VisionTransformer, VitConfig,
-    WeightFile, cpu_device,
+    WeightFile,
 };
 
 /// What `forward` writes.
@@ -93,7 +93,7 @@ enum Loaded {
 fn load(wf: &WeightFile, mut cfg: VitConfig) -> Result<(Loaded, String)> {
     cfg.drop_path_rate = 0.0;
     let shapes = wf.shapes();
-    let device = cpu_device();
+    let device = crate::runtime::device();
     match wf.kind() {
         CheckpointKind::Pretrain | CheckpointKind::Target => {
             cfg.global_pool = true;
@@ -175,7 +175,7 @@ pub fn forward(a: ForwardArgs) -> Result<()> {
             a.checkpoint.display()
         );
     }
-    let device = cpu_device();
+    let device = crate::runtime::device();
     let n = input.shape[0];
     let per = want.iter().product::<usize>();
     let mut out: Vec<f32> = Vec::new();

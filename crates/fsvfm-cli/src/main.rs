@@ -17,6 +17,9 @@ struct Cli {
     /// Worker threads for tensor ops (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Compute device: `cpu`, or `cuda[:N]` in builds with the `cuda` feature.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -48,6 +51,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     runtime::configure_threads(cli.threads)?;
+    runtime::configure_device(&cli.device)?;
     match cli.command {
         Command::Forward(a) => forward::forward(a),
         Command::Convert(a) => forward::convert(a),

@@ -48,3 +48,21 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+static DEVICE: std::sync::OnceLock<burn::tensor::Device> = std::sync::OnceLock::new();
+
+/// Selects the compute device for this run (`--device`).
+pub fn configure_device(name: &str) -> Result<()> {
+    let device = fsvfm_model::device_by_name(name)?;
+    DEVICE
+        .set(device)
+        .map_err(|_| anyhow::anyhow!("the device is already set"))
+}
+
+/// The device chosen with `--device` (the CPU by default).
+pub fn device() -> burn::tensor::Device {
+    DEVICE
+        .get()
+        .cloned()
+        .unwrap_or_else(fsvfm_model::cpu_device)
+}

@@ -13,6 +13,36 @@
 
 use rayon::prelude::*;
 
+/// Defines `fn $name(args)` running `$generic(args)` compiled for AVX-512 or AVX2+FMA when the
+/// CPU has them (the binary itself stays portable), else the baseline build.
+macro_rules! dispatch_simd {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) => $generic:ident) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports the features `avx512` was compiled for.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: as above, for `avx2`.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
 /// `e^x` for x ≤ 0 (softmax after max subtraction) and moderate |x|: 2^(x·log2 e) split into an
 /// integer power set in the exponent bits and a degree-6 polynomial on [−½, ½]. Relative error
 /// ≤ 2e-7 near 0, growing to ~1e-6·|x|/20 from the f32 rounding of `x·log2 e` (harmless for
@@ -64,33 +94,7 @@ fn gelu_slice_generic(v: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gelu_slice_avx512(v: &mut [f32]) {
-    gelu_slice_generic(v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_slice_avx2(v: &mut [f32]) {
-    gelu_slice_generic(v)
-}
-
-fn gelu_slice(v: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function was compiled for.
-            return unsafe { gelu_slice_avx512(v) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { gelu_slice_avx2(v) };
-        }
-    }
-    gelu_slice_generic(v)
-}
+dispatch_simd!(fn gelu_slice(v: &mut [f32]) => gelu_slice_generic);
 
 /// Exact (erf) GELU in place, |error| ≤ 1e-6·max(1, |x|), on all rayon threads.
 pub fn gelu_inplace(data: &mut [f32]) {
@@ -147,40 +151,16 @@ fn softmax_rows_generic(s: &mut [f32], cols: usize, scale: f32) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn softmax_rows_avx512(s: &mut [f32], cols: usize, scale: f32) {
-    softmax_rows_generic(s, cols, scale)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_rows_avx2(s: &mut [f32], cols: usize, scale: f32) {
-    softmax_rows_generic(s, cols, scale)
-}
-
-/// Row-wise `softmax(scale · s)` of a `[rows, cols]` matrix, in place.
-fn softmax_rows(s: &mut [f32], cols: usize, scale: f32) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function was compiled for.
-            return unsafe { softmax_rows_avx512(s, cols, scale) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: as above.
-            return unsafe { softmax_rows_avx2(s, cols, scale) };
-        }
-    }
-    softmax_rows_generic(s, cols, scale)
-}
+dispatch_simd!(
+    /// Row-wise `softmax(scale · s)` of a `[rows, cols]` matrix, in place.
+    fn softmax_rows(s: &mut [f32], cols: usize, scale: f32) => softmax_rows_generic
+);
 
 /// Multi-head self-attention from the fused projection: `qkv [N, T, 3D]` → `out [N, T, D]`,
 /// `softmax(q kᵀ / √hd) v` per head with `hd = D / heads`.
 pub fn attention_from_qkv(qkv: &[f32], n: usize, t: usize, d: usize, heads: usize) -> Vec<f32> {
     assert_eq!(qkv.len(), n * t * 3 * d, "qkv buffer size");
-    assert!(heads > 0 && d % heads == 0, "heads must divide D");
+    assert!(heads > 0 && d.is_multiple_of(heads), "heads must divide D");
     let hd = d / heads;
     let scale = (hd as f32).powf(-0.5);
     let mut out = vec![0f32; n * t * d];
@@ -451,37 +431,19 @@ fn layer_norm_rows_generic(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn layer_norm_rows_avx512(
-    x: &[f32],
-    out: &mut [f32],
-    d: usize,
-    gamma: &[f32],
-    beta: Option<&[f32]>,
-    eps: f32,
-) {
-    layer_norm_rows_generic(x, out, d, gamma, beta, eps)
-}
+dispatch_simd!(fn layer_norm_rows(x: &[f32], out: &mut [f32], d: usize, gamma: &[f32], beta: Option<&[f32]>, eps: f32) => layer_norm_rows_generic);
 
 /// LayerNorm over the last axis of `x [rows, d]` (two-pass variance), rows split across threads.
 pub fn layer_norm(x: &[f32], d: usize, gamma: &[f32], beta: Option<&[f32]>, eps: f32) -> Vec<f32> {
     assert!(
-        gamma.len() == d && beta.is_none_or(|b| b.len() == d) && x.len() % d == 0,
+        gamma.len() == d && beta.is_none_or(|b| b.len() == d) && x.len().is_multiple_of(d),
         "layer_norm shapes"
     );
     let mut out = vec![0f32; x.len()];
     let rows_per_task = 64;
     out.par_chunks_mut(rows_per_task * d)
         .zip(x.par_chunks(rows_per_task * d))
-        .for_each(|(o, xi)| {
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports the features the function was compiled for.
-                return unsafe { layer_norm_rows_avx512(xi, o, d, gamma, beta, eps) };
-            }
-            layer_norm_rows_generic(xi, o, d, gamma, beta, eps)
-        });
+        .for_each(|(o, xi)| layer_norm_rows(xi, o, d, gamma, beta, eps));
     out
 }
 

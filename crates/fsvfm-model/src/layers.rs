@@ -120,7 +120,7 @@ impl Attention {
         let [n, t, d] = x.dims();
         let h = self.num_heads;
         let device = x.device();
-        if !device.is_autodiff() {
+        if use_cpu_kernels(&device) {
             // Inference: the fused per-head kernel (see `cpu_kernels`).
             let qkv = host_f32(linear3(&self.qkv, x));
             let out = crate::cpu_kernels::attention_from_qkv(&qkv, n, t, d, h);
@@ -161,7 +161,7 @@ impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let device = x.device();
         let h = linear3(&self.fc1, x);
-        let h = if device.is_autodiff() {
+        let h = if !use_cpu_kernels(&device) {
             activation::gelu(h)
         } else {
             // Inference: vectorised, multi-threaded exact GELU (see `cpu_kernels`).
@@ -210,7 +210,7 @@ impl Block {
     /// fused CPU kernels of [`crate::cpu_kernels`] (drop path is the identity there anyway).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let device = x.device();
-        if !device.is_autodiff() {
+        if use_cpu_kernels(&device) {
             let [n, t, d] = x.dims();
             let mut v = host_f32(x);
             crate::cpu_kernels::block_forward(&mut v, n, t, &self.host());
@@ -219,6 +219,12 @@ impl Block {
         let x = x.clone() + drop_path(self.attn.forward(self.norm1.forward(x)), self.drop_path);
         x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
     }
+}
+
+/// Whether `device` takes the fused CPU inference kernels: the flex CPU device without autodiff
+/// (training, and other backends such as CUDA, keep burn's ops).
+pub fn use_cpu_kernels(device: &Device) -> bool {
+    !device.is_autodiff() && *device == Device::flex()
 }
 
 /// A Linear on `[N, T, D]` as one `[N·T, D]` GEMM, so the weight is packed once per call instead
@@ -275,7 +281,7 @@ impl Block {
 /// buffer across all blocks (one copy in, one out).
 pub fn run_blocks(blocks: &[Block], x: Tensor<3>) -> Tensor<3> {
     let device = x.device();
-    if device.is_autodiff() || blocks.is_empty() {
+    if !use_cpu_kernels(&device) || blocks.is_empty() {
         return blocks.iter().fold(x, |x, b| b.forward(x));
     }
     let [n, t, d] = x.dims();

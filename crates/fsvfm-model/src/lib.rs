@@ -55,3 +55,28 @@ pub enum ModelError {
 pub fn cpu_device() -> burn::tensor::Device {
     burn::tensor::Device::flex()
 }
+
+/// A device by name: `cpu`, or `cuda` / `cuda:N` in builds with the `cuda` feature.
+pub fn device_by_name(name: &str) -> Result<burn::tensor::Device, ModelError> {
+    match name {
+        "cpu" => Ok(cpu_device()),
+        #[cfg(feature = "cuda")]
+        n if n == "cuda" || n.starts_with("cuda:") => {
+            let index = n
+                .strip_prefix("cuda:")
+                .map(|i| i.parse::<usize>())
+                .transpose()
+                .map_err(|_| {
+                    ModelError::Config(format!("bad CUDA device '{n}': use cuda or cuda:N"))
+                })?
+                .unwrap_or(0);
+            Ok(burn::tensor::Device::cuda(index))
+        }
+        n if n.starts_with("cuda") => Err(ModelError::Config(
+            "this fsvfm was built without CUDA: rebuild with `--features cuda` (see README)".into(),
+        )),
+        n => Err(ModelError::Config(format!(
+            "unknown device '{n}': use cpu or cuda[:N]"
+        ))),
+    }
+}

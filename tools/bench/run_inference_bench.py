@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU inference benchmark: `fsvfm bench` (burn flex + our fused kernels) against the
+same timm ViT in PyTorch (fp32, and bf16 autocast), each configuration in its own process,
+rounds interleaved, medians reported. Writes the table into BENCHMARKS.md between markers and
+the raw runs to bench-out/inference.jsonl.
+
+    tools/reference/setup.sh                        # torch + timm in tools/reference/.venv
+    cargo build --release -p fsvfm-cli
+    tools/reference/.venv/bin/python tools/bench/run_inference_bench.py [--rounds 3] [--models ...]
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FSVFM = os.path.join(ROOT, "target", "release", "fsvfm")
+TORCH = [sys.executable, os.path.join(ROOT, "tools", "bench", "torch_infer.py")]
+BEGIN, END = "<!-- inference-bench:begin -->", "<!-- inference-bench:end -->"
+
+
+def run(cmd, env=None):
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="+", default=["vit_small_patch16", "vit_base_patch16"])
+    ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    a = ap.parse_args()
+    env = dict(os.environ)
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # see the env notes: they slow a current numpy/torch
+        env.pop(k, None)
+    impls = {
+        "fsvfm fp32": lambda m, t: [FSVFM, "--threads", str(t), "bench", "--model", m, "--batch-size", str(a.batch_size),
+                                    "--iters", str(a.iters), "--warmup", "2"],
+        "torch fp32": lambda m, t: TORCH + ["--model", m, "--threads", str(t), "--batch-size", str(a.batch_size),
+                                            "--iters", str(a.iters), "--warmup", "2"],
+        "torch bf16 autocast": lambda m, t: TORCH + ["--model", m, "--threads", str(t), "--batch-size",
+                                                     str(a.batch_size), "--iters", str(a.iters), "--warmup", "2", "--bf16"],
+    }
+    results = {}
+    os.makedirs(os.path.join(ROOT, "bench-out"), exist_ok=True)
+    raw = open(os.path.join(ROOT, "bench-out", "inference.jsonl"), "w")
+    for r in range(a.rounds):
+        for m in a.models:
+            for t in a.threads:
+                for name, cmd in impls.items():
+                    res = run(cmd(m, t), env)
+                    res.update({"round": r, "config": name})
+                    raw.write(json.dumps(res) + "\n")
+                    raw.flush()
+                    results.setdefault((m, t, name), []).append(res)
+                    print(f"round {r} {m} T{t} {name}: {res['img_per_s']:.2f} img/s, "
+                          f"peak {res['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
+    torch_ver = next(v[0].get("torch") for k, v in results.items() if k[2].startswith("torch"))
+    lines = [BEGIN, "",
+             f"Measured {time.strftime('%Y-%m-%d')} on `{cpu_name()}` ({os.cpu_count()} vCPUs), batch {a.batch_size}, "
+             f"224×224, random weights, {a.rounds} interleaved rounds × {a.iters} timed iterations (2 warm-up); "
+             f"img/s = median over rounds of each run's median; peak RSS = max over rounds. "
+             f"PyTorch {torch_ver} with timm, `torch.set_num_threads(T)`, `inference_mode`.",
+             "",
+             "| model | threads | fsvfm img/s | torch fp32 img/s | torch bf16 img/s | **fsvfm / torch fp32** | fsvfm / torch bf16 | fsvfm peak RSS | torch fp32 peak RSS | RSS ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for m in a.models:
+        for t in a.threads:
+            med = {n: statistics.median(x["img_per_s"] for x in results[(m, t, n)]) for n in impls}
+            rss = {n: max(x["peak_rss_bytes"] for x in results[(m, t, n)]) for n in impls}
+            ours, tf, tb = med["fsvfm fp32"], med["torch fp32"], med["torch bf16 autocast"]
+            lines.append(f"| {m} | {t} | {ours:.2f} | {tf:.2f} | {tb:.2f} | **{ours / tf:.2f}x** | {ours / tb:.2f}x | "
+                         f"{rss['fsvfm fp32'] / 2**20:.0f} MiB | {rss['torch fp32'] / 2**20:.0f} MiB | "
+                         f"{rss['fsvfm fp32'] / rss['torch fp32']:.2f}x |")
+    lines += ["", "Regenerate: `tools/reference/.venv/bin/python tools/bench/run_inference_bench.py` "
+              "(after `tools/reference/setup.sh` and `cargo build --release -p fsvfm-cli`).", "", END]
+    block = "\n".join(lines)
+    text = open(a.out).read() if os.path.exists(a.out) else "# Benchmarks\n\n" + BEGIN + "\n" + END + "\n"
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        text += "\n" + block + "\n"
+    with open(a.out, "w") as f:
+        f.write(text)
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
