@@ -9,7 +9,6 @@ use std::io::{BufRead, Cursor, Seek};
 use std::path::Path;
 
 use crate::error::{MaskError, Result};
-use crate::npy;
 
 /// LaPa label ids as produced by facer's `farl/lapa/448` (spec §2 table).
 pub mod lapa {
@@ -283,7 +282,7 @@ fn decode_npy(bytes: &[u8], context: &str) -> Result<LabelMap> {
         context: context.to_string(),
         reason,
     };
-    let arr = npy::parse(bytes).map_err(npy_err)?;
+    let arr = fsvfm_data::npy::parse_int(bytes).map_err(npy_err)?;
     let (h, w) = match arr.shape.as_slice() {
         [h, w] | [1, h, w] => (*h, *w),
         other => {

@@ -42,7 +42,6 @@ mod font;
 mod grid;
 mod labels;
 mod masking;
-mod npy;
 mod regions;
 #[cfg(feature = "render")]
 pub mod render;

@@ -352,18 +352,13 @@ pub fn matmul_acc(dst: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: 
     }
 }
 
-/// `[m, n]` rows each initialised to `bias` (or zeros).
+/// `[m, n]` rows each initialised to `bias` (or zeros), filled on all threads.
 fn rows_of(bias: Option<&[f32]>, m: usize, n: usize) -> Vec<f32> {
-    match bias {
-        Some(b) => {
-            let mut v = Vec::with_capacity(m * n);
-            for _ in 0..m {
-                v.extend_from_slice(b);
-            }
-            v
-        }
-        None => vec![0.0; m * n],
+    let mut v = vec![0f32; m * n];
+    if let Some(b) = bias {
+        v.par_chunks_mut(n).for_each(|row| row.copy_from_slice(b));
     }
+    v
 }
 
 /// `x[m, k] · w[k, n] + bias` as a new `[m, n]` buffer (bias folded in as the GEMM's initial value).
@@ -391,11 +386,11 @@ pub fn linear_residual(
     n: usize,
 ) {
     if let Some(b) = bias {
-        for row in dst.chunks_exact_mut(n) {
+        dst.par_chunks_mut(n).for_each(|row| {
             for (d, b) in row.iter_mut().zip(b) {
                 *d += b;
             }
-        }
+        });
     }
     matmul_acc(dst, x, w, m, k, n);
 }
