@@ -17,6 +17,21 @@ fn fsvfm(args: &[&str]) -> Output {
         .expect("run fsvfm")
 }
 
+/// `fsvfm forward --checkpoint C --model M --input X --output Y [extra...]`.
+fn forward(ckpt: &str, model: &str, x: &Path, y: &Path, extra: &[&str]) -> Output {
+    let base = [
+        "forward",
+        "--checkpoint",
+        ckpt,
+        "--model",
+        model,
+        "--input",
+        x.to_str().unwrap(),
+        "--output",
+    ];
+    fsvfm(&[&base[..], &[y.to_str().unwrap()], extra].concat())
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -74,21 +89,13 @@ fn forward_on_an_official_pth_gives_the_reference_logits_and_features() {
         ("features", "classifier_avg.features"),
     ] {
         let y = dir.path().join(format!("{what}.npy"));
-        let o = fsvfm(&[
-            "forward",
-            "--checkpoint",
+        let o = forward(
             ckpt.to_str().unwrap(),
-            "--model",
             &cfg,
-            "--input",
-            x.to_str().unwrap(),
-            "--output",
-            y.to_str().unwrap(),
-            "--what",
-            what,
-            "--batch-size",
-            "2",
-        ]);
+            &x,
+            &y,
+            &["--what", what, "--batch-size", "2"],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         assert_npy_close(&y, want);
     }
@@ -101,27 +108,13 @@ fn forward_features_from_a_pretraining_checkpoint_reads_the_encoder() {
     let cfg = write_config(dir.path(), SMALL);
     let y = dir.path().join("f.npy");
     let ckpt = fixture("pretrain_online.pth");
-    let args = [
-        "forward",
-        "--checkpoint",
-        ckpt.to_str().unwrap(),
-        "--model",
-        &cfg,
-        "--input",
-        x.to_str().unwrap(),
-    ];
-    let o = fsvfm(&[&args[..], &["--output", y.to_str().unwrap()]].concat());
+    let ckpt = ckpt.to_str().unwrap();
+    let o = forward(ckpt, &cfg, &x, &y, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("pre-training checkpoint"));
     assert_npy_close(&y, "pretrain.encoder_features");
     // No head in a pre-training checkpoint: asking for logits is an error that says so.
-    let o = fsvfm(
-        &[
-            &args[..],
-            &["--output", y.to_str().unwrap(), "--what", "logits"],
-        ]
-        .concat(),
-    );
+    let o = forward(ckpt, &cfg, &x, &y, &["--what", "logits"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no classifier head"), "{}", stderr(&o));
 }
@@ -152,19 +145,7 @@ fn convert_keeps_names_and_the_result_runs_identically() {
     let x = write_input(dir.path(), "classifier_avg.x");
     let y = dir.path().join("y.npy");
     let cfg = write_config(dir.path(), SMALL);
-    let o = fsvfm(&[
-        "forward",
-        "--checkpoint",
-        st.to_str().unwrap(),
-        "--model",
-        &cfg,
-        "--input",
-        x.to_str().unwrap(),
-        "--output",
-        y.to_str().unwrap(),
-        "--what",
-        "logits",
-    ]);
+    let o = forward(st.to_str().unwrap(), &cfg, &x, &y, &["--what", "logits"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_npy_close(&y, "classifier_avg.logits");
 }
@@ -175,19 +156,7 @@ fn errors_say_what_is_wrong() {
     let x = write_input(dir.path(), "classifier_avg.x");
     let y = dir.path().join("y.npy");
     let ckpt = fixture("classifier_avg.pth");
-    let run = |ckpt: &str, model: &str| {
-        fsvfm(&[
-            "forward",
-            "--checkpoint",
-            ckpt,
-            "--model",
-            model,
-            "--input",
-            x.to_str().unwrap(),
-            "--output",
-            y.to_str().unwrap(),
-        ])
-    };
+    let run = |ckpt: &str, model: &str| forward(ckpt, model, &x, &y, &[]);
     // Input of the wrong size for the model.
     let o = run(ckpt.to_str().unwrap(), "vit_small_patch16");
     assert!(!o.status.success());

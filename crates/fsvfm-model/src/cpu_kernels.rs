@@ -156,6 +156,47 @@ dispatch_simd!(
     fn softmax_rows(s: &mut [f32], cols: usize, scale: f32) => softmax_rows_generic
 );
 
+/// `dst[m, n] = lhs[m, k] · rhs[k, n]`, or `+=` with `accumulate`: row-major `dst` and `lhs` with the
+/// given row strides (unit column strides), `rhs` with explicit row/column strides, via the `gemm`
+/// crate (its AVX-512 kernels are picked at run time).
+///
+/// # Safety
+/// Every element the strides address must lie in memory valid for the access (`dst` writable).
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_rows(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs): (*mut f32, usize),
+    accumulate: bool,
+    (lhs, lhs_rs): (*const f32, usize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, usize, usize),
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            1,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
 /// Multi-head self-attention from the fused projection: `qkv [N, T, 3D]` → `out [N, T, D]`,
 /// `softmax(q kᵀ / √hd) v` per head with `hd = D / heads`.
 pub fn attention_from_qkv(qkv: &[f32], n: usize, t: usize, d: usize, heads: usize) -> Vec<f32> {
@@ -171,57 +212,31 @@ pub fn attention_from_qkv(qkv: &[f32], n: usize, t: usize, d: usize, heads: usiz
         |scores, job| {
             let (b, h) = (job / heads, job % heads);
             let base = qkv[b * t * 3 * d..].as_ptr();
-            let row = (3 * d) as isize;
             // SAFETY: all reads stay inside sample b's [T, 3D] slice; the write covers rows of
             // sample b and columns [h·hd, (h+1)·hd), disjoint across jobs; `out` outlives the loop.
             unsafe {
                 let q = base.add(h * hd);
                 let k = base.add(d + h * hd);
                 let v = base.add(2 * d + h * hd);
-                // scores[T, T] = q[T, hd] · kᵀ[hd, T]
-                gemm::gemm(
-                    t,
-                    t,
-                    hd,
-                    scores.as_mut_ptr(),
-                    1,
-                    t as isize,
+                // scores[T, T] = q[T, hd] · kᵀ[hd, T] (kᵀ: row stride 1, column stride 3D).
+                let row = 3 * d;
+                gemm_rows(
+                    (t, t, hd),
+                    (scores.as_mut_ptr(), t),
                     false,
-                    q,
-                    1,
-                    row,
-                    k,
-                    row,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    (q, row),
+                    (k, 1, row),
                     gemm::Parallelism::None,
                 );
                 softmax_rows(scores, t, scale);
                 // out[T, hd] = p[T, T] · v[T, hd], written with row stride D.
                 let dst = (out_addr as *mut f32).add(b * t * d + h * hd);
-                gemm::gemm(
-                    t,
-                    hd,
-                    t,
-                    dst,
-                    1,
-                    d as isize,
+                gemm_rows(
+                    (t, hd, t),
+                    (dst, d),
                     false,
-                    scores.as_ptr(),
-                    1,
-                    t as isize,
-                    v,
-                    1,
-                    row,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    (scores.as_ptr(), t),
+                    (v, row, 1),
                     gemm::Parallelism::None,
                 );
             }
@@ -328,25 +343,12 @@ pub fn matmul_acc(dst: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: 
     );
     // SAFETY: the three buffers have exactly the sizes the strides describe (checked above).
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
+        gemm_rows(
+            (m, n, k),
+            (dst.as_mut_ptr(), n),
             true,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
+            (x.as_ptr(), k),
+            (w.as_ptr(), n, 1),
             gemm_parallelism(),
         );
     }
