@@ -77,21 +77,22 @@ def get_threshold(grid_density):
     return thresholds
 
 
+def far_frr(probs, labels, thr):
+    """FAR and FRR at `thr`, with the FAS code's conventions for a missing class."""
+    TN, FN, FP, TP = eval_state(probs, labels, thr)
+    if FN + TP == 0:
+        return FP / float(FP + TN), 1.0
+    if FP + TN == 0:
+        return 1.0, FN / float(FN + TP)
+    return FP / float(FP + TN), FN / float(FN + TP)
+
+
 def get_EER_states(probs, labels, grid_density=10000):
     thresholds = get_threshold(grid_density)
     min_dist = 1.0
     min_dist_states = []
     for thr in thresholds:
-        TN, FN, FP, TP = eval_state(probs, labels, thr)
-        if FN + TP == 0:
-            FRR = 1.0
-            FAR = FP / float(FP + TN)
-        elif FP + TN == 0:
-            FAR = 1.0
-            FRR = FN / float(FN + TP)
-        else:
-            FAR = FP / float(FP + TN)
-            FRR = FN / float(FN + TP)
+        FAR, FRR = far_frr(probs, labels, thr)
         dist = math.fabs(FRR - FAR)
         if dist <= min_dist:
             min_dist = dist
@@ -102,16 +103,7 @@ def get_EER_states(probs, labels, grid_density=10000):
 
 
 def get_HTER_at_thr(probs, labels, thr):
-    TN, FN, FP, TP = eval_state(probs, labels, thr)
-    if FN + TP == 0:
-        FRR = 1.0
-        FAR = FP / float(FP + TN)
-    elif FP + TN == 0:
-        FAR = 1.0
-        FRR = FN / float(FN + TP)
-    else:
-        FAR = FP / float(FP + TN)
-        FRR = FN / float(FN + TP)
+    FAR, FRR = far_frr(probs, labels, thr)
     return float((FAR + FRR) / 2.0)
 
 

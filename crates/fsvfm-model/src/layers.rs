@@ -119,14 +119,6 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [n, t, d] = x.dims();
         let h = self.num_heads;
-        let device = x.device();
-        if use_cpu_kernels(&device) {
-            // Inference: the fused per-head kernel (see `cpu_kernels`).
-            let qkv = host_f32(linear3(&self.qkv, x));
-            let out = crate::cpu_kernels::attention_from_qkv(&qkv, n, t, d, h);
-            let out = Tensor::<3>::from_data(TensorData::new(out, [n, t, d]), &device);
-            return linear3(&self.proj, out);
-        }
         let qkv = self
             .qkv
             .forward(x)
@@ -159,18 +151,7 @@ impl Mlp {
 
     /// `[N, T, D] → [N, T, D]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let device = x.device();
-        let h = linear3(&self.fc1, x);
-        let h = if !use_cpu_kernels(&device) {
-            activation::gelu(h)
-        } else {
-            // Inference: vectorised, multi-threaded exact GELU (see `cpu_kernels`).
-            let dims = h.dims();
-            let mut v = host_f32(h);
-            crate::cpu_kernels::gelu_inplace(&mut v);
-            Tensor::from_data(TensorData::new(v, dims), &device)
-        };
-        linear3(&self.fc2, h)
+        linear3(&self.fc2, activation::gelu(linear3(&self.fc1, x)))
     }
 }
 
@@ -209,12 +190,8 @@ impl Block {
     /// `[N, T, D] → [N, T, D]`. Off autodiff devices (inference) the whole block runs in the
     /// fused CPU kernels of [`crate::cpu_kernels`] (drop path is the identity there anyway).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let device = x.device();
-        if use_cpu_kernels(&device) {
-            let [n, t, d] = x.dims();
-            let mut v = host_f32(x);
-            crate::cpu_kernels::block_forward(&mut v, n, t, &self.host());
-            return Tensor::from_data(TensorData::new(v, [n, t, d]), &device);
+        if use_cpu_kernels(&x.device()) {
+            return run_blocks(std::slice::from_ref(self), x);
         }
         let x = x.clone() + drop_path(self.attn.forward(self.norm1.forward(x)), self.drop_path);
         x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
