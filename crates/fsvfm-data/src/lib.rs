@@ -1,7 +1,17 @@
 //! # fsvfm-data
 //!
-//! Data formats shared by the commands. For now: NumPy `.npy` arrays, the exchange format of
-//! `fsvfm forward` (inputs `[N, 3, H, W]` float32, outputs `[N, D]` / `[N, C]` float32) and of the
-//! official parsing maps (`int8 [1, 224, 224]`).
+//! Data formats and readers shared by the commands:
+//! - [`npy`]: NumPy `.npy` arrays, the exchange format of `fsvfm forward` (inputs `[N, 3, H, W]`
+//!   float32, outputs `[N, D]` / `[N, C]` float32) and of the official parsing maps
+//!   (`int8 [1, 224, 224]`).
+//! - [`image_io`]: images as `[3, S, S]` floats (bicubic resize, `ToTensor`), and the mean/std
+//!   normalisation that travels with every checkpoint.
+//! - [`pretrain_set`]: the pre-training dataset (official folder layout or JSONL manifest) and
+//!   its mean/std.
 
+pub mod image_io;
 pub mod npy;
+pub mod pretrain_set;
+
+pub use image_io::{MeanStd, load_rgb};
+pub use pretrain_set::{PretrainSample, Skipped, discover, mean_std};

@@ -1,0 +1,100 @@
+//! Face images as model input: decode (PNG/JPEG), resize to a square side with the bicubic filter
+//! (PIL `Resize((S, S), BICUBIC)` as in the official transforms, spec §4), and lay out as
+//! `[3, S, S]` floats in `[0, 1]` (torchvision `ToTensor`).
+
+use std::path::Path;
+
+use image::imageops::FilterType;
+
+/// Per-channel normalisation `(x − mean) / std`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MeanStd {
+    /// RGB means.
+    pub mean: [f32; 3],
+    /// RGB standard deviations.
+    pub std: [f32; 3],
+}
+
+impl MeanStd {
+    /// The VGGFace2 statistics of the released checkpoints (spec §4).
+    pub const VGGFACE2: MeanStd = MeanStd {
+        mean: [0.548_220_75, 0.423_405_35, 0.365_465_16],
+        std: [0.278_917_6, 0.243_854_08, 0.234_938_94],
+    };
+
+    /// Normalises a `[3, H, W]` image in place.
+    pub fn apply(&self, chw: &mut [f32]) {
+        let plane = chw.len() / 3;
+        for (c, ch) in chw.chunks_mut(plane.max(1)).enumerate().take(3) {
+            let (m, s) = (self.mean[c], self.std[c]);
+            for v in ch {
+                *v = (*v - m) / s;
+            }
+        }
+    }
+
+    /// The official `pretrain_ds_mean_std.txt` line: `{"mean": [..], "std": [..]}`.
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a `pretrain_ds_mean_std.txt` (ours or the official one: the first JSON line).
+    pub fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+        serde_json::from_str(line)
+            .map_err(|e| format!("{}: not a mean/std line: {e}", path.display()))
+    }
+}
+
+/// Decodes an image file and returns `[3, size, size]` RGB in `[0, 1]` (bicubic resize when the
+/// file is not already `size × size`).
+pub fn load_rgb(path: &Path, size: usize) -> Result<Vec<f32>, String> {
+    let img =
+        image::open(path).map_err(|e| format!("{}: cannot decode image: {e}", path.display()))?;
+    let mut rgb = img.to_rgb8();
+    if rgb.width() as usize != size || rgb.height() as usize != size {
+        rgb = image::imageops::resize(&rgb, size as u32, size as u32, FilterType::CatmullRom);
+    }
+    let plane = size * size;
+    let mut out = vec![0.0f32; 3 * plane];
+    for (i, px) in rgb.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] = px.0[c] as f32 / 255.0;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chw_layout_and_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.png");
+        let mut img = image::RgbImage::new(4, 4);
+        img.put_pixel(1, 0, image::Rgb([255, 0, 51]));
+        img.save(&p).unwrap();
+        let v = load_rgb(&p, 4).unwrap();
+        assert_eq!(v.len(), 48);
+        assert_eq!(v[1], 1.0);
+        assert_eq!(v[16 + 1], 0.0);
+        assert!((v[32 + 1] - 0.2).abs() < 1e-6);
+        assert_eq!(load_rgb(&p, 2).unwrap().len(), 12);
+        std::fs::write(&p, b"not a png").unwrap();
+        assert!(load_rgb(&p, 4).unwrap_err().contains("cannot decode"));
+    }
+
+    #[test]
+    fn mean_std_line_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pretrain_ds_mean_std.txt");
+        std::fs::write(&p, MeanStd::VGGFACE2.to_json_line() + "\n").unwrap();
+        assert_eq!(MeanStd::read(&p).unwrap(), MeanStd::VGGFACE2);
+        let mut x = vec![0.548_220_75f32; 3];
+        MeanStd::VGGFACE2.apply(&mut x);
+        assert!(x[0].abs() < 1e-7);
+    }
+}

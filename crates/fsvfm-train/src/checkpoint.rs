@@ -1,0 +1,213 @@
+//! Pre-training checkpoints: one folder per checkpoint, written atomically (a temp folder that is
+//! renamed into place), holding
+//!
+//! - `online.safetensors`: the online network in the official key layout (what fine-tuning loads
+//!   as "the encoder from a pre-training checkpoint"; `fsvfm convert` turns it into a `.pth`);
+//! - `target.safetensors`: the EMA target, official keys (the official `checkpoint-te-*.pth`);
+//! - `optimizer.safetensors`: AdamW moments by parameter name (`exp_avg.<name>`,
+//!   `exp_avg_sq.<name>`, flattened) with the update count in the metadata;
+//! - `state.json`: where to continue (next epoch, iteration, counters), the recipe and mean/std.
+//!
+//! Everything is f32 as in memory, so a resume continues bit-exactly (`tests/resume.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use fsvfm_data::MeanStd;
+use fsvfm_model::checkpoint::save_safetensors;
+use fsvfm_model::{FsfmPretrain, LoadMode, TargetNetwork, WeightFile};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::optim::{AdamW, AdamWSettings};
+use crate::recipe::PretrainRecipe;
+
+/// Where a run stands, saved with every checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The first epoch still to run.
+    pub next_epoch: usize,
+    /// Micro-steps done so far (the EMA-momentum index).
+    pub iteration: u64,
+    /// Batches skipped for a non-finite loss so far.
+    pub nonfinite_batches: u64,
+    /// Lowest epoch-mean loss so far.
+    pub best_loss: Option<f64>,
+    /// The recipe of the run.
+    pub recipe: PretrainRecipe,
+    /// Normalisation of the pre-training set.
+    pub mean_std: MeanStd,
+}
+
+const STATE: &str = "state.json";
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes the checkpoint folder `dir/name` atomically (replacing an older one of that name).
+pub fn save(
+    dir: &Path,
+    name: &str,
+    online: &FsfmPretrain,
+    target: &TargetNetwork,
+    optim: &AdamW,
+    state: &TrainState,
+) -> Result<PathBuf, TrainError> {
+    let final_dir = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    save_safetensors(online, tmp.join("online.safetensors"))?;
+    save_safetensors(target, tmp.join("target.safetensors"))?;
+    save_optimizer(optim, &tmp.join("optimizer.safetensors"))?;
+    let json =
+        serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    fsvfm_model::checkpoint::write_atomic(&tmp.join(STATE), &json)?;
+    let old = dir.join(format!(".{name}.old{}", std::process::id()));
+    if final_dir.exists() {
+        std::fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(final_dir)
+}
+
+fn save_optimizer(optim: &AdamW, path: &Path) -> Result<(), TrainError> {
+    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (prefix, map) in [
+        ("exp_avg", &optim.exp_avg),
+        ("exp_avg_sq", &optim.exp_avg_sq),
+    ] {
+        for (name, t) in map {
+            let v = t
+                .clone()
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| TrainError::Checkpoint(format!("{name}: {e:?}")))?;
+            let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            bufs.push((format!("{prefix}.{name}"), vec![v.len()], bytes));
+        }
+    }
+    let views = bufs
+        .iter()
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| TrainError::Checkpoint(format!("{n}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let meta = HashMap::from([
+        ("step".to_string(), optim.step.to_string()),
+        (
+            "settings".to_string(),
+            serde_json::to_string(&optim.settings).unwrap_or_default(),
+        ),
+    ]);
+    let bytes = safetensors::serialize(views, Some(meta))
+        .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    fsvfm_model::checkpoint::write_atomic(path, &bytes)?;
+    Ok(())
+}
+
+fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let bad = |e: String| TrainError::Checkpoint(format!("{}: {e}", path.display()));
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let step: u64 = meta
+        .get("step")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no update count".into()))?;
+    let settings: AdamWSettings = meta
+        .get("settings")
+        .and_then(|s| serde_json::from_str(s).ok())
+        .ok_or_else(|| bad("no AdamW settings".into()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let mut exp_avg = BTreeMap::new();
+    let mut exp_avg_sq = BTreeMap::new();
+    for (key, view) in st.tensors() {
+        let v: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let n = v.len();
+        let t = Tensor::<1>::from_data(TensorData::new(v, [n]), device);
+        if let Some(name) = key.strip_prefix("exp_avg_sq.") {
+            exp_avg_sq.insert(name.to_string(), t);
+        } else if let Some(name) = key.strip_prefix("exp_avg.") {
+            exp_avg.insert(name.to_string(), t);
+        } else {
+            return Err(bad(format!("unexpected tensor {key}")));
+        }
+    }
+    Ok(AdamW {
+        settings,
+        step,
+        exp_avg,
+        exp_avg_sq,
+    })
+}
+
+/// Reads only the `state.json` of a checkpoint folder.
+pub fn read_state(dir: &Path) -> Result<TrainState, TrainError> {
+    let p = dir.join(STATE);
+    let bytes = std::fs::read(&p).map_err(io(&p))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", p.display())))
+}
+
+/// A loaded checkpoint.
+pub struct Loaded {
+    /// Online network (on the autodiff device given to [`load`]).
+    pub online: FsfmPretrain,
+    /// Target network (plain device).
+    pub target: TargetNetwork,
+    /// Optimiser.
+    pub optim: AdamW,
+    /// Run state.
+    pub state: TrainState,
+}
+
+/// Loads a checkpoint folder; networks are built from the saved recipe and loaded strictly.
+pub fn load(dir: &Path, device: &Device) -> Result<Loaded, TrainError> {
+    let state = read_state(dir)?;
+    let cfg = &state.recipe.model;
+    let ad = device.clone().autodiff();
+    let (online, _) = WeightFile::open(dir.join("online.safetensors"))?
+        .load_into(FsfmPretrain::new(cfg, &ad), LoadMode::Strict)?;
+    let (target, _) = WeightFile::open(dir.join("target.safetensors"))?
+        .load_into(TargetNetwork::new(cfg, device), LoadMode::Strict)?;
+    let optim = load_optimizer(&dir.join("optimizer.safetensors"), device)?;
+    Ok(Loaded {
+        online,
+        target,
+        optim,
+        state,
+    })
+}
+
+/// The `checkpoint-<epoch>` folder with the highest epoch under `dir` that is complete (has its
+/// `state.json`), if any.
+pub fn latest(dir: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            let epoch: usize = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            e.path().join(STATE).is_file().then_some((epoch, e.path()))
+        })
+        .max_by_key(|(epoch, _)| *epoch)
+        .map(|(_, p)| p)
+}

@@ -1,0 +1,58 @@
+//! # fsvfm-train
+//!
+//! Training for FS-VFM. The pre-training half of the 3C framework (`../shared/spec/method.md`
+//! §1, §3, §5): the online network learns masked-image modelling on CRFR-P-masked faces and
+//! instance discrimination against an EMA target that sees the full face.
+//!
+//! - [`step`]: one iteration (losses, accumulation, global clip, AdamW, EMA).
+//! - [`optim`]: AdamW as torch computes it, keyed by parameter name; [`ema`]; [`schedule`].
+//! - [`params`]: parameters by module path (the key of optimiser state and of the EMA pairing).
+//! - [`recipe`]: TOML recipes and the paper's presets; [`data`]: batches and masks, prefetched;
+//!   [`checkpoint`]: atomic checkpoint folders and exact resume; [`run`]: the loop.
+
+pub mod checkpoint;
+pub mod data;
+pub mod ema;
+pub mod optim;
+pub mod params;
+pub mod recipe;
+pub mod run;
+pub mod schedule;
+pub mod step;
+pub mod synthetic;
+
+pub use optim::{AdamW, AdamWSettings, GradBuffer};
+pub use recipe::{PretrainRecipe, RECIPES};
+pub use run::{
+    EpochLog, IterLog, Observer, PretrainOptions, PretrainSummary, Resume, Silent, pretrain,
+};
+pub use schedule::{LrSchedule, momentum_at};
+pub use step::{HostBatch, LossValues, PretrainTrainer, UpdateInfo};
+
+/// Errors of training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// From the model crate (shapes, masks, checkpoints).
+    #[error(transparent)]
+    Model(#[from] fsvfm_model::ModelError),
+    /// A bad configuration.
+    #[error("invalid training config: {0}")]
+    Config(String),
+    /// Data that cannot be read or used.
+    #[error("{0}")]
+    Data(String),
+    /// A checkpoint that cannot be written or resumed from.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// Training diverged.
+    #[error("{0}")]
+    Diverged(String),
+    /// File system errors, with the path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,441 @@
+//! The pre-training loop (`fsvfm pretrain`): data set-up (sample list, mean/std, skipped inputs),
+//! the iteration schedule of `engine_pretrain.py`, logging, checkpoints and resume.
+//!
+//! Output folder:
+//! - `recipe.toml` (resolved), `samples.jsonl` (the samples used, in order), `skipped.jsonl`
+//!   (every input left out and why), `pretrain_ds_mean_std.txt` (the official one-line JSON);
+//! - `log.jsonl`: one line per iteration (`"kind": "iter"`) and per epoch (`"kind": "epoch"`);
+//! - `checkpoint-<epoch>/` every `save_every` epochs and after the last, `checkpoint-min_loss/`
+//!   for the lowest epoch-mean loss (see [`crate::checkpoint`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::tensor::Device;
+use fsvfm_data::{MeanStd, PretrainSample};
+use fsvfm_masking::MaskParams;
+use fsvfm_model::{FsfmPretrain, TargetNetwork};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::checkpoint::{self, TrainState};
+use crate::data::{Prefetcher, PretrainData, parse_region};
+use crate::optim::AdamW;
+use crate::recipe::PretrainRecipe;
+use crate::schedule::momentum_at;
+use crate::step::{LossValues, PretrainTrainer};
+
+/// One iteration, as logged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IterLog {
+    /// Epoch.
+    pub epoch: usize,
+    /// Step within the epoch.
+    pub step: usize,
+    /// Steps per epoch.
+    pub steps: usize,
+    /// Global micro-step.
+    pub iteration: u64,
+    /// Learning rate in effect.
+    pub lr: f64,
+    /// EMA momentum applied after this step.
+    pub momentum: f64,
+    /// Loss terms.
+    pub loss: LossValues,
+    /// Gradient norm before clipping, on update steps.
+    pub grad_norm: Option<f64>,
+    /// Whether the batch was skipped for a non-finite loss.
+    pub skipped: bool,
+    /// Throughput of this iteration (images/s, including waiting for data).
+    pub images_per_s: f64,
+}
+
+/// One epoch, as logged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// Epoch.
+    pub epoch: usize,
+    /// Mean of the finite losses of the epoch.
+    pub loss: LossValues,
+    /// Batches skipped in this epoch.
+    pub skipped: usize,
+    /// Seconds.
+    pub seconds: f64,
+    /// Checkpoint written after this epoch, if any.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// What the caller sees while training (the CLI draws a progress bar from it).
+pub trait Observer {
+    /// A notice (data set-up, resume, checkpoints).
+    fn message(&mut self, _msg: &str) {}
+    /// Training is about to run `epochs` epochs of `steps` steps from `start_epoch`.
+    fn start(&mut self, _start_epoch: usize, _epochs: usize, _steps: usize) {}
+    /// After every iteration.
+    fn iteration(&mut self, _log: &IterLog) {}
+    /// After every epoch.
+    fn epoch(&mut self, _log: &EpochLog) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// How to start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resume {
+    /// Fresh run (the output folder must not hold checkpoints).
+    No,
+    /// Continue from the latest `checkpoint-<epoch>` in the output folder.
+    Latest,
+    /// Continue from this checkpoint folder.
+    From(PathBuf),
+}
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct PretrainOptions {
+    /// Folder in the official layout or a `.jsonl` manifest.
+    pub data: PathBuf,
+    /// Output folder.
+    pub output: PathBuf,
+    /// The recipe (ignored on resume: the checkpoint's recipe is used).
+    pub recipe: PretrainRecipe,
+    /// Compute device (plain; the online network goes on its autodiff version).
+    pub device: Device,
+    /// Start or continue.
+    pub resume: Resume,
+    /// Known normalisation instead of computing it (e.g. [`MeanStd::VGGFACE2`]).
+    pub mean_std: Option<MeanStd>,
+    /// Stop (without saving) after this many micro-steps in this call: simulates a killed run.
+    pub stop_after: Option<u64>,
+}
+
+/// The result of a run.
+#[derive(Debug, Clone)]
+pub struct PretrainSummary {
+    /// The last checkpoint written.
+    pub last_checkpoint: Option<PathBuf>,
+    /// Epoch-mean losses of the epochs run in this call.
+    pub epoch_losses: Vec<f64>,
+    /// Batches skipped for non-finite losses (whole run).
+    pub nonfinite_batches: u64,
+    /// Whether `stop_after` interrupted the run.
+    pub interrupted: bool,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), TrainError> {
+    let mut text = String::new();
+    for r in rows {
+        text.push_str(&serde_json::to_string(r).unwrap_or_default());
+        text.push('\n');
+    }
+    fsvfm_model::checkpoint::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
+        })
+        .collect()
+}
+
+/// Lists, validates and normalises the data of a fresh run; writes `samples.jsonl`,
+/// `skipped.jsonl` and `pretrain_ds_mean_std.txt`.
+fn prepare_data(
+    opts: &PretrainOptions,
+    recipe: &PretrainRecipe,
+    obs: &mut dyn Observer,
+) -> Result<(Vec<PretrainSample>, MeanStd), TrainError> {
+    let (mut samples, mut skipped) = fsvfm_data::discover(&opts.data).map_err(TrainError::Data)?;
+    let size = recipe.model.encoder.img_size;
+    obs.message(&format!(
+        "{} samples found ({} inputs left out); checking images and computing mean/std",
+        samples.len(),
+        skipped.len()
+    ));
+    let (computed, bad) = fsvfm_data::mean_std(&samples, size);
+    let bad_idx: std::collections::HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
+    skipped.extend(bad.into_iter().map(|(_, s)| s));
+    samples = samples
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !bad_idx.contains(i))
+        .map(|(_, s)| s)
+        .collect();
+    let mean_std = match (opts.mean_std, computed) {
+        (Some(m), _) => m,
+        (None, Some(m)) => m,
+        (None, None) => {
+            return Err(TrainError::Data(format!(
+                "no usable samples in {} (see {})",
+                opts.data.display(),
+                opts.output.join("skipped.jsonl").display()
+            )));
+        }
+    };
+    write_jsonl(&opts.output.join("samples.jsonl"), &samples)?;
+    write_jsonl(&opts.output.join("skipped.jsonl"), &skipped)?;
+    fsvfm_model::checkpoint::write_atomic(
+        &opts.output.join("pretrain_ds_mean_std.txt"),
+        (mean_std.to_json_line() + "\n").as_bytes(),
+    )?;
+    if !skipped.is_empty() {
+        obs.message(&format!(
+            "{} inputs left out, listed with reasons in {}",
+            skipped.len(),
+            opts.output.join("skipped.jsonl").display()
+        ));
+    }
+    Ok((samples, mean_std))
+}
+
+/// Runs (or continues) pre-training.
+pub fn pretrain(
+    opts: &PretrainOptions,
+    obs: &mut dyn Observer,
+) -> Result<PretrainSummary, TrainError> {
+    std::fs::create_dir_all(&opts.output).map_err(io(&opts.output))?;
+    let resume_from = match &opts.resume {
+        Resume::No => {
+            if let Some(p) = checkpoint::latest(&opts.output) {
+                return Err(TrainError::Checkpoint(format!(
+                    "{} already holds {}; pass --resume to continue it, or choose another output folder",
+                    opts.output.display(),
+                    p.display()
+                )));
+            }
+            None
+        }
+        Resume::Latest => Some(checkpoint::latest(&opts.output).ok_or_else(|| {
+            TrainError::Checkpoint(format!(
+                "nothing to resume: no complete checkpoint-<epoch> in {}",
+                opts.output.display()
+            ))
+        })?),
+        Resume::From(p) => Some(p.clone()),
+    };
+    let device = opts.device.clone();
+    let (mut trainer, mut state, samples) = match resume_from {
+        Some(dir) => {
+            let loaded = checkpoint::load(&dir, &device)?;
+            let samples = read_jsonl(&opts.output.join("samples.jsonl"))?;
+            obs.message(&format!(
+                "resuming from {} at epoch {}",
+                dir.display(),
+                loaded.state.next_epoch
+            ));
+            let r = &loaded.state.recipe;
+            let trainer = PretrainTrainer::new(
+                loaded.online,
+                loaded.target,
+                loaded.optim,
+                &device,
+                r.model.encoder.patch_size,
+                r.model.norm_pix_loss,
+            );
+            (trainer, loaded.state, samples)
+        }
+        None => {
+            let recipe = opts.recipe.clone();
+            recipe.validate().map_err(TrainError::Config)?;
+            let (samples, mean_std) = prepare_data(opts, &recipe, obs)?;
+            fsvfm_model::checkpoint::write_atomic(
+                &opts.output.join("recipe.toml"),
+                recipe.to_toml().as_bytes(),
+            )?;
+            device.seed(recipe.seed);
+            let ad = device.clone().autodiff();
+            let online = FsfmPretrain::new(&recipe.model, &ad);
+            let target = TargetNetwork::from_online(&online);
+            let trainer = PretrainTrainer::new(
+                online,
+                target,
+                AdamW::new(recipe.optimizer),
+                &device,
+                recipe.model.encoder.patch_size,
+                recipe.model.norm_pix_loss,
+            );
+            let state = TrainState {
+                next_epoch: 0,
+                iteration: 0,
+                nonfinite_batches: 0,
+                best_loss: None,
+                recipe,
+                mean_std,
+            };
+            (trainer, state, samples)
+        }
+    };
+    let recipe = state.recipe.clone();
+    let mut mask = MaskParams::new(recipe.strategy, recipe.mask_ratio);
+    if let Some(r) = &recipe.region {
+        mask = mask.with_region(parse_region(r)?);
+    }
+    let data = Arc::new(PretrainData::new(
+        samples,
+        recipe.model.encoder.img_size,
+        recipe.model.encoder.patch_size,
+        state.mean_std,
+        mask,
+        recipe.seed,
+    )?);
+    let steps = data.iters_per_epoch(recipe.batch_size);
+    if steps == 0 {
+        return Err(TrainError::Data(format!(
+            "{} usable samples, fewer than one batch of {}",
+            data.samples.len(),
+            recipe.batch_size
+        )));
+    }
+    let total_iters = (recipe.epochs * steps) as u64;
+    let schedule = recipe.lr_schedule();
+    let log_path = opts.output.join("log.jsonl");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io(&log_path))?;
+    obs.start(state.next_epoch, recipe.epochs, steps);
+    let mut prefetch = Prefetcher::start(
+        data.clone(),
+        recipe.batch_size,
+        state.next_epoch as u64,
+        recipe.epochs as u64,
+    );
+    let mut summary = PretrainSummary {
+        last_checkpoint: None,
+        epoch_losses: Vec::new(),
+        nonfinite_batches: state.nonfinite_batches,
+        interrupted: false,
+    };
+    let mut done_here = 0u64;
+    let mut consecutive_bad = 0usize;
+    let mut lr = 0.0;
+    for epoch in state.next_epoch..recipe.epochs {
+        let t_epoch = Instant::now();
+        trainer.grads.clear(); // the official loop zeroes gradients at the start of every epoch
+        let (mut sum, mut count, mut skipped) = ([0.0f64; 4], 0usize, 0usize);
+        for step in 0..steps {
+            if opts.stop_after.is_some_and(|n| done_here >= n) {
+                summary.interrupted = true;
+                return Ok(summary);
+            }
+            let t0 = Instant::now();
+            let prepared = prefetch
+                .next_batch()
+                .ok_or_else(|| TrainError::Data("the data loader stopped early".into()))?;
+            debug_assert_eq!((prepared.epoch, prepared.step), (epoch as u64, step as u64));
+            let batch = prepared.batch?;
+            if step % recipe.accum_iter == 0 {
+                lr = schedule.at(step as f64 / steps as f64 + epoch as f64);
+            }
+            let loss = trainer.micro_step(&batch, recipe.accum_iter)?;
+            let finite = loss.is_finite();
+            let mut grad_norm = None;
+            let momentum = momentum_at(recipe.t_momentum, state.iteration, total_iters);
+            if finite {
+                consecutive_bad = 0;
+                if (step + 1) % recipe.accum_iter == 0 {
+                    grad_norm = Some(trainer.update(lr, recipe.clip_grad).grad_norm);
+                }
+                trainer.ema(momentum);
+                for (s, v) in
+                    sum.iter_mut()
+                        .zip([loss.rec_masked, loss.rec_region, loss.sim, loss.total])
+                {
+                    *s += v;
+                }
+                count += 1;
+            } else {
+                skipped += 1;
+                consecutive_bad += 1;
+                state.nonfinite_batches += 1;
+                summary.nonfinite_batches = state.nonfinite_batches;
+                if consecutive_bad >= recipe.max_nonfinite {
+                    return Err(TrainError::Diverged(format!(
+                        "{consecutive_bad} consecutive batches with a non-finite loss at epoch {epoch} step {step} \
+                         (last: {loss:?}); the last checkpoint is intact: lower the learning rate and resume"
+                    )));
+                }
+            }
+            state.iteration += 1;
+            done_here += 1;
+            let entry = IterLog {
+                epoch,
+                step,
+                steps,
+                iteration: state.iteration - 1,
+                lr,
+                momentum,
+                loss,
+                grad_norm,
+                skipped: !finite,
+                images_per_s: batch.dims[0] as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+            };
+            let mut line = serde_json::to_value(&entry).unwrap_or_default();
+            line["kind"] = "iter".into();
+            writeln!(log, "{line}").map_err(io(&log_path))?;
+            obs.iteration(&entry);
+        }
+        let mean = |k: usize| sum[k] / count.max(1) as f64;
+        let epoch_loss = LossValues {
+            rec_masked: mean(0),
+            rec_region: mean(1),
+            sim: mean(2),
+            total: mean(3),
+        };
+        state.next_epoch = epoch + 1;
+        let mut written = None;
+        if count > 0 && state.best_loss.is_none_or(|b| epoch_loss.total < b) {
+            state.best_loss = Some(epoch_loss.total);
+            checkpoint::save(
+                &opts.output,
+                "checkpoint-min_loss",
+                &trainer.online,
+                &trainer.target,
+                &trainer.optim,
+                &state,
+            )?;
+        }
+        if (epoch + 1) % recipe.save_every == 0 || epoch + 1 == recipe.epochs {
+            let p = checkpoint::save(
+                &opts.output,
+                &format!("checkpoint-{epoch}"),
+                &trainer.online,
+                &trainer.target,
+                &trainer.optim,
+                &state,
+            )?;
+            summary.last_checkpoint = Some(p.clone());
+            written = Some(p);
+        }
+        let entry = EpochLog {
+            epoch,
+            loss: epoch_loss,
+            skipped,
+            seconds: t_epoch.elapsed().as_secs_f64(),
+            checkpoint: written,
+        };
+        let mut line = serde_json::to_value(&entry).unwrap_or_default();
+        line["kind"] = "epoch".into();
+        writeln!(log, "{line}").map_err(io(&log_path))?;
+        summary.epoch_losses.push(epoch_loss.total);
+        obs.epoch(&entry);
+    }
+    Ok(summary)
+}

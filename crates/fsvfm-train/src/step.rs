@@ -1,0 +1,220 @@
+//! One pre-training iteration (spec §1.4, §3; `engine_pretrain.py`): the online network on the
+//! masked view with gradients, the target on the full view without, the three losses,
+//! accumulation, global clipping, AdamW, and the EMA of the target.
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use fsvfm_model::loss::{PretrainLosses, pretrain_losses};
+use fsvfm_model::{FsfmPretrain, PatchMask, TargetNetwork};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::ema::ema_update;
+use crate::optim::{AdamW, GradBuffer};
+use crate::params::map_params;
+
+/// One batch on the host: images `[N, C, H, W]` (normalised), mask and covered-region mask
+/// `[N, L]` (1 = masked / in the region).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostBatch {
+    /// `[N, C, H, W]` row-major.
+    pub images: Vec<f32>,
+    /// Image batch shape.
+    pub dims: [usize; 4],
+    /// `[N, L]`, 1 = masked.
+    pub mask: Vec<u8>,
+    /// `[N, L]`, 1 = in the fully covered facial region.
+    pub region: Vec<u8>,
+}
+
+impl HostBatch {
+    /// Patches per image.
+    pub fn num_patches(&self) -> usize {
+        self.mask.len() / self.dims[0].max(1)
+    }
+}
+
+/// The loss terms of one batch as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LossValues {
+    /// `L_rec^m`.
+    pub rec_masked: f64,
+    /// `L_rec^fr`.
+    pub rec_region: f64,
+    /// `L_sim`.
+    pub sim: f64,
+    /// The weighted total.
+    pub total: f64,
+}
+
+impl LossValues {
+    /// Whether every term is finite.
+    pub fn is_finite(&self) -> bool {
+        [self.rec_masked, self.rec_region, self.sim, self.total]
+            .iter()
+            .all(|v| v.is_finite())
+    }
+
+    fn read(l: &PretrainLosses) -> Self {
+        let all = Tensor::cat(
+            vec![
+                l.rec_masked.clone(),
+                l.rec_region.clone(),
+                l.sim.clone(),
+                l.total.clone(),
+            ],
+            0,
+        );
+        let v: Vec<f32> = all
+            .inner()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
+        let g = |i: usize| v.get(i).copied().unwrap_or(f32::NAN) as f64;
+        Self {
+            rec_masked: g(0),
+            rec_region: g(1),
+            sim: g(2),
+            total: g(3),
+        }
+    }
+}
+
+/// What one optimiser update did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct UpdateInfo {
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// False when the norm was not finite and the update was skipped.
+    pub applied: bool,
+}
+
+/// Every parameter as a fresh contiguous buffer. A loaded checkpoint holds some weights as
+/// transposed views (the PyTorch → burn layout change), and the GEMM then accumulates in another
+/// order than on the contiguous weights of the uninterrupted run: the last bits differ and a
+/// resume would not be exact.
+fn canonical<M: Module>(module: M) -> M {
+    map_params(module, |_, v| {
+        let device = v.device();
+        Some(Tensor::from_data(v.into_data(), &device))
+    })
+}
+
+/// Online network (trained, on the autodiff device), EMA target (plain device), optimiser and the
+/// gradients accumulated since the last update.
+#[derive(Debug)]
+pub struct PretrainTrainer {
+    /// The online network, on `device.autodiff()`.
+    pub online: FsfmPretrain,
+    /// The target network, on the plain `device`.
+    pub target: TargetNetwork,
+    /// AdamW state.
+    pub optim: AdamW,
+    /// Gradients of the micro-steps since the last update.
+    pub grads: GradBuffer,
+    device: Device,
+    patch: usize,
+    norm_pix: bool,
+}
+
+impl PretrainTrainer {
+    /// Puts `online` on the autodiff version of `device` and `target` on `device`.
+    pub fn new(
+        online: FsfmPretrain,
+        target: TargetNetwork,
+        optim: AdamW,
+        device: &Device,
+        patch: usize,
+        norm_pix: bool,
+    ) -> Self {
+        let plain = device.clone();
+        // Fresh leaf tensors: parameters loaded from a file can carry the graph of the load's
+        // layout transforms, which the first backward would consume.
+        // (`valid()` keeps each parameter's trainability, `train()` rebuilds leaves from it.)
+        let online = online.to_device(&plain.clone().autodiff()).valid().train();
+        Self {
+            online: canonical(online),
+            // `valid()` takes the target off autodiff (a plain `to_device` keeps the wrapper); it
+            // then runs the fused inference kernels, as after a reload.
+            target: canonical(target.to_device(&plain).valid().no_grad()),
+            optim,
+            grads: GradBuffer::new(),
+            device: plain,
+            patch,
+            norm_pix,
+        }
+    }
+
+    /// The plain (non-autodiff) device.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Forward of both networks and the losses, on the autodiff device.
+    pub fn losses(&self, batch: &HostBatch) -> Result<PretrainLosses, TrainError> {
+        let [n, _, _, _] = batch.dims;
+        let l = batch.num_patches();
+        let ad = self.device.clone().autodiff();
+        let data = || TensorData::new(batch.images.clone(), batch.dims);
+        let mask = PatchMask::new(n, l, batch.mask.clone())?;
+        let out = self.online.forward(Tensor::from_data(data(), &ad), &mask)?;
+        // Target: full view, plain device (no graph, fast kernels), then into the graph as a constant.
+        let z = self
+            .target
+            .forward(Tensor::from_data(data(), &self.device))?;
+        let z = Tensor::from_inner(z);
+        let as_float = |m: &[u8]| {
+            let v: Vec<f32> = m.iter().map(|&b| b as f32).collect();
+            Tensor::<2>::from_data(TensorData::new(v, [n, l]), &ad)
+        };
+        Ok(pretrain_losses(
+            Tensor::from_data(data(), &ad),
+            out.pred,
+            as_float(&batch.mask),
+            as_float(&batch.region),
+            out.p,
+            z,
+            self.patch,
+            self.norm_pix,
+        ))
+    }
+
+    /// Forward + backward of one micro-step: gradients of `total / accum_iter` are added to the
+    /// buffer. A batch with a non-finite loss adds nothing (the caller counts it).
+    pub fn micro_step(
+        &mut self,
+        batch: &HostBatch,
+        accum_iter: usize,
+    ) -> Result<LossValues, TrainError> {
+        let losses = self.losses(batch)?;
+        let values = LossValues::read(&losses);
+        if values.is_finite() {
+            let grads = losses.total.div_scalar(accum_iter.max(1) as f64).backward();
+            self.grads.add(&self.online, grads);
+        }
+        Ok(values)
+    }
+
+    /// Clips the accumulated gradients to `clip` (global norm; `None` = no clip), applies AdamW
+    /// at `lr` and clears the buffer. A non-finite norm skips the update.
+    pub fn update(&mut self, lr: f64, clip: Option<f64>) -> UpdateInfo {
+        let grad_norm = match clip {
+            Some(c) => self.grads.clip_global_norm(c),
+            None => self.grads.global_norm(),
+        };
+        let applied = grad_norm.is_finite() && !self.grads.is_empty();
+        if applied {
+            let online = self.online.clone();
+            self.online = self.optim.update(online, &self.grads, lr);
+        }
+        self.grads.clear();
+        UpdateInfo { grad_norm, applied }
+    }
+
+    /// EMA of the target towards the online network with momentum `m`.
+    pub fn ema(&mut self, m: f64) {
+        let target = self.target.clone();
+        self.target = ema_update(target, &self.online, m);
+    }
+}

@@ -1,0 +1,195 @@
+//! The pre-training loop end to end on synthetic faces: exact resume after a kill, the loss
+//! falls, bad inputs are reported instead of aborting, non-finite batches are skipped.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use fsvfm_model::cpu_device;
+use fsvfm_train::synthetic::write_synthetic_faces;
+use fsvfm_train::{
+    HostBatch, PretrainOptions, PretrainRecipe, PretrainTrainer, Resume, Silent, pretrain,
+};
+
+/// A recipe small enough for a test: 32-pixel faces, 8-pixel patches (4×4 grid), width 32.
+fn micro_recipe(epochs: usize) -> PretrainRecipe {
+    PretrainRecipe::from_toml(&format!(
+        r#"
+base = "tiny"
+epochs = {epochs}
+batch_size = 4
+accum_iter = 2
+lr = 2e-3
+warmup_epochs = 1.0
+save_every = 1
+[model]
+decoder_embed_dim = 24
+decoder_depth = 1
+decoder_num_heads = 4
+projection_size = 16
+projection_hidden_size = 48
+[model.encoder]
+img_size = 32
+patch_size = 8
+embed_dim = 32
+depth = 2
+num_heads = 2
+"#
+    ))
+    .unwrap()
+}
+
+fn options(data: &Path, out: &Path, recipe: PretrainRecipe, resume: Resume) -> PretrainOptions {
+    PretrainOptions {
+        data: data.to_path_buf(),
+        output: out.to_path_buf(),
+        recipe,
+        device: cpu_device(),
+        resume,
+        mean_std: None,
+        stop_after: None,
+    }
+}
+
+fn tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(k, v)| (k, (v.shape().to_vec(), v.data().to_vec())))
+        .collect()
+}
+
+#[test]
+fn killed_and_resumed_run_ends_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_synthetic_faces(&data, 14, 32, 3).unwrap(); // 3 steps of 4 per epoch, 2 left over
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let full = pretrain(
+        &options(&data, &a, micro_recipe(3), Resume::No),
+        &mut Silent,
+    )
+    .unwrap();
+
+    assert_eq!(full.epoch_losses.len(), 3);
+    // Killed in the middle of epoch 1 (after checkpoint-0), between the two micro-steps of an update.
+    let mut opts = options(&data, &b, micro_recipe(3), Resume::No);
+    opts.stop_after = Some(3 + 1);
+    let part = pretrain(&opts, &mut Silent).unwrap();
+    assert!(part.interrupted);
+    assert!(b.join("checkpoint-0/state.json").is_file());
+    assert!(!b.join("checkpoint-1").exists());
+    // A fresh start into a folder with checkpoints is refused rather than overwriting them.
+    let err = pretrain(
+        &options(&data, &b, micro_recipe(3), Resume::No),
+        &mut Silent,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("--resume"), "{err}");
+    let rest = pretrain(
+        &options(&data, &b, micro_recipe(3), Resume::Latest),
+        &mut Silent,
+    )
+    .unwrap();
+    assert_eq!(rest.epoch_losses.len(), 2);
+    assert_eq!(&rest.epoch_losses[..], &full.epoch_losses[1..]);
+    for file in [
+        "online.safetensors",
+        "target.safetensors",
+        "optimizer.safetensors",
+    ] {
+        let (x, y) = (
+            tensors(&a.join("checkpoint-2").join(file)),
+            tensors(&b.join("checkpoint-2").join(file)),
+        );
+        assert!(!x.is_empty());
+        assert_eq!(x.len(), y.len(), "{file}");
+        for (k, v) in &x {
+            assert!(y[k] == *v, "{file}: {k} differs after resume");
+        }
+    }
+    // And training did change the weights.
+    let first = tensors(&a.join("checkpoint-0/online.safetensors"));
+    let last = tensors(&a.join("checkpoint-2/online.safetensors"));
+    assert!(first["blocks.0.attn.qkv.weight"] != last["blocks.0.attn.qkv.weight"]);
+    for f in [
+        "recipe.toml",
+        "samples.jsonl",
+        "skipped.jsonl",
+        "pretrain_ds_mean_std.txt",
+        "log.jsonl",
+    ] {
+        assert!(a.join(f).is_file(), "{f}");
+    }
+    assert!(a.join("checkpoint-min_loss/online.safetensors").is_file());
+}
+
+#[test]
+fn loss_falls_and_bad_inputs_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_synthetic_faces(&data, 16, 32, 11).unwrap();
+    std::fs::write(data.join("images/corrupt.png"), b"not an image").unwrap();
+    std::fs::write(data.join("parsing_maps/corrupt.png"), b"x").unwrap();
+    std::fs::copy(
+        data.join("images/synthetic_00000.png"),
+        data.join("images/no_map.png"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let mut recipe = micro_recipe(12);
+    recipe.save_every = 12;
+    let s = pretrain(&options(&data, &out, recipe, Resume::No), &mut Silent).unwrap();
+    let first = s.epoch_losses[0];
+    let last = *s.epoch_losses.last().unwrap();
+    assert!(
+        last < 0.8 * first,
+        "loss did not fall: {:?}",
+        s.epoch_losses
+    );
+    let skipped = std::fs::read_to_string(out.join("skipped.jsonl")).unwrap();
+    assert_eq!(skipped.lines().count(), 2, "{skipped}");
+    assert!(skipped.contains("corrupt.png") && skipped.contains("cannot decode"));
+    assert!(skipped.contains("no_map.png") && skipped.contains("no parsing map"));
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("\"kind\":\"iter\""))
+            .count(),
+        12 * 4
+    );
+}
+
+#[test]
+fn a_non_finite_batch_changes_nothing() {
+    let recipe = micro_recipe(1);
+    let device = cpu_device();
+    let online = fsvfm_model::FsfmPretrain::new(&recipe.model, &device.clone().autodiff());
+    let target = fsvfm_model::TargetNetwork::from_online(&online);
+    let mut t = PretrainTrainer::new(
+        online,
+        target,
+        fsvfm_train::AdamW::new(recipe.optimizer),
+        &device,
+        8,
+        true,
+    );
+    let mut images = vec![0.1f32; 2 * 3 * 32 * 32];
+    images[5] = f32::NAN;
+    let mut mask = vec![0u8; 32];
+    for row in mask.chunks_mut(16) {
+        row[..12].fill(1);
+    }
+    let batch = HostBatch {
+        images,
+        dims: [2, 3, 32, 32],
+        region: mask.clone(),
+        mask,
+    };
+    let loss = t.micro_step(&batch, 1).unwrap();
+    assert!(!loss.is_finite());
+    assert!(t.grads.is_empty());
+    let info = t.update(1e-3, Some(1.0));
+    assert!(!info.applied);
+    assert_eq!(t.optim.step, 0);
+}

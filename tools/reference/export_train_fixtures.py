@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Reference fixtures for the Rust training crate (fsvfm-train): the FS-VFM pre-training step.
+
+The PyTorch step follows the official `engine_pretrain.py` / `main_pretrain.py` as described in
+../../shared/spec/method.md §1.4, §3, §5 (written from the spec, not copied):
+
+  * online network on the masked view, target network on the full view under no_grad;
+  * L = L_rec^m + 0.007 L_rec^fr + 0.1 L_sim (norm_pix, batch-level normalisation, -0.5 cos),
+    with our one deliberate change: a covered region absent from the whole batch gives
+    L_rec^fr = 0 instead of 0/0 = NaN;
+  * loss / accum_iter, backward; on update steps clip_grad_norm_(1.0) and AdamW
+    (betas 0.9/0.95, wd 0.05 except 1-D params and biases = timm add_weight_decay);
+  * lr set on micro-steps where step % accum_iter == 0;
+  * EMA of the target after every micro-step over the shared named parameters.
+
+Writes crates/fsvfm-train/tests/fixtures/:
+  init_online.safetensors, init_target.safetensors     the weights before training (official keys)
+  after_online.safetensors, after_target.safetensors   the weights after the 4 micro-steps
+  steps.safetensors                                    per micro-step x, mask, region; losses; grad norms;
+                                                       per update the accumulated gradients (before clipping)
+  steps.json                                           model config and the step schedule
+
+Run:  tools/reference/setup.sh && tools/reference/.venv/bin/python tools/reference/export_train_fixtures.py
+"""
+import json
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from export_model_fixtures import FSFMOnline, FSFMTarget, randomize  # noqa: E402
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "fsvfm-train", "tests", "fixtures")
+
+
+def losses(model, imgs, pred, x_mask, region, p, z):
+    t = model.patchify(imgs)
+    t = (t - t.mean(dim=-1, keepdim=True)) / (t.var(dim=-1, keepdim=True) + 1.0e-6) ** 0.5
+    e = ((pred - t) ** 2).mean(dim=-1)
+    rec_m = (e * x_mask).sum() / x_mask.sum()
+    rec_fr = (e * region).sum() / region.sum().clamp_min(1.0)
+    sim = -0.5 * F.cosine_similarity(p, z, dim=-1).mean()
+    return rec_m, rec_fr, sim, rec_m + 0.007 * rec_fr + 0.1 * sim
+
+
+def param_groups(model, weight_decay):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim == 1 or name.endswith(".bias") else decay).append(p)
+    return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def main():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(4321)
+    os.makedirs(OUT, exist_ok=True)
+    pc = dict(img=32, patch=8, chans=3, dim=32, depth=2, heads=2, proj_size=16, proj_hidden=48, rep_depth=2, rep_heads=16)
+    online = FSFMOnline(dec_dim=24, dec_depth=1, dec_heads=4, **pc)
+    target = FSFMTarget(**pc)
+    randomize(online, gen)
+    randomize(target, gen)
+    # Scale the weights down so the random network is not saturated and gradients are moderate.
+    with torch.no_grad():
+        for name, p in list(online.named_parameters()) + list(target.named_parameters()):
+            if p.ndim > 1 and "pos_embed" not in name:
+                p.mul_(0.5)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    save_file({k: v.contiguous() for k, v in online.state_dict().items()}, os.path.join(OUT, "init_online.safetensors"))
+    save_file({k: v.contiguous() for k, v in target.state_dict().items()}, os.path.join(OUT, "init_target.safetensors"))
+
+    accum_iter, clip, wd = 2, 1.0, 0.05
+    lrs = [1e-3, 2e-3]
+    momenta = [0.99, 0.98, 0.97, 0.96]
+    opt = torch.optim.AdamW(param_groups(online, wd), lr=lrs[0], betas=(0.9, 0.95), eps=1e-8, foreach=False)
+    ref, norms = {}, []
+    online.train()
+    for it in range(4):
+        n, L = 2, 16
+        x = torch.randn(n, 3, 32, 32, generator=gen)
+        mask = torch.zeros(n, L)
+        region = torch.zeros(n, L)
+        for i in range(n):
+            mask[i, torch.randperm(L, generator=gen)[:12]] = 1.0
+            if it != 3:  # the last batch has no covered region at all
+                region[i, torch.nonzero(mask[i])[: 2 + i, 0]] = 1.0
+        if it % accum_iter == 0:
+            for g in opt.param_groups:
+                g["lr"] = lrs[it // accum_iter]
+        _, pred, p = online(x, mask)
+        with torch.no_grad():
+            z = target(x)
+        rec_m, rec_fr, sim, total = losses(online, x, pred, mask, region, p, z)
+        (total / accum_iter).backward()
+        if (it + 1) % accum_iter == 0:
+            for name, p_ in online.named_parameters():
+                if p_.grad is not None:  # accumulated, before clipping
+                    ref[f"grad{it // accum_iter}.{name}"] = p_.grad.detach().clone()
+            norms.append(torch.nn.utils.clip_grad_norm_(online.parameters(), clip))
+            opt.step()
+            opt.zero_grad()
+        with torch.no_grad():
+            src = dict(online.named_parameters())
+            m = momenta[it]
+            for name, pt in target.named_parameters():
+                pt.mul_(m).add_(src[name].detach(), alpha=1.0 - m)
+        ref.update({f"step{it}.x": x, f"step{it}.mask": mask, f"step{it}.region": region,
+                    f"step{it}.losses": torch.stack([rec_m, rec_fr, sim, total]).detach()})
+    ref["grad_norms"] = torch.stack(norms).detach()
+    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(OUT, "steps.safetensors"))
+    save_file({k: v.detach().contiguous() for k, v in online.state_dict().items()}, os.path.join(OUT, "after_online.safetensors"))
+    save_file({k: v.detach().contiguous() for k, v in target.state_dict().items()}, os.path.join(OUT, "after_target.safetensors"))
+    meta = {
+        "torch": torch.__version__,
+        "config": {"encoder": {"img_size": 32, "patch_size": 8, "in_chans": 3, "embed_dim": 32, "depth": 2, "num_heads": 2},
+                   "decoder_embed_dim": 24, "decoder_depth": 1, "decoder_num_heads": 4, "rep_decoder_depth": 2,
+                   "rep_decoder_num_heads": 16, "projection_size": 16, "projection_hidden_size": 48},
+        "micro_steps": 4, "accum_iter": accum_iter, "clip_grad": clip, "weight_decay": wd, "betas": [0.9, 0.95],
+        "lrs": lrs, "momenta": momenta,
+    }
+    with open(os.path.join(OUT, "steps.json"), "w") as f:
+        json.dump(meta, f, indent=1)
+    print("grad norms", [float(v) for v in norms])
+    print("wrote", OUT)
+
+
+if __name__ == "__main__":
+    main()
