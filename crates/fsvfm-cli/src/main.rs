@@ -5,6 +5,7 @@ mod bench;
 mod eval;
 mod forward;
 mod mask;
+mod pretrain;
 mod runtime;
 
 use anyhow::Result;
@@ -38,6 +39,12 @@ enum Command {
     EvalScores(eval::EvalScoresArgs),
     /// Measure inference throughput and peak memory of a preset on random weights.
     Bench(bench::BenchArgs),
+    /// Self-supervised FS-VFM pre-training (MIM + ID, CRFR-P masks, EMA target); resumable.
+    Pretrain(pretrain::PretrainArgs),
+    /// The pre-training loss terms of one batch (verification against the reference), as JSON.
+    PretrainLoss(pretrain::PretrainLossArgs),
+    /// Write synthetic faces with exact region maps (official layout), for demos and tests.
+    SyntheticFaces(pretrain::SyntheticFacesArgs),
 }
 
 fn main() {
@@ -59,5 +66,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Mask(a) => mask::mask(a),
         Command::EvalScores(a) => eval::eval_scores(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Pretrain(a) => pretrain::pretrain_cmd(a),
+        Command::PretrainLoss(a) => pretrain::pretrain_loss(a),
+        Command::SyntheticFaces(a) => pretrain::synthetic_faces(a),
     }
 }

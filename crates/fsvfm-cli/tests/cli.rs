@@ -328,3 +328,161 @@ fn eval_scores_prints_the_metrics_and_rejects_bad_files() {
         stderr(&o)
     );
 }
+
+/// The pretrain config of the model fixtures (reference.json, case "pretrain") as a JSON file.
+fn pretrain_config(dir: &Path) -> String {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("reference.json")).unwrap()).unwrap();
+    write_config(dir, &meta["cases"]["pretrain"]["config"].to_string())
+}
+
+#[test]
+fn pretrain_loss_prints_the_reference_loss_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write_input(dir.path(), "pretrain.x");
+    let save = |name: &str, file: &str| {
+        let (shape, data) = reference(name);
+        let p = dir.path().join(file);
+        fsvfm_data::npy::write_f32(&p, &shape, &data).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let (mask, region) = (
+        save("pretrain.mask", "m.npy"),
+        save("pretrain.region", "r.npy"),
+    );
+    let cfg = pretrain_config(dir.path());
+    let (online, target) = (
+        fixture("pretrain_online.pth"),
+        fixture("pretrain_target.safetensors"),
+    );
+    let args = |region: &str| {
+        vec![
+            "pretrain-loss".to_string(),
+            "--checkpoint".into(),
+            online.to_string_lossy().into_owned(),
+            "--target".into(),
+            target.to_string_lossy().into_owned(),
+            "--images".into(),
+            x.to_string_lossy().into_owned(),
+            "--mask".into(),
+            mask.clone(),
+            "--region-mask".into(),
+            region.to_string(),
+            "--model".into(),
+            cfg.clone(),
+        ]
+    };
+    let a = args(&region);
+    let o = fsvfm(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let got: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (_, want) = reference("pretrain.losses");
+    for (k, w) in ["rec_masked", "rec_region", "sim", "total"]
+        .iter()
+        .zip(want)
+    {
+        let g = got[k].as_f64().unwrap();
+        assert!(
+            (g - w as f64).abs() <= 1e-5 * (w as f64).abs().max(1e-3),
+            "{k}: {g} vs {w}"
+        );
+    }
+    // A mask of the wrong size is refused with the expected shape.
+    let bad = dir.path().join("bad.npy");
+    fsvfm_data::npy::write_f32(&bad, &[2, 15], &[0.0; 30]).unwrap();
+    let a = args(bad.to_str().unwrap());
+    let o = fsvfm(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("[N, L] = [2, 16]"), "{}", stderr(&o));
+}
+
+#[test]
+fn pretrain_runs_resumes_and_exports_a_loadable_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let faces = dir.path().join("faces");
+    let o = fsvfm(&[
+        "synthetic-faces",
+        "--output",
+        faces.to_str().unwrap(),
+        "--count",
+        "12",
+        "--size",
+        "32",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recipe = dir.path().join("micro.toml");
+    std::fs::write(
+        &recipe,
+        "base = \"tiny\"\nbatch_size = 4\nsave_every = 1\n[model]\ndecoder_embed_dim = 24\n\
+         decoder_depth = 1\ndecoder_num_heads = 4\nprojection_size = 16\nprojection_hidden_size = 48\n\
+         [model.encoder]\nimg_size = 32\npatch_size = 8\nembed_dim = 32\ndepth = 2\nnum_heads = 2\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let run = |epochs: &str, extra: &[&str]| {
+        let base = [
+            "pretrain",
+            "--config",
+            recipe.to_str().unwrap(),
+            "--data",
+            faces.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--epochs",
+            epochs,
+            "--quiet",
+        ];
+        fsvfm(&[&base[..], extra].concat())
+    };
+    let o = run("2", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("checkpoint-1"));
+    // Running again without --resume refuses to overwrite; with --resume it continues.
+    let o = run("2", &[]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--resume"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run("3", &["--resume"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("resuming from") && stderr(&o).contains("epoch    2"),
+        "{}",
+        stderr(&o)
+    );
+    // The exported online network is an official-layout pre-training checkpoint.
+    let online = out.join("checkpoint-2/online.safetensors");
+    let o = fsvfm(&["inspect", online.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("\"kind\": \"pretrain\""),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // And pretrain-loss reads the recipe saved next to it.
+    let n = 2;
+    let x = dir.path().join("x.npy");
+    fsvfm_data::npy::write_f32(&x, &[n, 3, 32, 32], &vec![0.5; n * 3 * 32 * 32]).unwrap();
+    let m = dir.path().join("m.npy");
+    let bits: Vec<f32> = (0..n * 16).map(|i| (i % 16 < 12) as u8 as f32).collect();
+    fsvfm_data::npy::write_f32(&m, &[n, 16], &bits).unwrap();
+    let o = fsvfm(&[
+        "pretrain-loss",
+        "--checkpoint",
+        online.to_str().unwrap(),
+        "--target",
+        out.join("checkpoint-2/target.safetensors")
+            .to_str()
+            .unwrap(),
+        "--images",
+        x.to_str().unwrap(),
+        "--mask",
+        m.to_str().unwrap(),
+        "--region-mask",
+        m.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["total"].as_f64().unwrap().is_finite());
+}

@@ -111,6 +111,9 @@ pub struct PretrainOptions {
     pub mean_std: Option<MeanStd>,
     /// Stop (without saving) after this many micro-steps in this call: simulates a killed run.
     pub stop_after: Option<u64>,
+    /// On resume, change the total number of epochs (the cosine schedules stretch accordingly, so
+    /// the continuation is no longer the original run's).
+    pub resume_epochs: Option<usize>,
 }
 
 /// The result of a run.
@@ -232,7 +235,17 @@ pub fn pretrain(
     let device = opts.device.clone();
     let (mut trainer, mut state, samples) = match resume_from {
         Some(dir) => {
-            let loaded = checkpoint::load(&dir, &device)?;
+            let mut loaded = checkpoint::load(&dir, &device)?;
+            if let Some(e) = opts
+                .resume_epochs
+                .filter(|&e| e != loaded.state.recipe.epochs)
+            {
+                obs.message(&format!(
+                    "epochs changed from {} to {e}: the learning-rate and momentum schedules follow the new length",
+                    loaded.state.recipe.epochs
+                ));
+                loaded.state.recipe.epochs = e;
+            }
             let samples = read_jsonl(&opts.output.join("samples.jsonl"))?;
             obs.message(&format!(
                 "resuming from {} at epoch {}",

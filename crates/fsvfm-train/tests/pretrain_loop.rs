@@ -47,6 +47,7 @@ fn options(data: &Path, out: &Path, recipe: PretrainRecipe, resume: Resume) -> P
         resume,
         mean_std: None,
         stop_after: None,
+        resume_epochs: None,
     }
 }
 
