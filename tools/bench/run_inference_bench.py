@@ -28,6 +28,17 @@ def run(cmd, env=None):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def splice(path, begin, end, block):
+    """Replaces the text between the markers `begin` and `end` in `path` (appends if absent)."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
+    else:
+        text += "\n" + block + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+
+
 def cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
@@ -93,13 +104,7 @@ def main():
     lines += ["", "Regenerate: `tools/reference/.venv/bin/python tools/bench/run_inference_bench.py` "
               "(after `tools/reference/setup.sh` and `cargo build --release -p fsvfm-cli`).", "", END]
     block = "\n".join(lines)
-    text = open(a.out).read() if os.path.exists(a.out) else "# Benchmarks\n\n" + BEGIN + "\n" + END + "\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text += "\n" + block + "\n"
-    with open(a.out, "w") as f:
-        f.write(text)
+    splice(a.out, BEGIN, END, block)
     print(block)
 
 

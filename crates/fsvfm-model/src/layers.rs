@@ -119,15 +119,13 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [n, t, d] = x.dims();
         let h = self.num_heads;
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = linear3(&self.qkv, x)
             .reshape([n, t, 3, h, d / h])
             .permute([2, 0, 3, 1, 4]); // [3, N, H, T, hd]
         let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).reshape([n, h, t, d / h]);
         let (q, k, v) = (part(0), part(1), part(2));
         let out = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [N, H, T, hd]
-        self.proj.forward(out.swap_dims(1, 2).reshape([n, t, d]))
+        linear3(&self.proj, out.swap_dims(1, 2).reshape([n, t, d]))
     }
 }
 

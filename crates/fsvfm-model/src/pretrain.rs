@@ -9,8 +9,8 @@ use burn::tensor::{Device, Tensor};
 use crate::ModelError;
 use crate::config::PretrainConfig;
 use crate::layers::{
-    Block, ByolMlp, PatchEmbed, fixed_param, l2_normalize, layer_norm, normal_param, run_blocks,
-    xavier_linear,
+    Block, ByolMlp, PatchEmbed, fixed_param, l2_normalize, layer_norm, linear3, normal_param,
+    run_blocks, xavier_linear,
 };
 use crate::mask::PatchMask;
 use crate::pos_embed::sincos_2d;
@@ -66,8 +66,8 @@ fn rep_decode_project(
     latent: Tensor<3>,
     mask: &PatchMask,
 ) -> Tensor<2> {
-    let x = unshuffle(embed.forward(latent), &mask_token.val(), mask) + pos_embed.val();
-    let x = pred.forward(norm.forward(run_blocks(blocks, x)));
+    let x = unshuffle(linear3(embed, latent), &mask_token.val(), mask) + pos_embed.val();
+    let x = linear3(pred, norm.forward(run_blocks(blocks, x)));
     let [n, _, d] = x.dims();
     projector.forward(x.mean_dim(1).reshape([n, d]))
 }
@@ -185,11 +185,13 @@ impl FsfmPretrain {
 
     /// MAE pixel decoder: latent `[N, 1 + K, D]` → predictions `[N, L, p·p·C]` (cls dropped).
     pub fn forward_decoder(&self, latent: Tensor<3>, mask: &PatchMask) -> Tensor<3> {
-        let x = self
-            .decoder_embed
-            .forward(unshuffle(latent, &self.mask_token.val(), mask));
+        let x = linear3(
+            &self.decoder_embed,
+            unshuffle(latent, &self.mask_token.val(), mask),
+        );
         let x = x + self.decoder_pos_embed.val();
-        let x = self.decoder_pred.forward(
+        let x = linear3(
+            &self.decoder_pred,
             self.decoder_norm
                 .forward(run_blocks(&self.decoder_blocks, x)),
         );

@@ -20,6 +20,7 @@ pub mod run;
 pub mod schedule;
 pub mod step;
 pub mod synthetic;
+pub mod viz;
 
 pub use optim::{AdamW, AdamWSettings, GradBuffer};
 pub use recipe::{PretrainRecipe, RECIPES};

@@ -5,6 +5,8 @@
 //! - `recipe.toml` (resolved), `samples.jsonl` (the samples used, in order), `skipped.jsonl`
 //!   (every input left out and why), `pretrain_ds_mean_std.txt` (the official one-line JSON);
 //! - `log.jsonl`: one line per iteration (`"kind": "iter"`) and per epoch (`"kind": "epoch"`);
+//!   `loss.png` (curves, redrawn every epoch); `recon-<epoch>.png` every `recon_every` epochs
+//!   (original | masked | reconstruction | covered region for the first four faces);
 //! - `checkpoint-<epoch>/` every `save_every` epochs and after the last, `checkpoint-min_loss/`
 //!   for the lowest epoch-mean loss (see [`crate::checkpoint`]).
 
@@ -436,6 +438,31 @@ pub fn pretrain(
             )?;
             summary.last_checkpoint = Some(p.clone());
             written = Some(p);
+        }
+        if recipe.recon_every > 0
+            && ((epoch + 1) % recipe.recon_every == 0 || epoch + 1 == recipe.epochs)
+        {
+            // The same faces and masks every time, so the pictures show progress.
+            let idx: Vec<usize> = (0..data.samples.len().min(4)).collect();
+            let pic = opts.output.join(format!("recon-{epoch:04}.png"));
+            let drawn = data
+                .batch(&idx, 0, 0, &mut fsvfm_masking::Masker::new())
+                .and_then(|b| {
+                    crate::viz::reconstruction_picture(
+                        &trainer.online,
+                        &b,
+                        &state.mean_std,
+                        recipe.model.encoder.patch_size,
+                        recipe.model.norm_pix_loss,
+                        &pic,
+                    )
+                });
+            if let Err(e) = drawn {
+                obs.message(&format!("could not draw {}: {e}", pic.display()));
+            }
+        }
+        if let Err(e) = crate::viz::loss_plot(&log_path, &opts.output.join("loss.png")) {
+            obs.message(&format!("could not draw loss.png: {e}"));
         }
         let entry = EpochLog {
             epoch,

@@ -140,6 +140,7 @@ fn loss_falls_and_bad_inputs_are_reported() {
     let out = tmp.path().join("out");
     let mut recipe = micro_recipe(12);
     recipe.save_every = 12;
+    recipe.recon_every = 6;
     let s = pretrain(&options(&data, &out, recipe, Resume::No), &mut Silent).unwrap();
     let first = s.epoch_losses[0];
     let last = *s.epoch_losses.last().unwrap();

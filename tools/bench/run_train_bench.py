@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Side-by-side CPU pre-training-step benchmark: `fsvfm bench --train` (burn flex autodiff) against
+the PyTorch reference step (tools/bench/torch_pretrain_step.py), each configuration in its own
+process, rounds interleaved, medians reported. Writes the table into BENCHMARKS.md between
+markers and the raw runs to bench-out/train.jsonl.
+
+    tools/reference/setup.sh
+    cargo build --release -p fsvfm-cli
+    tools/reference/.venv/bin/python tools/bench/run_train_bench.py [--rounds 2] [--models ...]
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run_inference_bench import FSVFM, ROOT, cpu_name, run, splice  # noqa: E402
+
+TORCH = [sys.executable, os.path.join(ROOT, "tools", "bench", "torch_pretrain_step.py")]
+BEGIN, END = "<!-- train-bench:begin -->", "<!-- train-bench:end -->"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="+", default=["vit_small_patch16", "vit_base_patch16"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    a = ap.parse_args()
+    common = ["--batch-size", str(a.batch_size), "--iters", str(a.iters), "--warmup", "1"]
+    impls = {
+        "fsvfm": lambda m: [FSVFM, "--threads", str(a.threads), "bench", "--train", "--model", m] + common,
+        "torch": lambda m: TORCH + ["--model", m, "--threads", str(a.threads)] + common,
+    }
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    results = {}
+    os.makedirs(os.path.join(ROOT, "bench-out"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench-out", "train.jsonl"), "w") as raw:
+        for r in range(a.rounds):
+            for m in a.models:
+                for name, cmd in impls.items():
+                    res = run(cmd(m), env)
+                    res.update({"round": r, "config": name})
+                    raw.write(json.dumps(res) + "\n")
+                    raw.flush()
+                    results.setdefault((m, name), []).append(res)
+                    print(f"round {r} {m} {name}: {res['img_per_s']:.2f} img/s, "
+                          f"peak {res['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
+    torch_ver = results[(a.models[0], "torch")][0].get("torch")
+    lines = [BEGIN, "",
+             f"Measured {time.strftime('%Y-%m-%d')} on `{cpu_name()}` ({os.cpu_count()} vCPUs), {a.threads} threads, "
+             f"batch {a.batch_size}, 224×224, fp32, random weights; one iteration = online forward + backward on a "
+             f"75 %-masked batch, target forward, the three losses, global clip, AdamW, EMA. {a.rounds} interleaved "
+             f"rounds × {a.iters} timed iterations (1 warm-up); img/s = median over rounds of each run's median; "
+             f"peak RSS = max over rounds. PyTorch {torch_ver}.",
+             "",
+             "| model | fsvfm img/s | torch img/s | **fsvfm / torch** | fsvfm peak RSS | torch peak RSS | RSS ratio |",
+             "|---|---|---|---|---|---|---|"]
+    for m in a.models:
+        med = {n: statistics.median(x["img_per_s"] for x in results[(m, n)]) for n in impls}
+        rss = {n: max(x["peak_rss_bytes"] for x in results[(m, n)]) for n in impls}
+        lines.append(f"| {m} | {med['fsvfm']:.2f} | {med['torch']:.2f} | **{med['fsvfm'] / med['torch']:.2f}x** | "
+                     f"{rss['fsvfm'] / 2**20:.0f} MiB | {rss['torch'] / 2**20:.0f} MiB | "
+                     f"{rss['fsvfm'] / rss['torch']:.2f}x |")
+    lines += ["", "Regenerate: `tools/reference/.venv/bin/python tools/bench/run_train_bench.py`.", "", END]
+    block = "\n".join(lines)
+    splice(a.out, BEGIN, END, block)
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
