@@ -46,9 +46,10 @@ pub struct ForwardArgs {
 /// Arguments of `fsvfm convert`.
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
-    /// Official `.pth` checkpoint (the `model` entry is converted; optimizer and args are dropped).
+    /// Official `.pth` checkpoint (the `model` entry is converted; optimizer and args are dropped),
+    /// or a `.safetensors` (ours, e.g. `checkpoint-N/online.safetensors`) to turn into a `.pth`.
     pub input: PathBuf,
-    /// Output `.safetensors`.
+    /// Output `.safetensors`, or `.pth` (`{'model': state_dict}`, what the official code loads).
     pub output: PathBuf,
 }
 
@@ -209,13 +210,24 @@ pub fn forward(a: ForwardArgs) -> Result<()> {
 
 /// `fsvfm convert`.
 pub fn convert(a: ConvertArgs) -> Result<()> {
-    if a.output.extension().and_then(|e| e.to_str()) != Some("safetensors") {
-        bail!(
-            "the output should end in .safetensors, got {}",
+    let ext = |p: &std::path::Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+    };
+    let n = match (ext(&a.input).as_deref(), ext(&a.output).as_deref()) {
+        (Some("safetensors"), Some("pth")) => {
+            fsvfm_model::pth_writer::convert_safetensors_to_pth(&a.input, &a.output)?
+        }
+        (_, Some("safetensors")) => {
+            fsvfm_model::checkpoint::convert_pth_to_safetensors(&a.input, &a.output)?
+        }
+        _ => bail!(
+            "convert goes .pth → .safetensors or .safetensors → .pth (by extension), got {} → {}",
+            a.input.display(),
             a.output.display()
-        );
-    }
-    let n = fsvfm_model::checkpoint::convert_pth_to_safetensors(&a.input, &a.output)?;
+        ),
+    };
     println!(
         "wrote {} ({n} tensors, names and layouts unchanged)",
         a.output.display()

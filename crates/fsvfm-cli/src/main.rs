@@ -29,7 +29,7 @@ struct Cli {
 enum Command {
     /// Run a model on a `.npy` batch and write features or logits (`[N, 3, H, W]` normalised float32 in).
     Forward(forward::ForwardArgs),
-    /// Convert an official `.pth` checkpoint to safetensors with the same tensor names.
+    /// Convert an official `.pth` checkpoint to safetensors, or safetensors to an official-layout `.pth`.
     Convert(forward::ConvertArgs),
     /// Describe a weight file: format, model family, tensors, parameters.
     Inspect(forward::InspectArgs),

@@ -486,3 +486,45 @@ fn pretrain_runs_resumes_and_exports_a_loadable_encoder() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(v["total"].as_f64().unwrap().is_finite());
 }
+
+#[test]
+fn convert_to_pth_and_back_keeps_every_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pth, back) = (
+        dir.path().join("m.pth"),
+        dir.path().join("back.safetensors"),
+    );
+    let src = fixture("pretrain_online.safetensors");
+    let o = fsvfm(&["convert", src.to_str().unwrap(), pth.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Our loader sees an official pre-training checkpoint ...
+    let o = fsvfm(&["inspect", pth.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"kind\": \"pretrain\""));
+    // ... and converting back gives the same tensors, bit for bit.
+    let o = fsvfm(&["convert", pth.to_str().unwrap(), back.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (std::fs::read(&src).unwrap(), std::fs::read(&back).unwrap());
+    let (a, b) = (
+        safetensors::SafeTensors::deserialize(&a).unwrap(),
+        safetensors::SafeTensors::deserialize(&b).unwrap(),
+    );
+    assert_eq!(a.len(), b.len());
+    for (name, t) in a.tensors() {
+        let u = b.tensor(&name).unwrap();
+        assert_eq!(
+            (t.dtype(), t.shape(), t.data()),
+            (u.dtype(), u.shape(), u.data()),
+            "{name}"
+        );
+    }
+    let o = fsvfm(&[
+        "convert",
+        src.to_str().unwrap(),
+        dir.path().join("x.bin").to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("by extension"),
+        "{}",
+        stderr(&o)
+    );
+}

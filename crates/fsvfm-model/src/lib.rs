@@ -24,6 +24,7 @@ pub mod loss;
 pub mod mask;
 pub mod pos_embed;
 pub mod pretrain;
+pub mod pth_writer;
 mod repack;
 pub mod vit;
 

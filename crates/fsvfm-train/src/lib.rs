@@ -11,6 +11,7 @@
 //!   [`checkpoint`]: atomic checkpoint folders and exact resume; [`run`]: the loop.
 
 pub mod checkpoint;
+pub mod collective;
 pub mod data;
 pub mod ema;
 pub mod optim;
@@ -22,6 +23,7 @@ pub mod step;
 pub mod synthetic;
 pub mod viz;
 
+pub use collective::{Collective, SingleWorker, ThreadCollective};
 pub use optim::{AdamW, AdamWSettings, GradBuffer};
 pub use recipe::{PretrainRecipe, RECIPES};
 pub use run::{

@@ -110,6 +110,16 @@ impl GradBuffer {
         self.sums.get(name)
     }
 
+    /// Moves the gradients out (name → flattened tensor), leaving the buffer empty.
+    pub fn take(&mut self) -> BTreeMap<String, Tensor<1>> {
+        std::mem::take(&mut self.sums)
+    }
+
+    /// Replaces the gradients.
+    pub fn set(&mut self, sums: BTreeMap<String, Tensor<1>>) {
+        self.sums = sums;
+    }
+
     /// L2 norm over all gradients together (torch `clip_grad_norm_`'s total norm).
     pub fn global_norm(&self) -> f64 {
         let mut total: Option<Tensor<1>> = None;
