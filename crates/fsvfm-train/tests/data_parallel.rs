@@ -147,7 +147,7 @@ fn two_workers_with_half_batches_equal_one_worker_with_the_whole_batch() {
             // The attention key bias has an exactly zero gradient (it shifts whole softmax rows):
             // both sides hold float noise there, which AdamW's m/sqrt(v) turns into steps of
             // about ±lr; those entries are bounded by 2·Σlr instead.
-            let key_bias = k.ends_with("attn.qkv.bias").then(|| w.len() / 3);
+            let key_bias = k.ends_with("attn.qkv.bias").then_some(w.len() / 3);
             for (i, (a, b)) in got[&k].iter().zip(&w).enumerate() {
                 if key_bias.is_some_and(|d| (d..2 * d).contains(&i)) {
                     assert!((a - b).abs() <= 4e-3, "{what} {k}[{i}]");
