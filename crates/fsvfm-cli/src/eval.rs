@@ -1,8 +1,9 @@
-//! `fsvfm eval-scores`: the papers' metrics from a score file.
+//! `fsvfm eval-scores` (the papers' metrics from a score file) and `fsvfm eval` (score test sets
+//! with a classifier checkpoint).
 
 use std::path::PathBuf;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use clap::Args;
 use fsvfm_eval::{
     BootstrapConfig, ResampleUnit, bootstrap_metrics, evaluate, format_intervals, format_table,
@@ -77,4 +78,193 @@ pub fn eval_scores(a: EvalScoresArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Arguments of `fsvfm eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Classifier checkpoint: official fine-tuned `.pth` (DfD/DiFF head or FS-Adapter) or safetensors.
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Architecture: a preset or a JSON config (readout and class count come from the file).
+    #[arg(long, default_value = "vit_base_patch16")]
+    pub model: String,
+    /// Test sets: ImageFolder trees (real*/, fake*/), JSONL manifests or DeepfakeBench JSONs; each
+    /// is reported separately. `NAME=PATH` names one.
+    #[arg(long, required = true, num_args = 1..)]
+    pub data: Vec<String>,
+    /// Output folder: metrics.json, report.md, scores-NAME.csv, roc-NAME.png, hist-NAME.png.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Normalisation: a `pretrain_ds_mean_std.txt`, or `vggface2`; default: the file next to the
+    /// checkpoint, else VGGFace2's.
+    #[arg(long)]
+    pub mean_std: Option<String>,
+    /// Index of the "fake" class in the head. Official FSFM heads: 0 (ImageFolder order fake, real).
+    #[arg(long, default_value_t = 0)]
+    pub fake_index: usize,
+    /// DeepfakeBench split to read.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Folder that DeepfakeBench frame paths are relative to.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+}
+
+/// Scores of one test set.
+struct Scored {
+    name: String,
+    samples: Vec<fsvfm_data::EvalSample>,
+    scores: Vec<f64>,
+    skipped: Vec<fsvfm_data::Skipped>,
+}
+
+fn mean_std_for(a: &EvalArgs) -> Result<(fsvfm_data::MeanStd, String)> {
+    use fsvfm_data::MeanStd;
+    match a.mean_std.as_deref() {
+        Some(s) if s.eq_ignore_ascii_case("vggface2") => Ok((MeanStd::VGGFACE2, "VGGFace2".into())),
+        Some(s) => Ok((
+            MeanStd::read(std::path::Path::new(s)).map_err(anyhow::Error::msg)?,
+            s.into(),
+        )),
+        None => {
+            let dir = a.checkpoint.parent().unwrap_or(std::path::Path::new("."));
+            for cand in [
+                dir.join("pretrain_ds_mean_std.txt"),
+                dir.join("../pretrain_ds_mean_std.txt"),
+            ] {
+                if cand.is_file() {
+                    return Ok((
+                        MeanStd::read(&cand).map_err(anyhow::Error::msg)?,
+                        cand.display().to_string(),
+                    ));
+                }
+            }
+            Ok((
+                MeanStd::VGGFACE2,
+                "VGGFace2 (no pretrain_ds_mean_std.txt next to the checkpoint)".into(),
+            ))
+        }
+    }
+}
+
+/// `fsvfm eval`.
+pub fn eval(a: EvalArgs) -> Result<()> {
+    use crate::forward::{Loaded, load, resolve_config};
+    use burn::tensor::{Tensor, TensorData, activation::softmax};
+    ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    let cfg = resolve_config(&a.model)?;
+    let size = cfg.img_size;
+    let wf = fsvfm_model::WeightFile::open(&a.checkpoint)?;
+    let (model, what) = load(&wf, cfg)?;
+    let classes = match &model {
+        Loaded::Vit(m) => m.head.as_ref().map_or(0, |h| h.weight.val().dims()[1]),
+        Loaded::Adapter(m) => m.head.weight.val().dims()[1],
+    };
+    ensure!(
+        classes >= 2 && a.fake_index < classes,
+        "{} has {classes} output classes: eval needs a classifier head with class {} = fake (a pre-training checkpoint must be fine-tuned first)",
+        a.checkpoint.display(),
+        a.fake_index
+    );
+    let (norm, norm_src) = mean_std_for(&a)?;
+    eprintln!(
+        "loaded {}: {what}; normalisation: {norm_src}",
+        a.checkpoint.display()
+    );
+    std::fs::create_dir_all(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let device = crate::runtime::device();
+    let mut results = Vec::new();
+    for spec in &a.data {
+        let (name, path) = match spec.split_once('=') {
+            Some((n, p)) => (n.to_string(), PathBuf::from(p)),
+            None => {
+                let p = PathBuf::from(spec);
+                let n = p
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .to_string();
+                (n, p)
+            }
+        };
+        let (all, mut skipped) = fsvfm_data::read_eval_set(&path, &a.split, a.root.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        // Decode in parallel; unreadable images are recorded and left out.
+        let decoded: Vec<Result<Vec<f32>, String>> = {
+            use rayon::prelude::*;
+            all.par_iter()
+                .map(|s| {
+                    let mut x = fsvfm_data::load_rgb(&s.image, size)?;
+                    norm.apply(&mut x);
+                    Ok(x)
+                })
+                .collect()
+        };
+        let mut samples = Vec::new();
+        let mut pixels: Vec<f32> = Vec::new();
+        for (s, d) in all.into_iter().zip(decoded) {
+            match d {
+                Ok(x) => {
+                    pixels.extend(x);
+                    samples.push(s);
+                }
+                Err(reason) => skipped.push(fsvfm_data::Skipped {
+                    path: s.image.display().to_string(),
+                    reason,
+                }),
+            }
+        }
+        let per = 3 * size * size;
+        let mut scores = Vec::with_capacity(samples.len());
+        for start in (0..samples.len()).step_by(a.batch_size) {
+            let b = a.batch_size.min(samples.len() - start);
+            let x = Tensor::<4>::from_data(
+                TensorData::new(
+                    pixels[start * per..(start + b) * per].to_vec(),
+                    [b, 3, size, size],
+                ),
+                &device,
+            );
+            let logits = match &model {
+                Loaded::Vit(m) => m.forward(x),
+                Loaded::Adapter(m) => m.forward(x).logits,
+            };
+            let p = softmax(logits, 1)
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading scores: {e:?}"))?;
+            scores.extend(p.chunks(classes).map(|row| row[a.fake_index] as f64));
+        }
+        eprintln!(
+            "{name}: {} images scored, {} left out",
+            samples.len(),
+            skipped.len()
+        );
+        results.push(Scored {
+            name,
+            samples,
+            scores,
+            skipped,
+        });
+    }
+    crate::report::write_eval_report(
+        &a.output,
+        &a.checkpoint,
+        &results
+            .iter()
+            .map(|r| crate::report::SetScores {
+                name: &r.name,
+                images: r.samples.iter().map(|s| s.image.as_path()).collect(),
+                labels: r.samples.iter().map(|s| s.label).collect(),
+                videos: r.samples.iter().map(|s| s.video.clone()).collect(),
+                scores: &r.scores,
+                skipped: &r.skipped,
+            })
+            .collect::<Vec<_>>(),
+    )
 }

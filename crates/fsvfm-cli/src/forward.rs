@@ -82,7 +82,7 @@ pub fn resolve_config(model: &str) -> Result<VitConfig> {
 }
 
 /// The model a weight file holds, built for `cfg` and loaded.
-enum Loaded {
+pub(crate) enum Loaded {
     Vit(Box<VisionTransformer>),
     Adapter(Box<FsAdapterClassifier>),
 }
@@ -91,7 +91,7 @@ enum Loaded {
 /// from `fc_norm` vs `norm`), builds the matching model, and loads it: strictly for classifiers
 /// and adapters; for pre-training checkpoints only the encoder, as the official fine-tuning does
 /// (`strict=False`, fresh identity `fc_norm`).
-fn load(wf: &WeightFile, mut cfg: VitConfig) -> Result<(Loaded, String)> {
+pub(crate) fn load(wf: &WeightFile, mut cfg: VitConfig) -> Result<(Loaded, String)> {
     cfg.drop_path_rate = 0.0;
     let shapes = wf.shapes();
     let device = crate::runtime::device();

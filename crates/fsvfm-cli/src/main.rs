@@ -6,6 +6,7 @@ mod eval;
 mod forward;
 mod mask;
 mod pretrain;
+mod report;
 mod runtime;
 
 use anyhow::Result;
@@ -37,6 +38,8 @@ enum Command {
     Mask(mask::MaskArgs),
     /// Metrics (AUC, EER, AP, ACC, HTER, TPR@FPR1%, video AUC/EER) from a CSV of labels and scores.
     EvalScores(eval::EvalScoresArgs),
+    /// Score labelled test sets with a classifier checkpoint: metrics.json, report.md, ROC and histograms.
+    Eval(eval::EvalArgs),
     /// Measure inference throughput and peak memory of a preset on random weights.
     Bench(bench::BenchArgs),
     /// Self-supervised FS-VFM pre-training (MIM + ID, CRFR-P masks, EMA target); resumable.
@@ -65,6 +68,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => forward::inspect(a),
         Command::Mask(a) => mask::mask(a),
         Command::EvalScores(a) => eval::eval_scores(a),
+        Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
         Command::Pretrain(a) => pretrain::pretrain_cmd(a),
         Command::PretrainLoss(a) => pretrain::pretrain_loss(a),

@@ -528,3 +528,112 @@ fn convert_to_pth_and_back_keeps_every_tensor() {
         stderr(&o)
     );
 }
+
+#[test]
+fn eval_scores_an_image_folder_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set");
+    for (class, seed) in [("real", "1"), ("fake", "2")] {
+        let tmp = dir.path().join(class);
+        let o = fsvfm(&[
+            "synthetic-faces",
+            "--output",
+            tmp.to_str().unwrap(),
+            "--count",
+            "6",
+            "--size",
+            "32",
+            "--seed",
+            seed,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::create_dir_all(&set).unwrap();
+        std::fs::rename(tmp.join("images"), set.join(class)).unwrap();
+    }
+    std::fs::write(set.join("fake/broken.png"), b"not a png").unwrap();
+    let cfg = write_config(dir.path(), SMALL);
+    let out = dir.path().join("out");
+    let ckpt = fixture("classifier_avg.safetensors");
+    let o = fsvfm(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--model",
+        &cfg,
+        "--data",
+        set.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--mean-std",
+        "vggface2",
+        "--batch-size",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "report.md",
+        "metrics.json",
+        "scores-set.csv",
+        "roc-set.png",
+        "hist-set.png",
+        "skipped-set.jsonl",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    assert!(
+        std::fs::read_to_string(out.join("skipped-set.jsonl"))
+            .unwrap()
+            .contains("broken.png")
+    );
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["sets"]["set"]["n_samples"], 12);
+    // The metrics are those of the written scores (eval-scores on the CSV agrees).
+    let o = fsvfm(&[
+        "eval-scores",
+        "--scores",
+        out.join("scores-set.csv").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["auc"], metrics["sets"]["set"]["auc"]);
+    // And each score is softmax(logits)[0] of `forward` on the same normalised image
+    // (official head order: class 0 = fake).
+    let csv = std::fs::read_to_string(out.join("scores-set.csv")).unwrap();
+    let row: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    let mut x = fsvfm_data::load_rgb(Path::new(row[0]), 32).unwrap();
+    fsvfm_data::MeanStd::VGGFACE2.apply(&mut x);
+    let xp = dir.path().join("x.npy");
+    fsvfm_data::npy::write_f32(&xp, &[1, 3, 32, 32], &x).unwrap();
+    let yp = dir.path().join("y.npy");
+    let o = forward(
+        ckpt.to_str().unwrap(),
+        &cfg,
+        &xp,
+        &yp,
+        &["--what", "logits"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let l = fsvfm_data::npy::read_f32(&yp).unwrap().data;
+    let p_fake = 1.0 / (1.0 + ((l[1] - l[0]) as f64).exp());
+    let score: f64 = row[2].parse().unwrap();
+    assert!((score - p_fake).abs() < 1e-5, "{score} vs {p_fake}");
+    // A pre-training checkpoint has no head: the error says what to do.
+    let o = fsvfm(&[
+        "eval",
+        "--checkpoint",
+        fixture("pretrain_online.pth").to_str().unwrap(),
+        "--model",
+        &cfg,
+        "--data",
+        set.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("fine-tuned first"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -8,10 +8,13 @@
 //!   normalisation that travels with every checkpoint.
 //! - [`pretrain_set`]: the pre-training dataset (official folder layout or JSONL manifest) and
 //!   its mean/std.
+//! - [`eval_set`]: labelled test sets (ImageFolder, JSONL manifest, DeepfakeBench JSON).
 
+pub mod eval_set;
 pub mod image_io;
 pub mod npy;
 pub mod pretrain_set;
 
+pub use eval_set::{EvalSample, read_eval_set};
 pub use image_io::{MeanStd, load_rgb};
 pub use pretrain_set::{PretrainSample, Skipped, discover, mean_std};

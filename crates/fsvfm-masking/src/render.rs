@@ -224,6 +224,20 @@ fn panel_label(strategy: Strategy, region: Option<Region>) -> String {
     }
 }
 
+/// Draws a 1-pixel straight line from `a` to `b` (pixel coordinates; parts outside the image are
+/// skipped), for the simple charts of run and evaluation reports.
+pub fn draw_line(img: &mut RgbImage, a: (i64, i64), b: (i64, i64), color: [u8; 3]) {
+    let ((x0, y0), (x1, y1)) = (a, b);
+    let steps = (x1 - x0).abs().max((y1 - y0).abs()).max(1);
+    for t in 0..=steps {
+        let x = x0 + (x1 - x0) * t / steps;
+        let y = y0 + (y1 - y0) * t / steps;
+        if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
+            img.put_pixel(x as u32, y as u32, Rgb(color));
+        }
+    }
+}
+
 fn text_width(chars: u32, scale: u32) -> u32 {
     (chars * font::ADVANCE).saturating_sub(1) * scale
 }

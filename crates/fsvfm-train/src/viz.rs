@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use fsvfm_data::MeanStd;
 use fsvfm_masking::PatchGrid;
-use fsvfm_masking::render::{RenderStyle, draw_text, render_mask};
+use fsvfm_masking::render::{RenderStyle, draw_line, draw_text, render_mask};
 use fsvfm_model::loss::{patchify, unpatchify};
 use fsvfm_model::{FsfmPretrain, PatchMask};
 use image::{Rgb, RgbImage};
@@ -197,22 +197,11 @@ pub fn loss_plot(log: &Path, path: &Path) -> Result<(), TrainError> {
                 let y = top as f64 + ph as f64 * (1.0 - (v[k] - lo) / (hi - lo));
                 let p = (x.round() as i64, y.round() as i64);
                 if let Some(q) = prev {
-                    line(&mut img, q, p, colors[k]);
+                    draw_line(&mut img, q, p, colors[k]);
                 }
                 prev = Some(p);
             }
         }
     }
     encode_png(&img, path)
-}
-
-fn line(img: &mut RgbImage, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: [u8; 3]) {
-    let steps = (x1 - x0).abs().max((y1 - y0).abs()).max(1);
-    for t in 0..=steps {
-        let x = x0 + (x1 - x0) * t / steps;
-        let y = y0 + (y1 - y0) * t / steps;
-        if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-            img.put_pixel(x as u32, y as u32, Rgb(c));
-        }
-    }
 }

@@ -1,0 +1,261 @@
+//! The files of `fsvfm eval`: per-set score CSVs, `metrics.json`, `report.md` (the papers' table:
+//! frame/video AUC and EER per test set and their average), ROC curves and score histograms.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use fsvfm_eval::{Metrics, ScoreSet, evaluate, roc_curve};
+use fsvfm_masking::render::{draw_line, draw_text};
+use image::{Rgb, RgbImage};
+
+/// The scores of one test set.
+pub struct SetScores<'a> {
+    /// Report name.
+    pub name: &'a str,
+    /// Image per score.
+    pub images: Vec<&'a Path>,
+    /// 1 = fake, 0 = real.
+    pub labels: Vec<u8>,
+    /// Video id per image, if known.
+    pub videos: Vec<Option<String>>,
+    /// P(fake).
+    pub scores: &'a [f64],
+    /// Inputs left out.
+    pub skipped: &'a [fsvfm_data::Skipped],
+}
+
+fn metrics_of(s: &SetScores) -> Result<Metrics, String> {
+    let mut set = ScoreSet::new(s.labels.clone(), s.scores.to_vec()).map_err(|e| e.to_string())?;
+    if !s.videos.is_empty() && s.videos.iter().all(Option::is_some) {
+        let ids: Vec<&str> = s
+            .videos
+            .iter()
+            .map(|v| v.as_deref().unwrap_or(""))
+            .collect();
+        set = set.with_videos(&ids).map_err(|e| e.to_string())?;
+    }
+    evaluate(&set).map_err(|e| e.to_string())
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+const BLUE: [u8; 3] = [31, 119, 180];
+const RED: [u8; 3] = [214, 39, 40];
+
+fn axes(img: &mut RgbImage, x0: i64, y0: i64, w: i64, h: i64) {
+    draw_line(img, (x0, y0 + h), (x0 + w, y0 + h), [0, 0, 0]);
+    draw_line(img, (x0, y0), (x0, y0 + h), [0, 0, 0]);
+}
+
+fn roc_png(s: &SetScores, m: &Metrics, path: &Path) -> Result<()> {
+    let roc = roc_curve(&s.labels, s.scores, false)?;
+    let (pad, side) = (30i64, 300i64);
+    let mut img = RgbImage::from_pixel(
+        (side + 2 * pad) as u32,
+        (side + 2 * pad) as u32,
+        Rgb([255; 3]),
+    );
+    axes(&mut img, pad, pad, side, side);
+    draw_line(
+        &mut img,
+        (pad, pad + side),
+        (pad + side, pad),
+        [200, 200, 200],
+    );
+    let pt = |f: f64, t: f64| {
+        (
+            pad + (f * side as f64).round() as i64,
+            pad + side - (t * side as f64).round() as i64,
+        )
+    };
+    for i in 1..roc.len() {
+        draw_line(
+            &mut img,
+            pt(roc.fpr()[i - 1], roc.tpr()[i - 1]),
+            pt(roc.fpr()[i], roc.tpr()[i]),
+            BLUE,
+        );
+    }
+    let title = format!("{}  auc {:.4}  eer {:.4}", s.name, m.auc, m.eer);
+    draw_text(&mut img, pad as u32, 8, &title, [0, 0, 0], 1);
+    draw_text(
+        &mut img,
+        (pad + side - 60) as u32,
+        (pad + side + 8) as u32,
+        "fpr (real)",
+        [90, 90, 90],
+        1,
+    );
+    draw_text(&mut img, 2, (pad - 14) as u32, "tpr", [90, 90, 90], 1);
+    img.save(path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn hist_png(s: &SetScores, path: &Path) -> Result<()> {
+    const BINS: usize = 20;
+    let mut counts = [[0usize; BINS]; 2];
+    for (&l, &p) in s.labels.iter().zip(s.scores) {
+        let b = ((p * BINS as f64) as usize).min(BINS - 1);
+        counts[l as usize][b] += 1;
+    }
+    let totals = [
+        counts[0].iter().sum::<usize>().max(1),
+        counts[1].iter().sum::<usize>().max(1),
+    ];
+    let frac = |c: usize, b: usize| counts[c][b] as f64 / totals[c] as f64;
+    let top = (0..BINS)
+        .flat_map(|b| [frac(0, b), frac(1, b)])
+        .fold(1e-9, f64::max);
+    let (pad, w, h) = (30i64, 400i64, 200i64);
+    let mut img = RgbImage::from_pixel((w + 2 * pad) as u32, (h + 2 * pad) as u32, Rgb([255; 3]));
+    axes(&mut img, pad, pad, w, h);
+    let bw = w / BINS as i64;
+    for b in 0..BINS {
+        for (c, color) in [(0usize, BLUE), (1, RED)] {
+            let bar = (frac(c, b) / top * h as f64).round() as i64;
+            let x = pad + b as i64 * bw + c as i64 * bw / 2;
+            for dx in 1..bw / 2 {
+                draw_line(&mut img, (x + dx, pad + h), (x + dx, pad + h - bar), color);
+            }
+        }
+    }
+    draw_text(
+        &mut img,
+        pad as u32,
+        8,
+        &format!("{}: p(fake)", s.name),
+        [0, 0, 0],
+        1,
+    );
+    draw_text(&mut img, (pad + w - 100) as u32, 8, "real", BLUE, 1);
+    draw_text(&mut img, (pad + w - 60) as u32, 8, "fake", RED, 1);
+    draw_text(
+        &mut img,
+        pad as u32,
+        (pad + h + 6) as u32,
+        "0",
+        [90, 90, 90],
+        1,
+    );
+    draw_text(
+        &mut img,
+        (pad + w - 6) as u32,
+        (pad + h + 6) as u32,
+        "1",
+        [90, 90, 90],
+        1,
+    );
+    img.save(path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or("–".into(), |x| format!("{:.2}", 100.0 * x))
+}
+
+/// Writes every file of the report into `out`.
+pub fn write_eval_report(out: &Path, checkpoint: &Path, sets: &[SetScores]) -> Result<()> {
+    let mut json = serde_json::Map::new();
+    let mut md = format!(
+        "# Evaluation of `{}`\n\nScores are P(fake); label 1 = fake. Metrics in %, EER as a rate ×100; video = mean of frame scores per video.\n\n\
+         | test set | frame AUC | frame EER | video AUC | video EER | AP | ACC@0.5 | images | videos | left out |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+        checkpoint.display()
+    );
+    let (mut aucs, mut eers, mut vaucs, mut veers) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for s in sets {
+        // The video column only when every image has one (eval-scores reads the file back).
+        let with_videos = !s.videos.is_empty() && s.videos.iter().all(Option::is_some);
+        let mut csv = String::from(if with_videos {
+            "image,label,video,score\n"
+        } else {
+            "image,label,score\n"
+        });
+        for i in 0..s.labels.len() {
+            let video = match (&s.videos[i], with_videos) {
+                (Some(v), true) => format!("{},", csv_field(v)),
+                _ => String::new(),
+            };
+            let image = csv_field(&s.images[i].display().to_string());
+            let _ = writeln!(csv, "{image},{},{video}{}", s.labels[i], s.scores[i]);
+        }
+        let p = out.join(format!("scores-{}.csv", s.name));
+        std::fs::write(&p, csv).with_context(|| format!("writing {}", p.display()))?;
+        if !s.skipped.is_empty() {
+            let lines: String = s
+                .skipped
+                .iter()
+                .map(|k| serde_json::to_string(k).unwrap_or_default() + "\n")
+                .collect();
+            let p = out.join(format!("skipped-{}.jsonl", s.name));
+            std::fs::write(&p, lines).with_context(|| format!("writing {}", p.display()))?;
+        }
+        match metrics_of(s) {
+            Ok(m) => {
+                roc_png(s, &m, &out.join(format!("roc-{}.png", s.name)))?;
+                hist_png(s, &out.join(format!("hist-{}.png", s.name)))?;
+                aucs.push(m.auc);
+                eers.push(m.eer);
+                vaucs.extend(m.video_auc);
+                veers.extend(m.video_eer);
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    s.name,
+                    pct(Some(m.auc)),
+                    pct(Some(m.eer)),
+                    pct(m.video_auc),
+                    pct(m.video_eer),
+                    pct(Some(m.ap)),
+                    pct(Some(m.acc)),
+                    m.n_samples,
+                    m.n_videos.map_or("–".into(), |v| v.to_string()),
+                    s.skipped.len()
+                );
+                let mut v = serde_json::to_value(&m)?;
+                v["left_out"] = s.skipped.len().into();
+                json.insert(s.name.to_string(), v);
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    md,
+                    "| {} | {e} | | | | | | {} | | {} |",
+                    s.name,
+                    s.labels.len(),
+                    s.skipped.len()
+                );
+                json.insert(
+                    s.name.to_string(),
+                    serde_json::json!({"error": e, "left_out": s.skipped.len()}),
+                );
+            }
+        }
+    }
+    let avg = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    if sets.len() > 1 {
+        let _ = writeln!(
+            md,
+            "| **average** | {} | {} | {} | {} | | | | | |",
+            pct(avg(&aucs)),
+            pct(avg(&eers)),
+            pct(avg(&vaucs)),
+            pct(avg(&veers))
+        );
+    }
+    let p = out.join("metrics.json");
+    let doc = serde_json::json!({"checkpoint": checkpoint.display().to_string(), "sets": json});
+    std::fs::write(&p, serde_json::to_string_pretty(&doc)?)
+        .with_context(|| format!("writing {}", p.display()))?;
+    let p = out.join("report.md");
+    std::fs::write(&p, &md).with_context(|| format!("writing {}", p.display()))?;
+    println!("{md}");
+    Ok(())
+}
