@@ -19,6 +19,8 @@ Writes crates/fsvfm-train/tests/fixtures/:
   steps.safetensors                                    per micro-step x, mask, region; losses; grad norms;
                                                        per update the accumulated gradients (before clipping)
   steps.json                                           model config and the step schedule
+  adapter_step.safetensors                             FS-Adapter on cached features: initial and
+                                                       updated adapter/projector/head, losses
 
 Run:  tools/reference/setup.sh && tools/reference/.venv/bin/python tools/reference/export_train_fixtures.py
 """
@@ -53,6 +55,69 @@ def param_groups(model, weight_decay):
             continue
         (no_decay if p.ndim == 1 or name.endswith(".bias") else decay).append(p)
     return [{"params": no_decay, "weight_decay": 0.0}, {"params": decay, "weight_decay": weight_decay}]
+
+
+def label_smoothing_ce(logits, target, smoothing):
+    """timm LabelSmoothingCrossEntropy."""
+    logp = F.log_softmax(logits, dim=-1)
+    nll = -logp.gather(dim=-1, index=target.unsqueeze(1)).squeeze(1)
+    return ((1.0 - smoothing) * nll + smoothing * (-logp.mean(dim=-1))).mean()
+
+
+def real_anchor_con_loss(c, labels, real_index=1, tau=0.07, base_tau=0.07):
+    """SupCon with one view whose positives are real-real pairs only (spec §7)."""
+    b = c.shape[0]
+    real = labels == real_index
+    if not real.any():
+        return torch.tensor(1e-6)
+    s = c @ c.T / tau
+    logits = s - s.max(dim=1, keepdim=True)[0].detach()
+    logits_mask = 1.0 - torch.eye(b)
+    pos = (real[:, None] & real[None, :]).float() * logits_mask
+    log_prob = logits - torch.log((torch.exp(logits) * logits_mask).sum(1, keepdim=True) + 1e-6)
+    n_pos = pos.sum(1)
+    n_pos = torch.where(n_pos < 1e-6, torch.ones_like(n_pos), n_pos)
+    mean_log_prob_pos = (pos * log_prob).sum(1) / n_pos
+    return (-(tau / base_tau) * mean_log_prob_pos).mean()
+
+
+def adapter_step(gen):
+    """FS-Adapter on cached pooled features: CE (smoothing 0.1) + 0.1 * Real-Anchor loss, AdamW
+    (wd 0, as the DfD recipe) for two steps; official keys and class order (0 = fake, 1 = real)."""
+    d, r = 32, 4
+    heads = torch.nn.ModuleDict({
+        "adapter": torch.nn.ModuleDict({"linear1": torch.nn.Linear(d, d // r, bias=False),
+                                        "linear2": torch.nn.Linear(d // r, d, bias=False)}),
+        "projector": torch.nn.Linear(d // r, d // r),
+        "head": torch.nn.Linear(2 * d, 2),
+    })
+    with torch.no_grad():
+        for p in heads.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
+    init = {k: v.detach().clone().contiguous() for k, v in heads.state_dict().items()}
+    h = torch.randn(8, d, generator=gen)
+    y = torch.tensor([1, 0, 1, 1, 0, 0, 1, 0])  # official class index: 1 = real
+    opt = torch.optim.AdamW(heads.parameters(), lr=1e-2, weight_decay=0.0, foreach=False)
+    out = {}
+    for step in range(2):
+        b = F.relu(heads["adapter"]["linear1"](h))
+        u = F.relu(heads["adapter"]["linear2"](b))
+        logits = heads["head"](torch.cat([h, u], dim=1))
+        c = F.normalize(heads["projector"](b), dim=-1)
+        ce = label_smoothing_ce(logits, y, 0.1)
+        rac = real_anchor_con_loss(c, y)
+        total = ce + 0.1 * rac
+        out[f"adapter.step{step}.losses"] = torch.stack([ce, rac, total]).detach()
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    # The loss on a batch without real samples is the official constant.
+    out["adapter.no_real"] = real_anchor_con_loss(c.detach(), torch.zeros(8, dtype=torch.long)).reshape(1)
+    out["adapter.h"] = h
+    out["adapter.labels"] = y.float()
+    save_file({**{f"init.{k}": v for k, v in init.items()},
+               **{f"after.{k}": v.detach().contiguous() for k, v in heads.state_dict().items()}, **out},
+              os.path.join(OUT, "adapter_step.safetensors"))
 
 
 def main():
@@ -126,6 +191,7 @@ def main():
     with open(os.path.join(OUT, "steps.json"), "w") as f:
         json.dump(meta, f, indent=1)
     print("grad norms", [float(v) for v in norms])
+    adapter_step(gen)
     print("wrote", OUT)
 
 

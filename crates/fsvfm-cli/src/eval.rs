@@ -86,9 +86,10 @@ pub struct EvalArgs {
     /// Classifier checkpoint: official fine-tuned `.pth` (DfD/DiFF head or FS-Adapter) or safetensors.
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Architecture: a preset or a JSON config (readout and class count come from the file).
-    #[arg(long, default_value = "vit_base_patch16")]
-    pub model: String,
+    /// Architecture: a preset or a JSON config (readout and class count come from the file);
+    /// default: the `model.json` / `state.json` next to the checkpoint, else vit_base_patch16.
+    #[arg(long)]
+    pub model: Option<String>,
     /// Test sets: ImageFolder trees (real*/, fake*/), JSONL manifests or DeepfakeBench JSONs; each
     /// is reported separately. `NAME=PATH` names one.
     #[arg(long, required = true, num_args = 1..)]
@@ -122,16 +123,22 @@ struct Scored {
     skipped: Vec<fsvfm_data::Skipped>,
 }
 
-fn mean_std_for(a: &EvalArgs) -> Result<(fsvfm_data::MeanStd, String)> {
+/// Normalisation for a checkpoint: `arg` (`vggface2` or a file), else the
+/// `pretrain_ds_mean_std.txt` next to the checkpoint or one folder up (our run folders), else
+/// VGGFace2's; with a description of where it came from.
+pub(crate) fn mean_std_near(
+    checkpoint: &std::path::Path,
+    arg: Option<&str>,
+) -> Result<(fsvfm_data::MeanStd, String)> {
     use fsvfm_data::MeanStd;
-    match a.mean_std.as_deref() {
+    match arg {
         Some(s) if s.eq_ignore_ascii_case("vggface2") => Ok((MeanStd::VGGFACE2, "VGGFace2".into())),
         Some(s) => Ok((
             MeanStd::read(std::path::Path::new(s)).map_err(anyhow::Error::msg)?,
             s.into(),
         )),
         None => {
-            let dir = a.checkpoint.parent().unwrap_or(std::path::Path::new("."));
+            let dir = checkpoint.parent().unwrap_or(std::path::Path::new("."));
             for cand in [
                 dir.join("pretrain_ds_mean_std.txt"),
                 dir.join("../pretrain_ds_mean_std.txt"),
@@ -151,12 +158,36 @@ fn mean_std_for(a: &EvalArgs) -> Result<(fsvfm_data::MeanStd, String)> {
     }
 }
 
+/// The encoder config for a checkpoint: `--model` (preset or JSON file), else the `model.json`
+/// (written by `fsvfm adapt`) or `state.json` (written by `fsvfm pretrain`) next to it, else
+/// ViT-B/16.
+pub(crate) fn vit_config_near(
+    checkpoint: &std::path::Path,
+    model: Option<&str>,
+) -> Result<fsvfm_model::VitConfig> {
+    if let Some(m) = model {
+        return crate::forward::resolve_config(m);
+    }
+    let dir = checkpoint.parent().unwrap_or(std::path::Path::new("."));
+    let json = dir.join("model.json");
+    if json.is_file() {
+        return crate::forward::resolve_config(&json.to_string_lossy());
+    }
+    if dir.join("state.json").is_file() {
+        return Ok(fsvfm_train::checkpoint::read_state(dir)?
+            .recipe
+            .model
+            .encoder);
+    }
+    Ok(fsvfm_model::VitConfig::preset("vit_base_patch16").expect("preset"))
+}
+
 /// `fsvfm eval`.
 pub fn eval(a: EvalArgs) -> Result<()> {
-    use crate::forward::{Loaded, load, resolve_config};
+    use crate::forward::{Loaded, load};
     use burn::tensor::{Tensor, TensorData, activation::softmax};
     ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    let cfg = resolve_config(&a.model)?;
+    let cfg = vit_config_near(&a.checkpoint, a.model.as_deref())?;
     let size = cfg.img_size;
     let wf = fsvfm_model::WeightFile::open(&a.checkpoint)?;
     let (model, what) = load(&wf, cfg)?;
@@ -170,7 +201,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         a.checkpoint.display(),
         a.fake_index
     );
-    let (norm, norm_src) = mean_std_for(&a)?;
+    let (norm, norm_src) = mean_std_near(&a.checkpoint, a.mean_std.as_deref())?;
     eprintln!(
         "loaded {}: {what}; normalisation: {norm_src}",
         a.checkpoint.display()

@@ -1,6 +1,7 @@
 //! `fsvfm`: the command-line entry point. Each subcommand parses its arguments, calls one library
 //! function, and prints; errors become one clear message and a non-zero exit.
 
+mod adapt;
 mod bench;
 mod eval;
 mod forward;
@@ -42,6 +43,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Measure inference throughput and peak memory of a preset on random weights.
     Bench(bench::BenchArgs),
+    /// Train an FS-Adapter (CE + Real-Anchor loss) on a frozen pre-trained backbone, on cached features.
+    Adapt(adapt::AdaptArgs),
     /// Self-supervised FS-VFM pre-training (MIM + ID, CRFR-P masks, EMA target); resumable.
     Pretrain(pretrain::PretrainArgs),
     /// The pre-training loss terms of one batch (verification against the reference), as JSON.
@@ -70,6 +73,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::EvalScores(a) => eval::eval_scores(a),
         Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Adapt(a) => adapt::adapt_cmd(a),
         Command::Pretrain(a) => pretrain::pretrain_cmd(a),
         Command::PretrainLoss(a) => pretrain::pretrain_loss(a),
         Command::SyntheticFaces(a) => pretrain::synthetic_faces(a),

@@ -316,6 +316,10 @@ pub struct SyntheticFacesArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Write crude face swaps instead (another synthetic identity's inner face blended in): fakes
+    /// for trying `adapt` and `eval` until real forgery synthesis lands.
+    #[arg(long)]
+    pub forgeries: bool,
 }
 
 /// Runs `fsvfm synthetic-faces`.
@@ -324,10 +328,11 @@ pub fn synthetic_faces(a: SyntheticFacesArgs) -> Result<()> {
         a.count > 0 && a.size >= 16,
         "need --count ≥ 1 and --size ≥ 16"
     );
-    fsvfm_train::synthetic::write_synthetic_faces(&a.output, a.count, a.size, a.seed)?;
+    fsvfm_train::synthetic::write_synthetic_faces(&a.output, a.count, a.size, a.seed, a.forgeries)?;
     println!(
-        "wrote {} synthetic faces with region maps to {} (recipes: {})",
+        "wrote {} synthetic {} with region maps to {} (pre-training recipes: {})",
         a.count,
+        if a.forgeries { "face swaps" } else { "faces" },
         a.output.display(),
         RECIPES.join(", ")
     );

@@ -38,15 +38,10 @@ fn stderr(o: &Output) -> String {
 
 /// A reference tensor as (shape, values).
 fn reference(name: &str) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(fixture("reference.safetensors")).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let t = st.tensor(name).unwrap();
-    let v = t
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect();
-    (t.shape().to_vec(), v)
+    fsvfm_data::read_f32_safetensors(fixture("reference.safetensors"))
+        .unwrap()
+        .remove(name)
+        .unwrap_or_else(|| panic!("fixture {name}"))
 }
 
 fn write_input(dir: &Path, name: &str) -> PathBuf {
@@ -633,6 +628,126 @@ fn eval_scores_an_image_folder_and_writes_the_report() {
     ]);
     assert!(
         !o.status.success() && stderr(&o).contains("fine-tuned first"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn adapt_trains_on_a_pretraining_checkpoint_and_eval_reads_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    // A micro pre-training run gives the backbone (and its state.json / mean-std).
+    let faces = dir.path().join("faces");
+    assert!(
+        fsvfm(&[
+            "synthetic-faces",
+            "--output",
+            &p(&faces),
+            "--count",
+            "8",
+            "--size",
+            "32"
+        ])
+        .status
+        .success()
+    );
+    let recipe = dir.path().join("micro.toml");
+    std::fs::write(
+        &recipe,
+        "base = \"tiny\"\nbatch_size = 4\nepochs = 1\n[model]\ndecoder_embed_dim = 24\ndecoder_depth = 1\n\
+         decoder_num_heads = 4\nprojection_size = 16\nprojection_hidden_size = 48\n[model.encoder]\nimg_size = 32\n\
+         patch_size = 8\nembed_dim = 32\ndepth = 2\nnum_heads = 2\n",
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let o = fsvfm(&[
+        "pretrain",
+        "--config",
+        &p(&recipe),
+        "--data",
+        &p(&faces),
+        "--output",
+        &p(&run),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Real faces vs synthetic face swaps, ImageFolder layout.
+    let set = dir.path().join("set");
+    std::fs::create_dir_all(&set).unwrap();
+    for (class, seed, extra) in [("real", "5", None), ("fake", "6", Some("--forgeries"))] {
+        let tmp = dir.path().join(class);
+        let mut args = vec![
+            "synthetic-faces",
+            "--output",
+            tmp.to_str().unwrap(),
+            "--count",
+            "20",
+            "--size",
+            "32",
+            "--seed",
+            seed,
+        ];
+        args.extend(extra);
+        assert!(fsvfm(&args).status.success());
+        std::fs::rename(tmp.join("images"), set.join(class)).unwrap();
+    }
+    let out = dir.path().join("adapter");
+    let o = fsvfm(&[
+        "adapt",
+        "--checkpoint",
+        &p(&run.join("checkpoint-0/online.safetensors")),
+        "--data",
+        &p(&set),
+        "--output",
+        &p(&out),
+        "--epochs",
+        "20",
+        "--batch-size",
+        "8",
+        "--blr",
+        "0.1",
+        "--warmup-epochs",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // D = 32, r = 4: adapter 2·32·8, projector 8·8 + 8, head 64·2 + 2.
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("trainable parameters: 714"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let log: Vec<serde_json::Value> = std::fs::read_to_string(out.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(log.len(), 20);
+    let total = |e: &serde_json::Value| e["train"]["total"].as_f64().unwrap();
+    assert!(
+        total(&log[19]) < total(&log[0]),
+        "training loss did not fall: {} -> {}",
+        total(&log[0]),
+        total(&log[19])
+    );
+    // eval finds model.json and the mean/std next to the adapter checkpoint.
+    let o = fsvfm(&[
+        "eval",
+        "--checkpoint",
+        &p(&out.join("checkpoint-min_val_loss.safetensors")),
+        "--data",
+        &p(&set),
+        "--output",
+        &p(&dir.path().join("eval")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("FS-Adapter classifier"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("pretrain_ds_mean_std.txt"),
         "{}",
         stderr(&o)
     );

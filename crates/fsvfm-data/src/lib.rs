@@ -9,12 +9,15 @@
 //! - [`pretrain_set`]: the pre-training dataset (official folder layout or JSONL manifest) and
 //!   its mean/std.
 //! - [`eval_set`]: labelled test sets (ImageFolder, JSONL manifest, DeepfakeBench JSON).
+//! - [`tensors`]: f32 tensors of safetensors files (fixtures, exported weights).
 
 pub mod eval_set;
 pub mod image_io;
 pub mod npy;
 pub mod pretrain_set;
+pub mod tensors;
 
 pub use eval_set::{EvalSample, read_eval_set};
 pub use image_io::{MeanStd, load_rgb};
 pub use pretrain_set::{PretrainSample, Skipped, discover, mean_std};
+pub use tensors::{F32Tensors, read_f32_safetensors};

@@ -100,3 +100,59 @@ pub fn pretrain_losses(
         total,
     }
 }
+
+/// Cross-entropy with label smoothing (timm `LabelSmoothingCrossEntropy`):
+/// `(1 − ε)·(−log p_y) + ε·mean_c(−log p_c)`, averaged over the batch. `logits [N, C]`, `targets`
+/// class indices.
+pub fn smoothed_cross_entropy(logits: Tensor<2>, targets: &[usize], smoothing: f64) -> Tensor<1> {
+    let [n, c] = logits.dims();
+    let device = logits.device();
+    let logp = burn::tensor::activation::log_softmax(logits, 1);
+    let mut onehot = vec![0.0f32; n * c];
+    for (i, &t) in targets.iter().enumerate() {
+        onehot[i * c + t] = 1.0;
+    }
+    let onehot = Tensor::<2>::from_data(burn::tensor::TensorData::new(onehot, [n, c]), &device);
+    let nll = (logp.clone() * onehot).sum_dim(1).neg(); // [N, 1]
+    let smooth = logp.mean_dim(1).neg();
+    (nll.mul_scalar(1.0 - smoothing) + smooth.mul_scalar(smoothing)).mean()
+}
+
+/// The Real-Anchor Contrastive loss of the FS-Adapter (spec §7, `RealAnchorConLoss`): SupCon with
+/// one view at temperature `tau` whose positives are real–real pairs only. `c [B, P]` are the
+/// L2-normalised projections, `is_real[i]` marks real samples. With no real sample in the batch the
+/// loss is the constant 1e-6, as the official code returns.
+pub fn real_anchor_con_loss(c: Tensor<2>, is_real: &[bool], tau: f64) -> Tensor<1> {
+    let [b, _] = c.dims();
+    let device = c.device();
+    if !is_real.iter().any(|&r| r) {
+        return Tensor::<1>::from_data(burn::tensor::TensorData::new(vec![1e-6f32], [1]), &device);
+    }
+    let s = c.clone().matmul(c.transpose()).div_scalar(tau); // [B, B]
+    let logits = s.clone() - s.max_dim(1).detach();
+    let mut off_diag = vec![1.0f32; b * b];
+    let mut pos = vec![0.0f32; b * b];
+    for i in 0..b {
+        off_diag[i * b + i] = 0.0;
+        for j in 0..b {
+            if i != j && is_real[i] && is_real[j] {
+                pos[i * b + j] = 1.0;
+            }
+        }
+    }
+    let counts: Vec<f32> = pos
+        .chunks(b)
+        .map(|r| r.iter().sum::<f32>().max(1.0))
+        .collect();
+    let t = |v: Vec<f32>, shape: [usize; 2]| {
+        Tensor::<2>::from_data(burn::tensor::TensorData::new(v, shape), &device)
+    };
+    let off_diag = t(off_diag, [b, b]);
+    let denom = (logits.clone().exp() * off_diag)
+        .sum_dim(1)
+        .add_scalar(1e-6)
+        .log(); // [B, 1]
+    let log_prob = logits - denom;
+    let mean_pos = (log_prob * t(pos, [b, b])).sum_dim(1) / t(counts, [b, 1]);
+    mean_pos.neg().mean()
+}

@@ -29,20 +29,8 @@ struct Reference {
 
 impl Reference {
     fn load() -> Self {
-        let bytes = std::fs::read(fixture("reference.safetensors")).expect("reference fixtures");
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let tensors = st
-            .tensors()
-            .into_iter()
-            .map(|(k, v)| {
-                let data = v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                    .collect();
-                (k, (v.shape().to_vec(), data))
-            })
-            .collect();
+        let tensors = fsvfm_data::read_f32_safetensors(fixture("reference.safetensors"))
+            .expect("reference fixtures");
         let meta =
             serde_json::from_slice(&std::fs::read(fixture("reference.json")).unwrap()).unwrap();
         Self { tensors, meta }

@@ -66,16 +66,9 @@ impl PretrainData {
         self.samples.len() / batch_size.max(1)
     }
 
-    /// The sample order of `epoch`: a Fisher–Yates shuffle from the `(seed, epoch)` generator.
+    /// The sample order of `epoch`: [`permutation`] of the `(seed, epoch)` generator.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
-        let mut rng = rng_for(self.seed, epoch, ORDER_STEP);
-        let mut idx: Vec<usize> = (0..self.samples.len()).collect();
-        for i in (1..idx.len()).rev() {
-            // Multiply-shift draw in [0, i]; its bias (< 2^-32 for any realistic i) is irrelevant here.
-            let j = ((rng.next_u64() as u128 * (i as u128 + 1)) >> 64) as usize;
-            idx.swap(i, j);
-        }
-        idx
+        permutation(self.samples.len(), self.seed, epoch, ORDER_STEP)
     }
 
     /// Loads and masks the samples `indices` as batch `(epoch, step)`.
@@ -117,6 +110,18 @@ impl PretrainData {
             region: masks.region_mask().to_vec(),
         })
     }
+}
+
+/// A Fisher–Yates shuffle of `0..n` drawn from our generator keyed on `(seed, epoch, step)`.
+pub fn permutation(n: usize, seed: u64, epoch: u64, step: u64) -> Vec<usize> {
+    let mut rng = rng_for(seed, epoch, step);
+    let mut idx: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        // Multiply-shift draw in [0, i]; its bias (< 2^-32 for any realistic i) is irrelevant here.
+        let j = ((rng.next_u64() as u128 * (i as u128 + 1)) >> 64) as usize;
+        idx.swap(i, j);
+    }
+    idx
 }
 
 /// Parses a region name for [`MaskParams::with_region`].

@@ -7,9 +7,11 @@
 //! - [`step`]: one iteration (losses, accumulation, global clip, AdamW, EMA).
 //! - [`optim`]: AdamW as torch computes it, keyed by parameter name; [`ema`]; [`schedule`].
 //! - [`params`]: parameters by module path (the key of optimiser state and of the EMA pairing).
+//! - [`adapt`]: FS-Adapter training on cached backbone features (CE + Real-Anchor loss).
 //! - [`recipe`]: TOML recipes and the paper's presets; [`data`]: batches and masks, prefetched;
 //!   [`checkpoint`]: atomic checkpoint folders and exact resume; [`run`]: the loop.
 
+pub mod adapt;
 pub mod checkpoint;
 pub mod collective;
 pub mod data;

@@ -64,7 +64,7 @@ fn tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<u8>)> {
 fn killed_and_resumed_run_ends_bit_identical() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    write_synthetic_faces(&data, 14, 32, 3).unwrap(); // 3 steps of 4 per epoch, 2 left over
+    write_synthetic_faces(&data, 14, 32, 3, false).unwrap(); // 3 steps of 4 per epoch, 2 left over
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let full = pretrain(
         &options(&data, &a, micro_recipe(3), Resume::No),
@@ -129,7 +129,7 @@ fn killed_and_resumed_run_ends_bit_identical() {
 fn loss_falls_and_bad_inputs_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    write_synthetic_faces(&data, 16, 32, 11).unwrap();
+    write_synthetic_faces(&data, 16, 32, 11, false).unwrap();
     std::fs::write(data.join("images/corrupt.png"), b"not an image").unwrap();
     std::fs::write(data.join("parsing_maps/corrupt.png"), b"x").unwrap();
     std::fs::copy(

@@ -5,7 +5,6 @@
 //! Tolerances (issue 6): losses ≤ 1e-5 relative, parameters ≤ 1e-5 absolute, grad norms ≤ 1e-5
 //! relative.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use fsvfm_model::checkpoint::save_safetensors;
@@ -18,23 +17,8 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
-
-fn read(path: &std::path::Path) -> Tensors {
-    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    st.tensors()
-        .into_iter()
-        .map(|(k, v)| {
-            let data = v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
-            (k, (v.shape().to_vec(), data))
-        })
-        .collect()
-}
+mod common;
+use common::{Tensors, read, rel};
 
 fn batch(r: &Tensors, it: usize) -> HostBatch {
     let (shape, images) = r[&format!("step{it}.x")].clone();
@@ -103,10 +87,6 @@ fn assert_params(what: &str, got: &Tensors, want: &Tensors, grads: &Tensors, lr_
         "{what}: max abs diff {:e} (at {}); {noisy} of {total} entries with noise-level gradients",
         worst.0, worst.1
     );
-}
-
-fn rel(a: f64, b: f64) -> f64 {
-    (a - b).abs() / b.abs().max(1e-12)
 }
 
 #[test]

@@ -1,0 +1,419 @@
+//! FS-Adapter training (spec §7): a frozen backbone, and only the adapter, projector and head
+//! trained with `CE + w_cl · RealAnchorConLoss` (τ = 0.07). This module trains on **cached
+//! features**: with augmentation off the frozen backbone's pooled feature of an image never
+//! changes, so it is computed once (fast inference kernels) and every epoch runs on `[N, D]`
+//! vectors.
+//!
+//! Class order is the official one (ImageFolder order `fake`, `real`): class 0 = fake, class 1 =
+//! real, and the Real-Anchor loss's real class is 1, so checkpoints are interchangeable with the
+//! official code and `fsvfm eval` scores `softmax[:, 0]` = P(fake).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use fsvfm_data::{EvalSample, MeanStd, load_rgb};
+use fsvfm_model::loss::{real_anchor_con_loss, smoothed_cross_entropy};
+use fsvfm_model::{FsAdapterClassifier, checkpoint::save_safetensors};
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::optim::{AdamW, AdamWSettings, GradBuffer};
+use crate::schedule::LrSchedule;
+
+/// Official class index of fake images.
+pub const FAKE_CLASS: usize = 0;
+/// Official class index of real images (the Real-Anchor loss's anchor class).
+pub const REAL_CLASS: usize = 1;
+
+/// The loss terms of one adapter batch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AdapterLoss {
+    /// Cross-entropy (label-smoothed).
+    pub ce: f64,
+    /// Real-Anchor Contrastive loss.
+    pub rac: f64,
+    /// `ce + w_cl · rac`.
+    pub total: f64,
+}
+
+/// Trains the adapter, projector and head of an [`FsAdapterClassifier`] on pooled features.
+#[derive(Debug)]
+pub struct AdapterTrainer {
+    /// The classifier, on the autodiff device (its backbone is never run here).
+    pub model: FsAdapterClassifier,
+    /// AdamW over the head parameters.
+    pub optim: AdamW,
+    /// Weight of the Real-Anchor loss.
+    pub w_cl: f64,
+    /// Label smoothing of the cross-entropy.
+    pub smoothing: f64,
+    /// Temperature of the Real-Anchor loss.
+    pub tau: f64,
+    device: Device,
+}
+
+impl AdapterTrainer {
+    /// Puts `model` on the autodiff version of `device`.
+    pub fn new(model: FsAdapterClassifier, optim: AdamW, w_cl: f64, device: &Device) -> Self {
+        Self {
+            model: model.to_device(&device.clone().autodiff()).valid().train(),
+            optim,
+            w_cl,
+            smoothing: 0.1,
+            tau: 0.07,
+            device: device.clone(),
+        }
+    }
+
+    /// The three loss tensors for features `h [N, D]` (row-major) and official class indices.
+    pub fn losses(&self, h: &[f32], targets: &[usize]) -> [Tensor<1>; 3] {
+        let n = targets.len();
+        let d = h.len() / n.max(1);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(h.to_vec(), [n, d]),
+            &self.device.clone().autodiff(),
+        );
+        let out = self.model.forward_head(x);
+        let ce = smoothed_cross_entropy(out.logits, targets, self.smoothing);
+        let real: Vec<bool> = targets.iter().map(|&t| t == REAL_CLASS).collect();
+        let rac = real_anchor_con_loss(out.contrastive, &real, self.tau);
+        let total = ce.clone() + rac.clone().mul_scalar(self.w_cl);
+        [ce, rac, total]
+    }
+
+    /// One AdamW step at `lr` on a batch; returns its losses (before the step).
+    pub fn step(&mut self, h: &[f32], targets: &[usize], lr: f64) -> AdapterLoss {
+        let [ce, rac, total] = self.losses(h, targets);
+        let v = |t: &Tensor<1>| t.clone().inner().into_scalar::<f32>() as f64;
+        let loss = AdapterLoss {
+            ce: v(&ce),
+            rac: v(&rac),
+            total: v(&total),
+        };
+        if loss.total.is_finite() {
+            let mut grads = GradBuffer::new();
+            grads.add(&self.model, total.backward());
+            let model = self.model.clone();
+            self.model = self.optim.update(model, &grads, lr);
+        }
+        loss
+    }
+
+    /// Plain cross-entropy (no smoothing) and P(fake) on features, for validation.
+    pub fn evaluate(&self, h: &[f32], targets: &[usize]) -> (f64, Vec<f64>) {
+        let n = targets.len();
+        let d = h.len() / n.max(1);
+        let model = self.model.valid();
+        let x = Tensor::<2>::from_data(TensorData::new(h.to_vec(), [n, d]), &self.device);
+        let logits = model.forward_head(x).logits;
+        let ce = smoothed_cross_entropy(logits.clone(), targets, 0.0).into_scalar::<f32>() as f64;
+        let p: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
+        (ce, p.chunks(2).map(|r| r[FAKE_CLASS] as f64).collect())
+    }
+}
+
+/// Pooled features of the frozen backbone for every image (`[N, D]` row-major), computed in
+/// batches on the plain device; images that cannot be read are returned as `(index, reason)`.
+pub fn extract_features(
+    model: &FsAdapterClassifier,
+    images: &[PathBuf],
+    size: usize,
+    norm: &MeanStd,
+    batch: usize,
+    device: &Device,
+) -> (Vec<f32>, Vec<usize>, Vec<(usize, String)>) {
+    use rayon::prelude::*;
+    let model = model.valid();
+    let (mut feats, mut kept, mut bad) = (Vec::new(), Vec::new(), Vec::new());
+    for start in (0..images.len()).step_by(batch.max(1)) {
+        let end = (start + batch.max(1)).min(images.len());
+        let decoded: Vec<Result<Vec<f32>, String>> = images[start..end]
+            .par_iter()
+            .map(|p| {
+                let mut x = load_rgb(p, size)?;
+                norm.apply(&mut x);
+                Ok(x)
+            })
+            .collect();
+        let mut px = Vec::new();
+        let mut idx = Vec::new();
+        for (k, d) in decoded.into_iter().enumerate() {
+            match d {
+                Ok(x) => {
+                    px.extend(x);
+                    idx.push(start + k);
+                }
+                Err(e) => bad.push((start + k, e)),
+            }
+        }
+        if idx.is_empty() {
+            continue;
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(px, [idx.len(), 3, size, size]), device);
+        let f: Vec<f32> = model
+            .forward_features(x)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
+        feats.extend(f);
+        kept.extend(idx);
+    }
+    (feats, kept, bad)
+}
+
+/// Options of [`adapt`].
+#[derive(Debug, Clone)]
+pub struct AdaptOptions {
+    /// Training images (label 1 = fake).
+    pub train: Vec<EvalSample>,
+    /// Validation images; empty = hold out `val_fraction` of `train`.
+    pub val: Vec<EvalSample>,
+    /// Held-out fraction when `val` is empty.
+    pub val_fraction: f64,
+    /// Output folder.
+    pub output: PathBuf,
+    /// Input side.
+    pub img_size: usize,
+    /// Normalisation (written next to the checkpoint).
+    pub mean_std: MeanStd,
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Base learning rate (`lr = blr · batch / 256`).
+    pub blr: f64,
+    /// Warmup epochs.
+    pub warmup_epochs: f64,
+    /// Weight of the Real-Anchor loss.
+    pub w_cl: f64,
+    /// AdamW weight decay (0 in the DfD/DiFF recipes).
+    pub weight_decay: f64,
+    /// Seed of the split and the batch order.
+    pub seed: u64,
+    /// Device.
+    pub device: Device,
+}
+
+/// One epoch of adapter training, as logged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdaptEpoch {
+    /// Epoch.
+    pub epoch: usize,
+    /// Mean training loss terms.
+    pub train: AdapterLoss,
+    /// Validation cross-entropy (model selection).
+    pub val_loss: f64,
+    /// Validation accuracy at P(fake) ≥ 0.5.
+    pub val_acc: f64,
+    /// Seconds.
+    pub seconds: f64,
+}
+
+/// The result of [`adapt`].
+#[derive(Debug, Clone)]
+pub struct AdaptSummary {
+    /// Trainable parameters.
+    pub trainable: usize,
+    /// Seconds spent extracting features (once).
+    pub feature_seconds: f64,
+    /// Seconds of all training epochs.
+    pub train_seconds: f64,
+    /// The epochs.
+    pub epochs: Vec<AdaptEpoch>,
+    /// `checkpoint-min_val_loss.safetensors`.
+    pub best: PathBuf,
+    /// Images left out (unreadable), with reasons.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// The batch order of `epoch` (a stream of the seed apart from the pre-training data order).
+fn shuffle(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    crate::data::permutation(n, seed ^ 0xada7, epoch, u64::MAX)
+}
+
+/// Trains the FS-Adapter of `model` (backbone already loaded) on cached features; writes
+/// `checkpoint-min_val_loss.safetensors` (official keys), `pretrain_ds_mean_std.txt` and
+/// `log.jsonl` into the output folder.
+pub fn adapt(
+    model: FsAdapterClassifier,
+    opts: &AdaptOptions,
+    mut on_epoch: impl FnMut(&AdaptEpoch),
+) -> Result<AdaptSummary, TrainError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| TrainError::Io { path: p, source }
+    };
+    std::fs::create_dir_all(&opts.output).map_err(io(&opts.output))?;
+    let (mut train, mut val) = (opts.train.clone(), opts.val.clone());
+    if val.is_empty() {
+        let order = shuffle(train.len(), opts.seed, u64::MAX - 1);
+        let n_val = ((train.len() as f64) * opts.val_fraction).round() as usize;
+        let picked: std::collections::HashSet<usize> = order[..n_val].iter().copied().collect();
+        let (v, t): (Vec<_>, Vec<_>) = train
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| picked.contains(i));
+        val = v.into_iter().map(|(_, s)| s).collect();
+        train = t.into_iter().map(|(_, s)| s).collect();
+    }
+    let classes = |s: &[EvalSample]| -> Vec<usize> {
+        s.iter()
+            .map(|x| if x.label == 1 { FAKE_CLASS } else { REAL_CLASS })
+            .collect()
+    };
+    for (what, set) in [("training", &train), ("validation", &val)] {
+        let c = classes(set);
+        if !(c.contains(&FAKE_CLASS) && c.contains(&REAL_CLASS)) {
+            return Err(TrainError::Data(format!(
+                "the {what} set needs real and fake images ({} images)",
+                set.len()
+            )));
+        }
+    }
+    let t0 = Instant::now();
+    let mut skipped = Vec::new();
+    let mut features = |set: &[EvalSample]| {
+        let paths: Vec<PathBuf> = set.iter().map(|s| s.image.clone()).collect();
+        let (f, kept, bad) = extract_features(
+            &model,
+            &paths,
+            opts.img_size,
+            &opts.mean_std,
+            32,
+            &opts.device,
+        );
+        skipped.extend(bad.into_iter().map(|(i, e)| (paths[i].clone(), e)));
+        let targets: Vec<usize> = kept
+            .iter()
+            .map(|&i| {
+                if set[i].label == 1 {
+                    FAKE_CLASS
+                } else {
+                    REAL_CLASS
+                }
+            })
+            .collect();
+        (f, targets)
+    };
+    let (train_h, train_y) = features(&train);
+    let (val_h, val_y) = features(&val);
+    let feature_seconds = t0.elapsed().as_secs_f64();
+    if train_y.is_empty() || val_y.is_empty() {
+        return Err(TrainError::Data(
+            "no readable training or validation images".into(),
+        ));
+    }
+    let d = train_h.len() / train_y.len();
+    let settings = AdamWSettings {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: opts.weight_decay,
+    };
+    // Only the adapter, projector and head learn; the backbone never enters the graph here, and
+    // its parameters are frozen so the optimiser would skip them anyway.
+    let trainable = model.trainable_param_count();
+    let model = freeze_backbone(model);
+    let mut trainer = AdapterTrainer::new(model, AdamW::new(settings), opts.w_cl, &opts.device);
+    let batch = opts.batch_size.min(train_y.len()).max(1);
+    let steps = train_y.len() / batch;
+    let schedule = LrSchedule {
+        lr: opts.blr * batch as f64 / 256.0,
+        min_lr: 1e-6,
+        warmup_epochs: opts.warmup_epochs,
+        epochs: opts.epochs as f64,
+    };
+    let best = opts.output.join("checkpoint-min_val_loss.safetensors");
+    fsvfm_model::checkpoint::write_atomic(
+        &opts.output.join("pretrain_ds_mean_std.txt"),
+        (opts.mean_std.to_json_line() + "\n").as_bytes(),
+    )?;
+    let log_path = opts.output.join("log.jsonl");
+    let mut log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    let (mut epochs, mut best_val, t_train) = (Vec::new(), f64::INFINITY, Instant::now());
+    for epoch in 0..opts.epochs {
+        let te = Instant::now();
+        let order = shuffle(train_y.len(), opts.seed, epoch as u64);
+        let mut sum = [0.0f64; 3];
+        for step in 0..steps {
+            let idx = &order[step * batch..(step + 1) * batch];
+            let mut h = Vec::with_capacity(idx.len() * d);
+            for &i in idx {
+                h.extend_from_slice(&train_h[i * d..(i + 1) * d]);
+            }
+            let y: Vec<usize> = idx.iter().map(|&i| train_y[i]).collect();
+            let lr = schedule.at(epoch as f64 + step as f64 / steps as f64);
+            let l = trainer.step(&h, &y, lr);
+            sum[0] += l.ce;
+            sum[1] += l.rac;
+            sum[2] += l.total;
+        }
+        let (val_loss, p) = trainer.evaluate(&val_h, &val_y);
+        let correct = p
+            .iter()
+            .zip(&val_y)
+            .filter(|(p, y)| (**p >= 0.5) == (**y == FAKE_CLASS))
+            .count();
+        let k = steps.max(1) as f64;
+        let e = AdaptEpoch {
+            epoch,
+            train: AdapterLoss {
+                ce: sum[0] / k,
+                rac: sum[1] / k,
+                total: sum[2] / k,
+            },
+            val_loss,
+            val_acc: correct as f64 / val_y.len() as f64,
+            seconds: te.elapsed().as_secs_f64(),
+        };
+        if val_loss < best_val {
+            best_val = val_loss;
+            save_safetensors(&trainer.model, &best)?;
+        }
+        writeln!(log, "{}", serde_json::to_string(&e).unwrap_or_default())
+            .map_err(io(&log_path))?;
+        on_epoch(&e);
+        epochs.push(e);
+    }
+    Ok(AdaptSummary {
+        trainable,
+        feature_seconds,
+        train_seconds: t_train.elapsed().as_secs_f64(),
+        epochs,
+        best,
+        skipped,
+    })
+}
+
+/// Marks every parameter outside `adapter`, `projector` and `head` as not trainable (the official
+/// `--trainable_modules fs-adapter`; `fc_norm` stays at its identity initialisation).
+fn freeze_backbone(model: FsAdapterClassifier) -> FsAdapterClassifier {
+    let FsAdapterClassifier {
+        cls_token,
+        pos_embed,
+        patch_embed,
+        blocks,
+        fc_norm,
+        adapter,
+        projector,
+        head,
+    } = model;
+    FsAdapterClassifier {
+        cls_token: cls_token.set_require_grad(false),
+        pos_embed: pos_embed.set_require_grad(false),
+        patch_embed: patch_embed.no_grad(),
+        blocks: blocks.into_iter().map(|b| b.no_grad()).collect(),
+        fc_norm: fc_norm.no_grad(),
+        adapter,
+        projector,
+        head,
+    }
+}
