@@ -21,6 +21,8 @@ Writes crates/fsvfm-train/tests/fixtures/:
   steps.json                                           model config and the step schedule
   adapter_step.safetensors                             FS-Adapter on cached features: initial and
                                                        updated adapter/projector/head, losses
+  finetune_step.safetensors, finetune_lr_scales.json   full fine-tuning with layer decay: weights
+                                                       before/after two AdamW steps, losses, lr scales
 
 Run:  tools/reference/setup.sh && tools/reference/.venv/bin/python tools/reference/export_train_fixtures.py
 """
@@ -33,7 +35,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from export_model_fixtures import FSFMOnline, FSFMTarget, randomize  # noqa: E402
+from export_model_fixtures import FSFMOnline, FSFMTarget, classifier, randomize  # noqa: E402
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "crates", "fsvfm-train", "tests", "fixtures")
 
@@ -120,6 +122,59 @@ def adapter_step(gen):
               os.path.join(OUT, "adapter_step.safetensors"))
 
 
+def param_groups_lrd(model, weight_decay, layer_decay, no_weight_decay=("pos_embed", "cls_token")):
+    """BEiT/MAE layer-wise lr decay (`util/lr_decay.py`): layer 0 = cls_token, pos_embed, patch_embed;
+    blocks.k = k + 1; the rest (fc_norm, head) = depth + 1; scale = ld^(depth + 1 - layer)."""
+    num_layers = len(model.blocks) + 1
+    groups = {}
+    scales = {}
+    for n, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = not (p.ndim == 1 or n in no_weight_decay)
+        if n in ("cls_token", "pos_embed") or n.startswith("patch_embed"):
+            layer = 0
+        elif n.startswith("blocks."):
+            layer = int(n.split(".")[1]) + 1
+        else:
+            layer = num_layers
+        scale = layer_decay ** (num_layers - layer)
+        scales[n] = scale
+        key = (layer, decay)
+        groups.setdefault(key, {"params": [], "lr_scale": scale, "weight_decay": weight_decay if decay else 0.0})
+        groups[key]["params"].append(p)
+    return list(groups.values()), scales
+
+
+def finetune_step(gen):
+    """Full fine-tuning: a mean-pooled timm ViT (the official classifier), label-smoothed CE (0.1; the
+    no-mixup case), layer-wise lr decay 0.65, wd 0.05, AdamW default betas, two steps."""
+    model = classifier(32, 8, 32, 2, 2)
+    model.pos_embed.requires_grad_(True)
+    randomize(model, gen)
+    init = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 3, 32, 32, generator=gen)
+    y = torch.tensor([0, 1, 1, 0])
+    groups, scales = param_groups_lrd(model, 0.05, 0.65)
+    opt = torch.optim.AdamW(groups, lr=1e-3, foreach=False)
+    model.train()
+    losses = []
+    for step in range(2):
+        for g in opt.param_groups:
+            g["lr"] = [1e-3, 5e-4][step] * g["lr_scale"]
+        loss = label_smoothing_ce(model(x), y, 0.1)
+        losses.append(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    save_file({**{f"init.{k}": v for k, v in init.items()},
+               **{f"after.{k}": v.detach().contiguous() for k, v in model.state_dict().items()},
+               "x": x, "labels": y.float(), "losses": torch.stack(losses)},
+              os.path.join(OUT, "finetune_step.safetensors"))
+    with open(os.path.join(OUT, "finetune_lr_scales.json"), "w") as f:
+        json.dump(scales, f, indent=1, sort_keys=True)
+
+
 def main():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(4321)
@@ -192,6 +247,7 @@ def main():
         json.dump(meta, f, indent=1)
     print("grad norms", [float(v) for v in norms])
     adapter_step(gen)
+    finetune_step(gen)
     print("wrote", OUT)
 
 

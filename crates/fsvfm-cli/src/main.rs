@@ -43,6 +43,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Measure inference throughput and peak memory of a preset on random weights.
     Bench(bench::BenchArgs),
+    /// Fully fine-tune a pre-trained encoder as a real/fake classifier (layer-wise lr decay, drop path).
+    Finetune(adapt::FinetuneArgs),
     /// Train an FS-Adapter (CE + Real-Anchor loss) on a frozen pre-trained backbone, on cached features.
     Adapt(adapt::AdaptArgs),
     /// Self-supervised FS-VFM pre-training (MIM + ID, CRFR-P masks, EMA target); resumable.
@@ -74,6 +76,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval::eval(a),
         Command::Bench(a) => bench::bench(a),
         Command::Adapt(a) => adapt::adapt_cmd(a),
+        Command::Finetune(a) => adapt::finetune_cmd(a),
         Command::Pretrain(a) => pretrain::pretrain_cmd(a),
         Command::PretrainLoss(a) => pretrain::pretrain_loss(a),
         Command::SyntheticFaces(a) => pretrain::synthetic_faces(a),

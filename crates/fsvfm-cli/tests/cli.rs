@@ -634,7 +634,7 @@ fn eval_scores_an_image_folder_and_writes_the_report() {
 }
 
 #[test]
-fn adapt_trains_on_a_pretraining_checkpoint_and_eval_reads_the_result() {
+fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_results() {
     let dir = tempfile::tempdir().unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
     // A micro pre-training run gives the backbone (and its state.json / mean-std).
@@ -751,4 +751,35 @@ fn adapt_trains_on_a_pretraining_checkpoint_and_eval_reads_the_result() {
         "{}",
         stderr(&o)
     );
+    // Full fine-tuning of the same encoder on the same data; its checkpoint evaluates too.
+    let ft = dir.path().join("finetuned");
+    let o = fsvfm(&[
+        "finetune",
+        "--checkpoint",
+        &p(&run.join("checkpoint-0/online.safetensors")),
+        "--data",
+        &p(&set),
+        "--output",
+        &p(&ft),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "8",
+        "--blr",
+        "0.01",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = std::fs::read_to_string(ft.join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3);
+    let o = fsvfm(&[
+        "eval",
+        "--checkpoint",
+        &p(&ft.join("checkpoint-min_val_loss.safetensors")),
+        "--data",
+        &p(&set),
+        "--output",
+        &p(&dir.path().join("eval-ft")),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ViT classifier"), "{}", stderr(&o));
 }

@@ -325,6 +325,9 @@ impl ByolMlp {
 
 /// L2-normalise the rows of `[N, C]` (`F.normalize(x, dim=-1)`, eps 1e-12).
 pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
+    // max(‖x‖, 1e-12) as F.normalize, written as sqrt(max(‖x‖², 1e-24)): the same values, but an
+    // all-zero row (a bottleneck whose ReLUs are all off) gets a zero gradient instead of
+    // sqrt'(0) · 0 = NaN.
+    let norm = x.clone().square().sum_dim(1).clamp_min(1e-24).sqrt();
     x / norm
 }

@@ -96,8 +96,11 @@ impl AdapterTrainer {
         if loss.total.is_finite() {
             let mut grads = GradBuffer::new();
             grads.add(&self.model, total.backward());
-            let model = self.model.clone();
-            self.model = self.optim.update(model, &grads, lr);
+            // A non-finite gradient would poison every later step: skip the update instead.
+            if grads.global_norm().is_finite() {
+                let model = self.model.clone();
+                self.model = self.optim.update(model, &grads, lr);
+            }
         }
         loss
     }
@@ -213,6 +216,8 @@ pub struct AdaptEpoch {
     pub val_loss: f64,
     /// Validation accuracy at P(fake) ≥ 0.5.
     pub val_acc: f64,
+    /// Batches with a non-finite loss (left out of the means, no update).
+    pub skipped: usize,
     /// Seconds.
     pub seconds: f64,
 }
@@ -234,6 +239,25 @@ pub struct AdaptSummary {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
+/// Holds out `fraction` of `samples` (a seeded draw) as the validation set: `(train, val)`.
+pub fn split_validation(
+    samples: Vec<EvalSample>,
+    fraction: f64,
+    seed: u64,
+) -> (Vec<EvalSample>, Vec<EvalSample>) {
+    let order = crate::data::permutation(samples.len(), seed ^ 0x5911, 0, u64::MAX);
+    let n_val = ((samples.len() as f64) * fraction).round() as usize;
+    let picked: std::collections::HashSet<usize> = order[..n_val].iter().copied().collect();
+    let (val, train): (Vec<_>, Vec<_>) = samples
+        .into_iter()
+        .enumerate()
+        .partition(|(i, _)| picked.contains(i));
+    (
+        train.into_iter().map(|(_, s)| s).collect(),
+        val.into_iter().map(|(_, s)| s).collect(),
+    )
+}
+
 /// The batch order of `epoch` (a stream of the seed apart from the pre-training data order).
 fn shuffle(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     crate::data::permutation(n, seed ^ 0xada7, epoch, u64::MAX)
@@ -252,18 +276,11 @@ pub fn adapt(
         move |source| TrainError::Io { path: p, source }
     };
     std::fs::create_dir_all(&opts.output).map_err(io(&opts.output))?;
-    let (mut train, mut val) = (opts.train.clone(), opts.val.clone());
-    if val.is_empty() {
-        let order = shuffle(train.len(), opts.seed, u64::MAX - 1);
-        let n_val = ((train.len() as f64) * opts.val_fraction).round() as usize;
-        let picked: std::collections::HashSet<usize> = order[..n_val].iter().copied().collect();
-        let (v, t): (Vec<_>, Vec<_>) = train
-            .into_iter()
-            .enumerate()
-            .partition(|(i, _)| picked.contains(i));
-        val = v.into_iter().map(|(_, s)| s).collect();
-        train = t.into_iter().map(|(_, s)| s).collect();
-    }
+    let (train, val) = if opts.val.is_empty() {
+        split_validation(opts.train.clone(), opts.val_fraction, opts.seed)
+    } else {
+        (opts.train.clone(), opts.val.clone())
+    };
     let classes = |s: &[EvalSample]| -> Vec<usize> {
         s.iter()
             .map(|x| if x.label == 1 { FAKE_CLASS } else { REAL_CLASS })
@@ -342,7 +359,7 @@ pub fn adapt(
     for epoch in 0..opts.epochs {
         let te = Instant::now();
         let order = shuffle(train_y.len(), opts.seed, epoch as u64);
-        let mut sum = [0.0f64; 3];
+        let (mut sum, mut finite) = ([0.0f64; 3], 0usize);
         for step in 0..steps {
             let idx = &order[step * batch..(step + 1) * batch];
             let mut h = Vec::with_capacity(idx.len() * d);
@@ -352,9 +369,12 @@ pub fn adapt(
             let y: Vec<usize> = idx.iter().map(|&i| train_y[i]).collect();
             let lr = schedule.at(epoch as f64 + step as f64 / steps as f64);
             let l = trainer.step(&h, &y, lr);
-            sum[0] += l.ce;
-            sum[1] += l.rac;
-            sum[2] += l.total;
+            if l.total.is_finite() {
+                sum[0] += l.ce;
+                sum[1] += l.rac;
+                sum[2] += l.total;
+                finite += 1;
+            }
         }
         let (val_loss, p) = trainer.evaluate(&val_h, &val_y);
         let correct = p
@@ -362,7 +382,7 @@ pub fn adapt(
             .zip(&val_y)
             .filter(|(p, y)| (**p >= 0.5) == (**y == FAKE_CLASS))
             .count();
-        let k = steps.max(1) as f64;
+        let k = finite.max(1) as f64;
         let e = AdaptEpoch {
             epoch,
             train: AdapterLoss {
@@ -372,6 +392,7 @@ pub fn adapt(
             },
             val_loss,
             val_acc: correct as f64 / val_y.len() as f64,
+            skipped: steps - finite,
             seconds: te.elapsed().as_secs_f64(),
         };
         if val_loss < best_val {

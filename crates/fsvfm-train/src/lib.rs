@@ -7,7 +7,8 @@
 //! - [`step`]: one iteration (losses, accumulation, global clip, AdamW, EMA).
 //! - [`optim`]: AdamW as torch computes it, keyed by parameter name; [`ema`]; [`schedule`].
 //! - [`params`]: parameters by module path (the key of optimiser state and of the EMA pairing).
-//! - [`adapt`]: FS-Adapter training on cached backbone features (CE + Real-Anchor loss).
+//! - [`adapt`]: FS-Adapter training on cached backbone features (CE + Real-Anchor loss);
+//!   [`finetune`]: full fine-tuning with layer-wise lr decay.
 //! - [`recipe`]: TOML recipes and the paper's presets; [`data`]: batches and masks, prefetched;
 //!   [`checkpoint`]: atomic checkpoint folders and exact resume; [`run`]: the loop.
 
@@ -16,6 +17,7 @@ pub mod checkpoint;
 pub mod collective;
 pub mod data;
 pub mod ema;
+pub mod finetune;
 pub mod optim;
 pub mod params;
 pub mod recipe;

@@ -171,23 +171,39 @@ impl AdamW {
 
     /// One update of every parameter of `module` that has a gradient in `grads`, at learning rate
     /// `lr` (torch `_single_tensor_adamw`: decay `p·(1 − lr·wd)`, then
-    /// `p − lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + ε)`).
+    /// `p − lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + ε)`), with timm's decay groups.
     pub fn update<M: Module>(&mut self, module: M, grads: &GradBuffer, lr: f64) -> M {
+        self.update_with(module, grads, lr, |name, shape| {
+            (1.0, is_decayed(name, shape))
+        })
+    }
+
+    /// [`AdamW::update`] with per-parameter groups: `group(name, shape)` gives the lr multiplier
+    /// (layer-wise decay) and whether the parameter is weight-decayed.
+    pub fn update_with<M: Module>(
+        &mut self,
+        module: M,
+        grads: &GradBuffer,
+        lr: f64,
+        group: impl Fn(&str, &[usize]) -> (f64, bool),
+    ) -> M {
         let s = self.settings;
         self.step += 1;
         let t = self.step as i32;
         let bc1 = 1.0 - s.beta1.powi(t);
         let bc2_sqrt = (1.0 - s.beta2.powi(t)).sqrt();
-        let decayed: BTreeMap<String, bool> = named_params(&module)
+        let groups: BTreeMap<String, (f64, bool)> = named_params(&module)
             .into_iter()
             .map(|p| {
-                let d = is_decayed(&p.name, &p.shape);
-                (p.name, d)
+                let g = group(&p.name, &p.shape);
+                (p.name, g)
             })
             .collect();
         let (exp_avg, exp_avg_sq) = (&mut self.exp_avg, &mut self.exp_avg_sq);
         map_params(module, |name, p| {
             let g = grads.get(name)?.clone();
+            let (scale, decayed) = groups.get(name).copied().unwrap_or((1.0, true));
+            let lr = lr * scale;
             let m = match exp_avg.remove(name) {
                 Some(m) => m.mul_scalar(s.beta1) + g.clone().mul_scalar(1.0 - s.beta1),
                 None => g.clone().mul_scalar(1.0 - s.beta1),
@@ -196,7 +212,7 @@ impl AdamW {
                 Some(v) => v.mul_scalar(s.beta2) + g.square().mul_scalar(1.0 - s.beta2),
                 None => g.square().mul_scalar(1.0 - s.beta2),
             };
-            let p = if decayed.get(name).copied().unwrap_or(true) && s.weight_decay != 0.0 {
+            let p = if decayed && s.weight_decay != 0.0 {
                 p.mul_scalar(1.0 - lr * s.weight_decay)
             } else {
                 p

@@ -103,3 +103,27 @@ fn adapter_losses_and_two_adamw_steps_match_pytorch() {
     let v = real_anchor_con_loss(c, &[false, false], 0.07).into_scalar::<f32>();
     assert!((v - r["adapter.no_real"].1[0]).abs() < 1e-12);
 }
+
+#[test]
+fn an_all_zero_row_normalises_with_a_finite_gradient() {
+    // A sample whose bottleneck ReLUs are all off reaches the projector as zeros (its bias starts
+    // at 0): F.normalize must give it a zero, not NaN, gradient.
+    let device = cpu_device().autodiff();
+    let x = Tensor::<2>::from_data(
+        TensorData::new(vec![0.0f32, 0.0, 0.0, 3.0, 4.0, 0.0], [2, 3]),
+        &device,
+    )
+    .require_grad();
+    let y = fsvfm_model::layers::l2_normalize(x.clone());
+    let grads = (y.clone() * y.clone()).sum().backward();
+    let g = x
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+    let v = y.inner().into_data().try_to_vec::<f32>().unwrap();
+    assert_eq!(&v[..3], &[0.0, 0.0, 0.0]);
+    assert!((v[3] - 0.6).abs() < 1e-7 && (v[4] - 0.8).abs() < 1e-7);
+}

@@ -1,0 +1,281 @@
+//! Full fine-tuning of the mean-pooled ViT classifier (spec §6.0): encoder from a pre-training
+//! checkpoint, fresh `fc_norm` + head, trainable `pos_embed`, drop path, BEiT layer-wise lr decay,
+//! AdamW (no decay on 1-D parameters, `pos_embed`, `cls_token`), label-smoothed cross-entropy,
+//! warmup + cosine per iteration, selection by the lowest validation loss.
+//!
+//! Not yet: the training augmentations (RandomResizedCrop, RandAugment, random erasing,
+//! mixup/cutmix); images are only resized, as at evaluation. Class order is the official one
+//! (0 = fake, 1 = real).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use fsvfm_data::{EvalSample, MeanStd, load_rgb};
+use fsvfm_model::VisionTransformer;
+use fsvfm_model::checkpoint::save_safetensors;
+use fsvfm_model::loss::smoothed_cross_entropy;
+use serde::{Deserialize, Serialize};
+
+use crate::TrainError;
+use crate::adapt::{FAKE_CLASS, REAL_CLASS};
+use crate::optim::{AdamW, GradBuffer};
+use crate::schedule::LrSchedule;
+
+/// BEiT layer id of a parameter (burn path names): `cls_token`, `pos_embed`, `patch_embed.*` → 0;
+/// `blocks.k.*` → k + 1; everything else (`fc_norm`, `head`) → `depth + 1`.
+pub fn layer_id(name: &str, depth: usize) -> usize {
+    if name == "cls_token" || name == "pos_embed" || name.starts_with("patch_embed") {
+        0
+    } else if let Some(rest) = name.strip_prefix("blocks.") {
+        rest.split('.')
+            .next()
+            .and_then(|k| k.parse::<usize>().ok())
+            .map_or(depth + 1, |k| k + 1)
+    } else {
+        depth + 1
+    }
+}
+
+/// The lr multiplier `layer_decay^(depth + 1 − layer_id)` and whether weight decay applies (not on
+/// 1-D parameters, `pos_embed` and `cls_token`: `util/lr_decay.param_groups_lrd`).
+pub fn finetune_group(name: &str, shape: &[usize], depth: usize, layer_decay: f64) -> (f64, bool) {
+    let scale = layer_decay.powi((depth + 1 - layer_id(name, depth)) as i32);
+    let decayed = !(shape.len() == 1 || name == "pos_embed" || name == "cls_token");
+    (scale, decayed)
+}
+
+/// A classifier being fine-tuned.
+#[derive(Debug)]
+pub struct FinetuneTrainer {
+    /// The model, on the autodiff device.
+    pub model: VisionTransformer,
+    /// AdamW state.
+    pub optim: AdamW,
+    /// Layer-wise lr decay.
+    pub layer_decay: f64,
+    /// Label smoothing.
+    pub smoothing: f64,
+    depth: usize,
+    device: Device,
+}
+
+impl FinetuneTrainer {
+    /// Puts `model` (with `depth` blocks) on the autodiff version of `device`.
+    pub fn new(model: VisionTransformer, optim: AdamW, layer_decay: f64, device: &Device) -> Self {
+        let depth = model.blocks.len();
+        Self {
+            model: model.to_device(&device.clone().autodiff()).valid().train(),
+            optim,
+            layer_decay,
+            smoothing: 0.1,
+            depth,
+            device: device.clone(),
+        }
+    }
+
+    /// One AdamW step at peak-relative `lr` on images `[N, 3, S, S]` (normalised) with official
+    /// class indices; returns the loss before the step.
+    pub fn step(&mut self, images: &[f32], dims: [usize; 4], targets: &[usize], lr: f64) -> f64 {
+        let x = Tensor::<4>::from_data(
+            TensorData::new(images.to_vec(), dims),
+            &self.device.clone().autodiff(),
+        );
+        let loss = smoothed_cross_entropy(self.model.forward(x), targets, self.smoothing);
+        let value = loss.clone().inner().into_scalar::<f32>() as f64;
+        if value.is_finite() {
+            let mut grads = GradBuffer::new();
+            grads.add(&self.model, loss.backward());
+            if grads.global_norm().is_finite() {
+                let (depth, ld) = (self.depth, self.layer_decay);
+                let model = self.model.clone();
+                self.model = self
+                    .optim
+                    .update_with(model, &grads, lr, |n, s| finetune_group(n, s, depth, ld));
+            }
+        }
+        value
+    }
+
+    /// Cross-entropy (no smoothing) and P(fake) on a batch, without gradients.
+    pub fn evaluate(&self, images: &[f32], dims: [usize; 4], targets: &[usize]) -> (f64, Vec<f64>) {
+        let model = self.model.valid();
+        let x = Tensor::<4>::from_data(TensorData::new(images.to_vec(), dims), &self.device);
+        let logits = model.forward(x);
+        let ce = smoothed_cross_entropy(logits.clone(), targets, 0.0).into_scalar::<f32>() as f64;
+        let p: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap_or_default();
+        (ce, p.chunks(2).map(|r| r[FAKE_CLASS] as f64).collect())
+    }
+}
+
+/// Options of [`finetune`].
+#[derive(Debug, Clone)]
+pub struct FinetuneOptions {
+    /// Training images (label 1 = fake).
+    pub train: Vec<EvalSample>,
+    /// Validation images (required: model selection).
+    pub val: Vec<EvalSample>,
+    /// Output folder.
+    pub output: PathBuf,
+    /// Input side.
+    pub img_size: usize,
+    /// Normalisation.
+    pub mean_std: MeanStd,
+    /// Epochs.
+    pub epochs: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Base learning rate (`lr = blr · batch / 256`).
+    pub blr: f64,
+    /// Layer-wise lr decay.
+    pub layer_decay: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// Warmup epochs.
+    pub warmup_epochs: f64,
+    /// Seed of the batch order (and drop path).
+    pub seed: u64,
+    /// Device.
+    pub device: Device,
+}
+
+/// One fine-tuning epoch, as logged.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinetuneEpoch {
+    /// Epoch.
+    pub epoch: usize,
+    /// Mean training loss (finite batches).
+    pub train_loss: f64,
+    /// Batches with a non-finite loss (no update).
+    pub skipped: usize,
+    /// Validation cross-entropy.
+    pub val_loss: f64,
+    /// Validation accuracy at P(fake) ≥ 0.5.
+    pub val_acc: f64,
+    /// Training images per second.
+    pub images_per_s: f64,
+}
+
+fn load_batch(
+    set: &[EvalSample],
+    idx: &[usize],
+    size: usize,
+    norm: &MeanStd,
+) -> Result<(Vec<f32>, Vec<usize>), TrainError> {
+    use rayon::prelude::*;
+    let px: Vec<Vec<f32>> = idx
+        .par_iter()
+        .map(|&i| {
+            let mut x = load_rgb(&set[i].image, size).map_err(TrainError::Data)?;
+            norm.apply(&mut x);
+            Ok(x)
+        })
+        .collect::<Result<_, TrainError>>()?;
+    let y = idx
+        .iter()
+        .map(|&i| {
+            if set[i].label == 1 {
+                FAKE_CLASS
+            } else {
+                REAL_CLASS
+            }
+        })
+        .collect();
+    Ok((px.concat(), y))
+}
+
+/// Fine-tunes `model`; writes `checkpoint-min_val_loss.safetensors` (official classifier keys),
+/// `pretrain_ds_mean_std.txt` and `log.jsonl`. Returns the epochs and the checkpoint path.
+pub fn finetune(
+    model: VisionTransformer,
+    optim: AdamW,
+    opts: &FinetuneOptions,
+    mut on_epoch: impl FnMut(&FinetuneEpoch),
+) -> Result<(Vec<FinetuneEpoch>, PathBuf), TrainError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| TrainError::Io { path: p, source }
+    };
+    std::fs::create_dir_all(&opts.output).map_err(io(&opts.output))?;
+    for (what, set) in [("training", &opts.train), ("validation", &opts.val)] {
+        if !(set.iter().any(|s| s.label == 0) && set.iter().any(|s| s.label == 1)) {
+            return Err(TrainError::Data(format!(
+                "the {what} set needs real and fake images"
+            )));
+        }
+    }
+    opts.device.seed(opts.seed);
+    let mut trainer = FinetuneTrainer::new(model, optim, opts.layer_decay, &opts.device);
+    let (s, batch) = (opts.img_size, opts.batch_size.min(opts.train.len()).max(1));
+    let steps = opts.train.len() / batch;
+    let schedule = LrSchedule {
+        lr: opts.blr * batch as f64 / 256.0,
+        min_lr: 1e-6,
+        warmup_epochs: opts.warmup_epochs,
+        epochs: opts.epochs as f64,
+    };
+    let best = opts.output.join("checkpoint-min_val_loss.safetensors");
+    fsvfm_model::checkpoint::write_atomic(
+        &opts.output.join("pretrain_ds_mean_std.txt"),
+        (opts.mean_std.to_json_line() + "\n").as_bytes(),
+    )?;
+    let log_path = opts.output.join("log.jsonl");
+    let mut log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    let (mut epochs, mut best_val) = (Vec::new(), f64::INFINITY);
+    for epoch in 0..opts.epochs {
+        let t0 = Instant::now();
+        let order =
+            crate::data::permutation(opts.train.len(), opts.seed ^ 0xf17e, epoch as u64, u64::MAX);
+        let (mut sum, mut finite) = (0.0, 0usize);
+        for step in 0..steps {
+            let (x, y) = load_batch(
+                &opts.train,
+                &order[step * batch..(step + 1) * batch],
+                s,
+                &opts.mean_std,
+            )?;
+            let lr = schedule.at(epoch as f64 + step as f64 / steps as f64);
+            let l = trainer.step(&x, [y.len(), 3, s, s], &y, lr);
+            if l.is_finite() {
+                sum += l;
+                finite += 1;
+            }
+        }
+        let train_secs = t0.elapsed().as_secs_f64();
+        let (mut val_sum, mut correct) = (0.0, 0usize);
+        let all: Vec<usize> = (0..opts.val.len()).collect();
+        for chunk in all.chunks(batch) {
+            let (x, y) = load_batch(&opts.val, chunk, s, &opts.mean_std)?;
+            let (ce, p) = trainer.evaluate(&x, [y.len(), 3, s, s], &y);
+            val_sum += ce * y.len() as f64;
+            correct += p
+                .iter()
+                .zip(&y)
+                .filter(|(p, y)| (**p >= 0.5) == (**y == FAKE_CLASS))
+                .count();
+        }
+        let e = FinetuneEpoch {
+            epoch,
+            train_loss: sum / finite.max(1) as f64,
+            skipped: steps - finite,
+            val_loss: val_sum / opts.val.len() as f64,
+            val_acc: correct as f64 / opts.val.len() as f64,
+            images_per_s: (steps * batch) as f64 / train_secs.max(1e-9),
+        };
+        if e.val_loss < best_val {
+            best_val = e.val_loss;
+            save_safetensors(&trainer.model, &best)?;
+        }
+        writeln!(log, "{}", serde_json::to_string(&e).unwrap_or_default())
+            .map_err(io(&log_path))?;
+        on_epoch(&e);
+        epochs.push(e);
+    }
+    Ok((epochs, best))
+}

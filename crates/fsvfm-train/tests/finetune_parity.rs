@@ -1,0 +1,112 @@
+//! Full fine-tuning against `tools/reference/export_train_fixtures.py` (`finetune_step`): the
+//! BEiT layer-decay lr scales of every parameter, and two AdamW steps of a mean-pooled timm ViT
+//! with label-smoothed CE: losses ≤ 1e-5 relative, parameters ≤ 1e-5 absolute.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use fsvfm_model::checkpoint::save_safetensors;
+use fsvfm_model::{LoadMode, VisionTransformer, VitConfig, WeightFile, cpu_device};
+use fsvfm_train::finetune::{FinetuneTrainer, finetune_group};
+use fsvfm_train::{AdamW, AdamWSettings};
+
+mod common;
+use common::{read, rel};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+#[test]
+fn layer_decay_scales_match_the_official_rule() {
+    let scales: BTreeMap<String, f64> =
+        serde_json::from_slice(&std::fs::read(fixture("finetune_lr_scales.json")).unwrap())
+            .unwrap();
+    assert_eq!(scales.len(), 32);
+    for (name, want) in scales {
+        let (got, _) = finetune_group(&name, &[1, 1], 2, 0.65);
+        assert!((got - want).abs() < 1e-12, "{name}: {got} vs {want}");
+    }
+    assert!(!finetune_group("pos_embed", &[1, 17, 32], 2, 0.65).1);
+    assert!(!finetune_group("cls_token", &[1, 1, 32], 2, 0.65).1);
+    assert!(finetune_group("blocks.1.mlp.fc1.weight", &[32, 128], 2, 0.65).1);
+    assert!(!finetune_group("fc_norm.gamma", &[32], 2, 0.65).1);
+}
+
+#[test]
+fn two_finetuning_steps_match_pytorch() {
+    let r = read(&fixture("finetune_step.safetensors"));
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("init.safetensors");
+    {
+        let owned: Vec<(String, Vec<usize>, Vec<u8>)> = r
+            .iter()
+            .filter_map(|(k, (s, v))| {
+                let n = k.strip_prefix("init.")?;
+                Some((
+                    n.to_string(),
+                    s.clone(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                ))
+            })
+            .collect();
+        let views: Vec<_> = owned
+            .iter()
+            .map(|(n, s, b)| {
+                let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap();
+                (n.clone(), v)
+            })
+            .collect();
+        std::fs::write(&init, safetensors::serialize(views, None).unwrap()).unwrap();
+    }
+    let mut cfg = VitConfig::new(8, 32, 2, 2);
+    cfg.img_size = 32;
+    let device = cpu_device();
+    let (model, _) = WeightFile::open(&init)
+        .unwrap()
+        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
+        .unwrap();
+    let settings = AdamWSettings {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.05,
+    };
+    let mut t = FinetuneTrainer::new(model, AdamW::new(settings), 0.65, &device);
+    let x = &r["x"].1;
+    let y: Vec<usize> = r["labels"].1.iter().map(|&v| v as usize).collect();
+    for (step, lr) in [1e-3, 5e-4].into_iter().enumerate() {
+        let loss = t.step(x, [4, 3, 32, 32], &y, lr);
+        let want = r["losses"].1[step] as f64;
+        assert!(rel(loss, want) <= 1e-5, "step {step}: {loss} vs {want}");
+    }
+    let out = dir.path().join("after.safetensors");
+    save_safetensors(&t.model, &out).unwrap();
+    let got = read(&out);
+    let mut worst = (0.0f32, String::new());
+    for (k, (shape, want)) in r
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("after.")?, v)))
+    {
+        assert_eq!(&got[k].0, shape, "{k}");
+        // The attention key bias has an exactly zero gradient: both sides step on float noise
+        // (≈ ±lr·scale), so it is bounded by the two steps' lr instead.
+        let key_bias = k.ends_with("attn.qkv.bias").then_some(shape[0] / 3);
+        for (i, (a, b)) in got[k].1.iter().zip(want).enumerate() {
+            if key_bias.is_some_and(|d| (d..2 * d).contains(&i)) {
+                assert!((a - b).abs() <= 3e-3, "{k}[{i}]");
+            } else if (a - b).abs() > worst.0 {
+                worst = ((a - b).abs(), format!("{k}[{i}]"));
+            }
+        }
+    }
+    assert!(
+        worst.0 <= 1e-5,
+        "parameters: max abs diff {:e} at {}",
+        worst.0,
+        worst.1
+    );
+}
