@@ -4,155 +4,191 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, ensure};
+use burn::module::Module;
+use burn::store::ModuleSnapshot;
 use clap::Args;
-use fsvfm_model::{AdapterConfig, FsAdapterClassifier, LoadMode, WeightFile};
-use fsvfm_train::adapt::{AdaptOptions, adapt};
+use fsvfm_model::{
+    AdapterConfig, FsAdapterClassifier, LoadMode, VisionTransformer, VitConfig, WeightFile,
+};
+use fsvfm_train::transfer::{TransferOptions, split_validation};
 
 use crate::eval::{mean_std_near, vit_config_near};
 
-/// Arguments of `fsvfm adapt`.
+/// What `adapt` and `finetune` share. Unset numbers take the command's recipe default.
 #[derive(Args, Debug)]
-pub struct AdaptArgs {
-    /// Backbone: a pre-training checkpoint (ours, e.g. `run/checkpoint-29/online.safetensors`, or an
-    /// official `checkpoint-*.pth`); its encoder is loaded and frozen.
+pub struct TransferArgs {
+    /// Encoder: a pre-training checkpoint (ours, e.g. `run/checkpoint-29/online.safetensors`, or an
+    /// official `checkpoint-*.pth`).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Architecture (preset or JSON); default: the `state.json` next to our checkpoints, else ViT-B/16.
     #[arg(long)]
     pub model: Option<String>,
-    /// Training images: ImageFolder (real*/, fake*/), JSONL manifest or DeepfakeBench JSON.
+    /// Training images: ImageFolder (real*/, fake*/), JSONL manifest or DeepfakeBench JSON (`train` split).
     #[arg(long)]
     pub data: PathBuf,
-    /// Validation images (same formats); default: hold out `--val-fraction` of the training set.
+    /// Validation images (same formats; `val` split); default: hold out `--val-fraction` of the data.
     #[arg(long)]
     pub val: Option<PathBuf>,
     /// Held-out fraction when no `--val` is given.
     #[arg(long, default_value_t = 0.1)]
     pub val_fraction: f64,
-    /// Output folder: checkpoint-min_val_loss.safetensors, model.json, pretrain_ds_mean_std.txt, log.jsonl.
-    #[arg(long)]
-    pub output: PathBuf,
-    /// Epochs (paper recipes: 50–60).
-    #[arg(long, default_value_t = 50)]
-    pub epochs: usize,
-    /// Batch size (paper: 128–512 per GPU).
-    #[arg(long, default_value_t = 128)]
-    pub batch_size: usize,
-    /// Base learning rate, `lr = blr · batch / 256` (paper DfD: 1e-3 ViT-S, 5e-3 ViT-B, 1e-2 ViT-L).
-    #[arg(long, default_value_t = 5e-3)]
-    pub blr: f64,
-    /// Warmup epochs.
-    #[arg(long, default_value_t = 5.0)]
-    pub warmup_epochs: f64,
-    /// Weight of the Real-Anchor Contrastive loss (paper: 0.01–0.1).
-    #[arg(long, default_value_t = 0.01)]
-    pub w_cl: f64,
-    /// AdamW weight decay (0 in the DfD/DiFF recipes).
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Normalisation (`vggface2` or a file); default: the pre-training run's.
-    #[arg(long)]
-    pub mean_std: Option<String>,
-    /// DeepfakeBench split for `--data` (the validation file uses `val`).
-    #[arg(long, default_value = "train")]
-    pub split: String,
     /// Folder that DeepfakeBench frame paths are relative to.
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Seed of the validation split and batch order.
+    /// Output folder: checkpoint-min_val_loss.safetensors, model.json, pretrain_ds_mean_std.txt, log.jsonl.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Epochs (default: adapt 50, finetune 10, as the paper's DfD recipes).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size (default: adapt 128, finetune 32).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base learning rate, `lr = blr · batch / 256` (default: adapt 5e-3, finetune 2e-4).
+    #[arg(long)]
+    pub blr: Option<f64>,
+    /// Warmup epochs (default: adapt 5, finetune 1).
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// AdamW weight decay (default: adapt 0, finetune 0.05).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Normalisation (`vggface2` or a file); default: the pre-training run's.
+    #[arg(long)]
+    pub mean_std: Option<String>,
+    /// Seed of the new layers, the validation split, the batch order and drop path.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
-/// Runs `fsvfm adapt`.
-pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
-    ensure!(
-        a.epochs > 0 && a.batch_size > 0,
-        "--epochs and --batch-size must be positive"
-    );
-    ensure!(
-        (0.0..1.0).contains(&a.val_fraction),
-        "--val-fraction must be in [0, 1)"
-    );
+/// Recipe defaults of one command: epochs, batch, blr, warmup, weight decay.
+struct Defaults(usize, usize, f64, f64, f64);
+
+/// Loads the encoder into `model` (strict except for the fresh layers `new_prefixes`), reads the
+/// data and builds the options.
+fn prepare<M: Module + ModuleSnapshot>(
+    a: &TransferArgs,
+    d: Defaults,
+    model: impl FnOnce(&VitConfig) -> Result<M>,
+    new_prefixes: &[&str],
+) -> Result<(M, VitConfig, TransferOptions)> {
     let mut vit = vit_config_near(&a.checkpoint, a.model.as_deref())?;
     vit.num_classes = 2;
     vit.global_pool = true;
-    vit.drop_path_rate = 0.0;
-    let cfg = AdapterConfig::new(vit.clone());
-    cfg.validate()?;
     let device = crate::runtime::device();
+    // The new layers are drawn from the seeded device generator.
+    device.seed(a.seed);
     let wf = WeightFile::open(&a.checkpoint)?;
-    let (model, report) =
-        wf.load_into(FsAdapterClassifier::new(&cfg, &device), LoadMode::Partial)?;
-    let encoder_missing: Vec<_> = report
+    let (model, report) = wf.load_into(model(&vit)?, LoadMode::Partial)?;
+    let missing: Vec<_> = report
         .missing
         .iter()
-        .filter(|k| {
-            !["fc_norm.", "adapter.", "projector.", "head."]
-                .iter()
-                .any(|p| k.starts_with(p))
-        })
+        .filter(|k| !new_prefixes.iter().any(|p| k.starts_with(p)))
         .collect();
     ensure!(
-        encoder_missing.is_empty(),
-        "{} lacks encoder weights {encoder_missing:?}: is --model the right size?",
+        missing.is_empty(),
+        "{} lacks encoder weights {missing:?}: is --model the right size?",
         a.checkpoint.display()
     );
     let (mean_std, src) = mean_std_near(&a.checkpoint, a.mean_std.as_deref())?;
     let read = |p: &PathBuf, split: &str| {
         fsvfm_data::read_eval_set(p, split, a.root.as_deref()).map_err(anyhow::Error::msg)
     };
-    let (train, mut skipped) = read(&a.data, &a.split)?;
-    let val = match &a.val {
+    let (train, mut skipped) = read(&a.data, "train")?;
+    let (train, val) = match &a.val {
         Some(v) => {
-            let (s, k) = read(v, "val")?;
+            let (val, k) = read(v, "val")?;
             skipped.extend(k);
-            s
+            (train, val)
         }
-        None => Vec::new(),
+        None => {
+            ensure!(
+                (0.0..1.0).contains(&a.val_fraction),
+                "--val-fraction must be in [0, 1)"
+            );
+            split_validation(train, a.val_fraction, a.seed)
+        }
     };
+    for k in &skipped {
+        eprintln!("left out {}: {}", k.path, k.reason);
+    }
     eprintln!(
-        "backbone from {} ({report}); normalisation: {src}; {} training images{}",
+        "encoder from {} ({report}); normalisation: {src}; {} training / {} validation images",
         a.checkpoint.display(),
         train.len(),
-        if val.is_empty() {
-            format!(", {:.0} % held out for validation", a.val_fraction * 100.0)
-        } else {
-            format!(", {} validation images", val.len())
-        }
+        val.len()
     );
-    let opts = AdaptOptions {
+    let opts = TransferOptions {
         train,
         val,
-        val_fraction: a.val_fraction,
         output: a.output.clone(),
         img_size: vit.img_size,
         mean_std,
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        blr: a.blr,
-        warmup_epochs: a.warmup_epochs,
-        w_cl: a.w_cl,
-        weight_decay: a.weight_decay,
+        epochs: a.epochs.unwrap_or(d.0),
+        batch_size: a.batch_size.unwrap_or(d.1),
+        blr: a.blr.unwrap_or(d.2),
+        warmup_epochs: a.warmup_epochs.unwrap_or(d.3),
+        weight_decay: a.weight_decay.unwrap_or(d.4),
         seed: a.seed,
         device,
     };
-    let summary = adapt(model, &opts, |e| {
-        eprintln!(
-            "epoch {:>3}: train {:.4} (ce {:.4} rac {:.4}) | val ce {:.4} acc {:.3} | {:.2}s",
-            e.epoch, e.train.total, e.train.ce, e.train.rac, e.val_loss, e.val_acc, e.seconds
-        )
-    })?;
-    std::fs::write(
-        a.output.join("model.json"),
-        serde_json::to_string_pretty(&vit)?,
-    )
-    .with_context(|| format!("writing {}", a.output.join("model.json").display()))?;
+    ensure!(
+        opts.epochs > 0 && opts.batch_size > 0,
+        "--epochs and --batch-size must be positive"
+    );
+    Ok((model, vit, opts))
+}
+
+/// Writes the architecture next to the checkpoint, so `eval` needs no `--model`.
+fn write_model_json(out: &std::path::Path, vit: &VitConfig) -> Result<()> {
+    let mut saved = vit.clone();
+    saved.drop_path_rate = 0.0;
+    let p = out.join("model.json");
+    std::fs::write(&p, serde_json::to_string_pretty(&saved)?)
+        .with_context(|| format!("writing {}", p.display()))
+}
+
+/// Arguments of `fsvfm adapt`.
+#[derive(Args, Debug)]
+pub struct AdaptArgs {
+    #[command(flatten)]
+    pub common: TransferArgs,
+    /// Weight of the Real-Anchor Contrastive loss (paper: 0.01–0.1).
+    #[arg(long, default_value_t = 0.01)]
+    pub w_cl: f64,
+}
+
+/// Runs `fsvfm adapt`.
+pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
+    use fsvfm_train::adapt::{AdaptOptions, adapt};
+    let (model, vit, common) = prepare(
+        &a.common,
+        Defaults(50, 128, 5e-3, 5.0, 0.0),
+        |vit| {
+            let cfg = AdapterConfig::new(vit.clone());
+            cfg.validate()?;
+            Ok(FsAdapterClassifier::new(&cfg, &crate::runtime::device()))
+        },
+        &["fc_norm.", "adapter.", "projector.", "head."],
+    )?;
+    let output = common.output.clone();
+    let summary = adapt(
+        model,
+        &AdaptOptions {
+            common,
+            w_cl: a.w_cl,
+        },
+        |e| {
+            eprintln!(
+                "epoch {:>3}: train {:.4} (ce {:.4} rac {:.4}) | val ce {:.4} acc {:.3} | {:.2}s",
+                e.epoch, e.train.total, e.train.ce, e.train.rac, e.val_loss, e.val_acc, e.seconds
+            )
+        },
+    )?;
+    write_model_json(&output, &vit)?;
     for (p, why) in &summary.skipped {
         eprintln!("left out {}: {why}", p.display());
-    }
-    for k in &skipped {
-        eprintln!("left out {}: {}", k.path, k.reason);
     }
     println!(
         "trainable parameters: {} (adapter + projector + head); features: {:.1}s once, training: {:.1}s for {} epochs\nbest: {}",
@@ -168,116 +204,41 @@ pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
 /// Arguments of `fsvfm finetune`.
 #[derive(Args, Debug)]
 pub struct FinetuneArgs {
-    /// Encoder: a pre-training checkpoint (ours or an official `checkpoint-*.pth`).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Architecture (preset or JSON); default: the `state.json` next to our checkpoints, else ViT-B/16.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Training images: ImageFolder (real*/, fake*/), JSONL manifest or DeepfakeBench JSON.
-    #[arg(long)]
-    pub data: PathBuf,
-    /// Validation images; default: hold out `--val-fraction` of the training set.
-    #[arg(long)]
-    pub val: Option<PathBuf>,
-    /// Held-out fraction when no `--val` is given.
-    #[arg(long, default_value_t = 0.1)]
-    pub val_fraction: f64,
-    /// Output folder: checkpoint-min_val_loss.safetensors, model.json, pretrain_ds_mean_std.txt, log.jsonl.
-    #[arg(long)]
-    pub output: PathBuf,
-    /// Epochs (paper DfD: 10).
-    #[arg(long, default_value_t = 10)]
-    pub epochs: usize,
-    /// Batch size (paper: 32 per GPU × 2).
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Base learning rate, `lr = blr · batch / 256` (paper DfD ViT-B: 2e-4).
-    #[arg(long, default_value_t = 2e-4)]
-    pub blr: f64,
-    /// Layer-wise lr decay (paper DfD ViT-B: 0.6).
+    #[command(flatten)]
+    pub common: TransferArgs,
+    /// Layer-wise lr decay (paper DfD: 0.6–0.9 by size).
     #[arg(long, default_value_t = 0.65)]
     pub layer_decay: f64,
-    /// Weight decay (paper DfD: 0.03–0.05).
-    #[arg(long, default_value_t = 0.05)]
-    pub weight_decay: f64,
     /// Stochastic depth, rising linearly over the blocks.
     #[arg(long, default_value_t = 0.1)]
     pub drop_path: f64,
-    /// Warmup epochs.
-    #[arg(long, default_value_t = 1.0)]
-    pub warmup_epochs: f64,
-    /// Normalisation (`vggface2` or a file); default: the pre-training run's.
-    #[arg(long)]
-    pub mean_std: Option<String>,
-    /// Seed of the validation split, batch order and drop path.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
 }
 
 /// Runs `fsvfm finetune`.
 pub fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
-    use fsvfm_model::VisionTransformer;
     use fsvfm_train::finetune::{FinetuneOptions, finetune};
-    ensure!(
-        a.epochs > 0 && a.batch_size > 0,
-        "--epochs and --batch-size must be positive"
-    );
-    let mut vit = vit_config_near(&a.checkpoint, a.model.as_deref())?;
-    vit.num_classes = 2;
-    vit.global_pool = true;
-    vit.drop_path_rate = a.drop_path;
-    vit.validate()?;
-    let device = crate::runtime::device();
-    // The new fc_norm and head are drawn from the seeded device generator.
-    device.seed(a.seed);
-    let wf = WeightFile::open(&a.checkpoint)?;
-    let (model, report) = wf.load_into(VisionTransformer::new(&vit, &device), LoadMode::Partial)?;
-    let encoder_missing: Vec<_> = report
-        .missing
-        .iter()
-        .filter(|k| !k.starts_with("fc_norm.") && !k.starts_with("head."))
-        .collect();
-    ensure!(
-        encoder_missing.is_empty(),
-        "{} lacks encoder weights {encoder_missing:?}: is --model the right size?",
-        a.checkpoint.display()
-    );
-    let (mean_std, src) = mean_std_near(&a.checkpoint, a.mean_std.as_deref())?;
-    let read = |p: &PathBuf, split: &str| {
-        fsvfm_data::read_eval_set(p, split, None).map_err(anyhow::Error::msg)
-    };
-    let (train, _) = read(&a.data, "train")?;
-    let (train, val) = match &a.val {
-        Some(v) => (train, read(v, "val")?.0),
-        None => fsvfm_train::adapt::split_validation(train, a.val_fraction, a.seed),
-    };
-    eprintln!(
-        "encoder from {} ({report}); normalisation: {src}; {} training / {} validation images",
-        a.checkpoint.display(),
-        train.len(),
-        val.len()
-    );
-    let opts = FinetuneOptions {
-        train,
-        val,
-        output: a.output.clone(),
-        img_size: vit.img_size,
-        mean_std,
-        epochs: a.epochs,
-        batch_size: a.batch_size,
-        blr: a.blr,
-        layer_decay: a.layer_decay,
-        weight_decay: a.weight_decay,
-        warmup_epochs: a.warmup_epochs,
-        seed: a.seed,
-        device,
-    };
+    let drop_path = a.drop_path;
+    let (model, vit, common) = prepare(
+        &a.common,
+        Defaults(10, 32, 2e-4, 1.0, 0.05),
+        |vit| {
+            let mut cfg = vit.clone();
+            cfg.drop_path_rate = drop_path;
+            cfg.validate()?;
+            Ok(VisionTransformer::new(&cfg, &crate::runtime::device()))
+        },
+        &["fc_norm.", "head."],
+    )?;
     let settings = fsvfm_train::AdamWSettings {
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
-        weight_decay: a.weight_decay,
+        weight_decay: common.weight_decay,
+    };
+    let output = common.output.clone();
+    let opts = FinetuneOptions {
+        common,
+        layer_decay: a.layer_decay,
     };
     let (epochs, best) = finetune(model, fsvfm_train::AdamW::new(settings), &opts, |e| {
         eprintln!(
@@ -285,13 +246,7 @@ pub fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
             e.epoch, e.train_loss, e.val_loss, e.val_acc, e.images_per_s
         )
     })?;
-    let mut saved = vit.clone();
-    saved.drop_path_rate = 0.0;
-    std::fs::write(
-        a.output.join("model.json"),
-        serde_json::to_string_pretty(&saved)?,
-    )
-    .with_context(|| format!("writing {}", a.output.join("model.json").display()))?;
+    write_model_json(&output, &vit)?;
     println!(
         "fine-tuned {} epochs; best: {}",
         epochs.len(),

@@ -8,8 +8,7 @@
 //! real, and the Real-Anchor loss's real class is 1, so checkpoints are interchangeable with the
 //! official code and `fsvfm eval` scores `softmax[:, 0]` = P(fake).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -21,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::optim::{AdamW, AdamWSettings, GradBuffer};
-use crate::schedule::LrSchedule;
+use crate::transfer::{TransferOptions, log_line};
 
 /// Official class index of fake images.
 pub const FAKE_CLASS: usize = 0;
@@ -175,34 +174,10 @@ pub fn extract_features(
 /// Options of [`adapt`].
 #[derive(Debug, Clone)]
 pub struct AdaptOptions {
-    /// Training images (label 1 = fake).
-    pub train: Vec<EvalSample>,
-    /// Validation images; empty = hold out `val_fraction` of `train`.
-    pub val: Vec<EvalSample>,
-    /// Held-out fraction when `val` is empty.
-    pub val_fraction: f64,
-    /// Output folder.
-    pub output: PathBuf,
-    /// Input side.
-    pub img_size: usize,
-    /// Normalisation (written next to the checkpoint).
-    pub mean_std: MeanStd,
-    /// Epochs.
-    pub epochs: usize,
-    /// Batch size.
-    pub batch_size: usize,
-    /// Base learning rate (`lr = blr · batch / 256`).
-    pub blr: f64,
-    /// Warmup epochs.
-    pub warmup_epochs: f64,
+    /// Data, output, schedule and seed.
+    pub common: TransferOptions,
     /// Weight of the Real-Anchor loss.
     pub w_cl: f64,
-    /// AdamW weight decay (0 in the DfD/DiFF recipes).
-    pub weight_decay: f64,
-    /// Seed of the split and the batch order.
-    pub seed: u64,
-    /// Device.
-    pub device: Device,
 }
 
 /// One epoch of adapter training, as logged.
@@ -239,25 +214,6 @@ pub struct AdaptSummary {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Holds out `fraction` of `samples` (a seeded draw) as the validation set: `(train, val)`.
-pub fn split_validation(
-    samples: Vec<EvalSample>,
-    fraction: f64,
-    seed: u64,
-) -> (Vec<EvalSample>, Vec<EvalSample>) {
-    let order = crate::data::permutation(samples.len(), seed ^ 0x5911, 0, u64::MAX);
-    let n_val = ((samples.len() as f64) * fraction).round() as usize;
-    let picked: std::collections::HashSet<usize> = order[..n_val].iter().copied().collect();
-    let (val, train): (Vec<_>, Vec<_>) = samples
-        .into_iter()
-        .enumerate()
-        .partition(|(i, _)| picked.contains(i));
-    (
-        train.into_iter().map(|(_, s)| s).collect(),
-        val.into_iter().map(|(_, s)| s).collect(),
-    )
-}
-
 /// The batch order of `epoch` (a stream of the seed apart from the pre-training data order).
 fn shuffle(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     crate::data::permutation(n, seed ^ 0xada7, epoch, u64::MAX)
@@ -271,30 +227,9 @@ pub fn adapt(
     opts: &AdaptOptions,
     mut on_epoch: impl FnMut(&AdaptEpoch),
 ) -> Result<AdaptSummary, TrainError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| TrainError::Io { path: p, source }
-    };
-    std::fs::create_dir_all(&opts.output).map_err(io(&opts.output))?;
-    let (train, val) = if opts.val.is_empty() {
-        split_validation(opts.train.clone(), opts.val_fraction, opts.seed)
-    } else {
-        (opts.train.clone(), opts.val.clone())
-    };
-    let classes = |s: &[EvalSample]| -> Vec<usize> {
-        s.iter()
-            .map(|x| if x.label == 1 { FAKE_CLASS } else { REAL_CLASS })
-            .collect()
-    };
-    for (what, set) in [("training", &train), ("validation", &val)] {
-        let c = classes(set);
-        if !(c.contains(&FAKE_CLASS) && c.contains(&REAL_CLASS)) {
-            return Err(TrainError::Data(format!(
-                "the {what} set needs real and fake images ({} images)",
-                set.len()
-            )));
-        }
-    }
+    let (w_cl, opts) = (opts.w_cl, &opts.common);
+    let (best, mut log) = opts.prepare_output()?;
+    let (train, val) = (&opts.train, &opts.val);
     let t0 = Instant::now();
     let mut skipped = Vec::new();
     let mut features = |set: &[EvalSample]| {
@@ -320,8 +255,8 @@ pub fn adapt(
             .collect();
         (f, targets)
     };
-    let (train_h, train_y) = features(&train);
-    let (val_h, val_y) = features(&val);
+    let (train_h, train_y) = features(train);
+    let (val_h, val_y) = features(val);
     let feature_seconds = t0.elapsed().as_secs_f64();
     if train_y.is_empty() || val_y.is_empty() {
         return Err(TrainError::Data(
@@ -339,22 +274,10 @@ pub fn adapt(
     // its parameters are frozen so the optimiser would skip them anyway.
     let trainable = model.trainable_param_count();
     let model = freeze_backbone(model);
-    let mut trainer = AdapterTrainer::new(model, AdamW::new(settings), opts.w_cl, &opts.device);
+    let mut trainer = AdapterTrainer::new(model, AdamW::new(settings), w_cl, &opts.device);
     let batch = opts.batch_size.min(train_y.len()).max(1);
     let steps = train_y.len() / batch;
-    let schedule = LrSchedule {
-        lr: opts.blr * batch as f64 / 256.0,
-        min_lr: 1e-6,
-        warmup_epochs: opts.warmup_epochs,
-        epochs: opts.epochs as f64,
-    };
-    let best = opts.output.join("checkpoint-min_val_loss.safetensors");
-    fsvfm_model::checkpoint::write_atomic(
-        &opts.output.join("pretrain_ds_mean_std.txt"),
-        (opts.mean_std.to_json_line() + "\n").as_bytes(),
-    )?;
-    let log_path = opts.output.join("log.jsonl");
-    let mut log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    let schedule = opts.schedule(batch);
     let (mut epochs, mut best_val, t_train) = (Vec::new(), f64::INFINITY, Instant::now());
     for epoch in 0..opts.epochs {
         let te = Instant::now();
@@ -399,8 +322,7 @@ pub fn adapt(
             best_val = val_loss;
             save_safetensors(&trainer.model, &best)?;
         }
-        writeln!(log, "{}", serde_json::to_string(&e).unwrap_or_default())
-            .map_err(io(&log_path))?;
+        log_line(&mut log, &opts.output, &e)?;
         on_epoch(&e);
         epochs.push(e);
     }

@@ -7,8 +7,7 @@
 //! mixup/cutmix); images are only resized, as at evaluation. Class order is the official one
 //! (0 = fake, 1 = real).
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::module::Module;
@@ -22,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::adapt::{FAKE_CLASS, REAL_CLASS};
 use crate::optim::{AdamW, GradBuffer};
-use crate::schedule::LrSchedule;
+use crate::transfer::{TransferOptions, log_line};
 
 /// BEiT layer id of a parameter (burn path names): `cls_token`, `pos_embed`, `patch_embed.*` → 0;
 /// `blocks.k.*` → k + 1; everything else (`fc_norm`, `head`) → `depth + 1`.
@@ -117,32 +116,10 @@ impl FinetuneTrainer {
 /// Options of [`finetune`].
 #[derive(Debug, Clone)]
 pub struct FinetuneOptions {
-    /// Training images (label 1 = fake).
-    pub train: Vec<EvalSample>,
-    /// Validation images (required: model selection).
-    pub val: Vec<EvalSample>,
-    /// Output folder.
-    pub output: PathBuf,
-    /// Input side.
-    pub img_size: usize,
-    /// Normalisation.
-    pub mean_std: MeanStd,
-    /// Epochs.
-    pub epochs: usize,
-    /// Batch size.
-    pub batch_size: usize,
-    /// Base learning rate (`lr = blr · batch / 256`).
-    pub blr: f64,
+    /// Data, output, schedule and seed.
+    pub common: TransferOptions,
     /// Layer-wise lr decay.
     pub layer_decay: f64,
-    /// Weight decay.
-    pub weight_decay: f64,
-    /// Warmup epochs.
-    pub warmup_epochs: f64,
-    /// Seed of the batch order (and drop path).
-    pub seed: u64,
-    /// Device.
-    pub device: Device,
 }
 
 /// One fine-tuning epoch, as logged.
@@ -198,35 +175,13 @@ pub fn finetune(
     opts: &FinetuneOptions,
     mut on_epoch: impl FnMut(&FinetuneEpoch),
 ) -> Result<(Vec<FinetuneEpoch>, PathBuf), TrainError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| TrainError::Io { path: p, source }
-    };
-    std::fs::create_dir_all(&opts.output).map_err(io(&opts.output))?;
-    for (what, set) in [("training", &opts.train), ("validation", &opts.val)] {
-        if !(set.iter().any(|s| s.label == 0) && set.iter().any(|s| s.label == 1)) {
-            return Err(TrainError::Data(format!(
-                "the {what} set needs real and fake images"
-            )));
-        }
-    }
+    let (layer_decay, opts) = (opts.layer_decay, &opts.common);
+    let (best, mut log) = opts.prepare_output()?;
     opts.device.seed(opts.seed);
-    let mut trainer = FinetuneTrainer::new(model, optim, opts.layer_decay, &opts.device);
+    let mut trainer = FinetuneTrainer::new(model, optim, layer_decay, &opts.device);
     let (s, batch) = (opts.img_size, opts.batch_size.min(opts.train.len()).max(1));
     let steps = opts.train.len() / batch;
-    let schedule = LrSchedule {
-        lr: opts.blr * batch as f64 / 256.0,
-        min_lr: 1e-6,
-        warmup_epochs: opts.warmup_epochs,
-        epochs: opts.epochs as f64,
-    };
-    let best = opts.output.join("checkpoint-min_val_loss.safetensors");
-    fsvfm_model::checkpoint::write_atomic(
-        &opts.output.join("pretrain_ds_mean_std.txt"),
-        (opts.mean_std.to_json_line() + "\n").as_bytes(),
-    )?;
-    let log_path = opts.output.join("log.jsonl");
-    let mut log = std::fs::File::create(&log_path).map_err(io(&log_path))?;
+    let schedule = opts.schedule(batch);
     let (mut epochs, mut best_val) = (Vec::new(), f64::INFINITY);
     for epoch in 0..opts.epochs {
         let t0 = Instant::now();
@@ -272,8 +227,7 @@ pub fn finetune(
             best_val = e.val_loss;
             save_safetensors(&trainer.model, &best)?;
         }
-        writeln!(log, "{}", serde_json::to_string(&e).unwrap_or_default())
-            .map_err(io(&log_path))?;
+        log_line(&mut log, &opts.output, &e)?;
         on_epoch(&e);
         epochs.push(e);
     }

@@ -8,7 +8,7 @@
 //! - [`optim`]: AdamW as torch computes it, keyed by parameter name; [`ema`]; [`schedule`].
 //! - [`params`]: parameters by module path (the key of optimiser state and of the EMA pairing).
 //! - [`adapt`]: FS-Adapter training on cached backbone features (CE + Real-Anchor loss);
-//!   [`finetune`]: full fine-tuning with layer-wise lr decay.
+//!   [`finetune`]: full fine-tuning with layer-wise lr decay; [`transfer`]: what they share.
 //! - [`recipe`]: TOML recipes and the paper's presets; [`data`]: batches and masks, prefetched;
 //!   [`checkpoint`]: atomic checkpoint folders and exact resume; [`run`]: the loop.
 
@@ -25,6 +25,7 @@ pub mod run;
 pub mod schedule;
 pub mod step;
 pub mod synthetic;
+pub mod transfer;
 pub mod viz;
 
 pub use collective::{Collective, SingleWorker, ThreadCollective};

@@ -14,7 +14,7 @@ use fsvfm_train::adapt::AdapterTrainer;
 use fsvfm_train::{AdamW, AdamWSettings};
 
 mod common;
-use common::{read, rel};
+use common::{read, rel, write_stripped};
 
 #[test]
 fn adapter_losses_and_two_adamw_steps_match_pytorch() {
@@ -24,30 +24,7 @@ fn adapter_losses_and_two_adamw_steps_match_pytorch() {
     // The initial heads as a file with official keys, loaded over a fresh classifier.
     let dir = tempfile::tempdir().unwrap();
     let init = dir.path().join("init.safetensors");
-    {
-        let owned: Vec<(String, Vec<usize>, Vec<u8>)> = r
-            .iter()
-            .filter_map(|(k, (s, v))| {
-                let name = k.strip_prefix("init.")?;
-                Some((
-                    name.to_string(),
-                    s.clone(),
-                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                ))
-            })
-            .collect();
-        let views: Vec<_> = owned
-            .iter()
-            .map(|(n, s, b)| {
-                (
-                    n.clone(),
-                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                        .unwrap(),
-                )
-            })
-            .collect();
-        std::fs::write(&init, safetensors::serialize(views, None).unwrap()).unwrap();
-    }
+    write_stripped(&r, "init.", &init);
     let mut vit = VitConfig::new(8, 32, 2, 2);
     vit.img_size = 32;
     let cfg = AdapterConfig::new(vit);

@@ -11,7 +11,7 @@ use fsvfm_train::finetune::{FinetuneTrainer, finetune_group};
 use fsvfm_train::{AdamW, AdamWSettings};
 
 mod common;
-use common::{read, rel};
+use common::{read, rel, write_stripped};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,28 +40,7 @@ fn two_finetuning_steps_match_pytorch() {
     let r = read(&fixture("finetune_step.safetensors"));
     let dir = tempfile::tempdir().unwrap();
     let init = dir.path().join("init.safetensors");
-    {
-        let owned: Vec<(String, Vec<usize>, Vec<u8>)> = r
-            .iter()
-            .filter_map(|(k, (s, v))| {
-                let n = k.strip_prefix("init.")?;
-                Some((
-                    n.to_string(),
-                    s.clone(),
-                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                ))
-            })
-            .collect();
-        let views: Vec<_> = owned
-            .iter()
-            .map(|(n, s, b)| {
-                let v = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
-                    .unwrap();
-                (n.clone(), v)
-            })
-            .collect();
-        std::fs::write(&init, safetensors::serialize(views, None).unwrap()).unwrap();
-    }
+    write_stripped(&r, "init.", &init);
     let mut cfg = VitConfig::new(8, 32, 2, 2);
     cfg.img_size = 32;
     let device = cpu_device();
