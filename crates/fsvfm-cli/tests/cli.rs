@@ -783,3 +783,69 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("ViT classifier"), "{}", stderr(&o));
 }
+
+#[test]
+fn eval_groups_frames_into_videos() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("set");
+    // 3 real and 3 fake "videos" of 2 frames each, named as the FSFM crops are (`<video>_frame_<k>`).
+    for (class, seed) in [("real", "3"), ("fake", "4")] {
+        let tmp = dir.path().join(class);
+        let o = fsvfm(&[
+            "synthetic-faces",
+            "--output",
+            tmp.to_str().unwrap(),
+            "--count",
+            "6",
+            "--size",
+            "32",
+            "--seed",
+            seed,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::create_dir_all(set.join(class)).unwrap();
+        for i in 0..6 {
+            std::fs::rename(
+                tmp.join(format!("images/synthetic_{i:05}.png")),
+                set.join(class)
+                    .join(format!("vid{}_frame_{}.png", i / 2, i % 2)),
+            )
+            .unwrap();
+        }
+    }
+    let cfg = write_config(dir.path(), SMALL);
+    let out = dir.path().join("out");
+    let ckpt = fixture("classifier_avg.safetensors");
+    let o = fsvfm(&[
+        "eval",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--model",
+        &cfg,
+        "--data",
+        &format!("frames={}", set.display()),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["sets"]["frames"]["n_videos"], 6);
+    assert!(m["sets"]["frames"]["video_auc"].as_f64().is_some());
+    // The score file carries the video ids, and eval-scores reproduces the video metrics from it.
+    let csv = out.join("scores-frames.csv");
+    assert!(
+        std::fs::read_to_string(&csv)
+            .unwrap()
+            .starts_with("image,label,video,score")
+    );
+    let o = fsvfm(&["eval-scores", "--scores", csv.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again["video_auc"], m["sets"]["frames"]["video_auc"]);
+    assert!(
+        std::fs::read_to_string(out.join("report.md"))
+            .unwrap()
+            .contains("| frames |")
+    );
+}
