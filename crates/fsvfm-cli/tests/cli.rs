@@ -524,27 +524,36 @@ fn convert_to_pth_and_back_keeps_every_tensor() {
     );
 }
 
-#[test]
-fn eval_scores_an_image_folder_and_writes_the_report() {
-    let dir = tempfile::tempdir().unwrap();
-    let set = dir.path().join("set");
-    for (class, seed) in [("real", "1"), ("fake", "2")] {
-        let tmp = dir.path().join(class);
-        let o = fsvfm(&[
+/// An ImageFolder set of synthetic 32-px faces under `dir/set`: `real/` and `fake/` with `count`
+/// images each, drawn with the given seeds (the fakes are face swaps when `swaps`).
+fn image_folder(dir: &Path, count: usize, seeds: [&str; 2], swaps: bool) -> PathBuf {
+    let set = dir.join("set");
+    std::fs::create_dir_all(&set).unwrap();
+    for (class, seed) in ["real", "fake"].into_iter().zip(seeds) {
+        let tmp = dir.join(class);
+        let n = count.to_string();
+        let mut args = vec![
             "synthetic-faces",
             "--output",
             tmp.to_str().unwrap(),
             "--count",
-            "6",
-            "--size",
-            "32",
-            "--seed",
-            seed,
-        ]);
+            &n,
+        ];
+        args.extend(["--size", "32", "--seed", seed]);
+        if swaps && class == "fake" {
+            args.push("--forgeries");
+        }
+        let o = fsvfm(&args);
         assert!(o.status.success(), "{}", stderr(&o));
-        std::fs::create_dir_all(&set).unwrap();
         std::fs::rename(tmp.join("images"), set.join(class)).unwrap();
     }
+    set
+}
+
+#[test]
+fn eval_scores_an_image_folder_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = image_folder(dir.path(), 6, ["1", "2"], false);
     std::fs::write(set.join("fake/broken.png"), b"not a png").unwrap();
     let cfg = write_config(dir.path(), SMALL);
     let out = dir.path().join("out");
@@ -673,25 +682,7 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // Real faces vs synthetic face swaps, ImageFolder layout.
-    let set = dir.path().join("set");
-    std::fs::create_dir_all(&set).unwrap();
-    for (class, seed, extra) in [("real", "5", None), ("fake", "6", Some("--forgeries"))] {
-        let tmp = dir.path().join(class);
-        let mut args = vec![
-            "synthetic-faces",
-            "--output",
-            tmp.to_str().unwrap(),
-            "--count",
-            "20",
-            "--size",
-            "32",
-            "--seed",
-            seed,
-        ];
-        args.extend(extra);
-        assert!(fsvfm(&args).status.success());
-        std::fs::rename(tmp.join("images"), set.join(class)).unwrap();
-    }
+    let set = image_folder(dir.path(), 20, ["5", "6"], true);
     let out = dir.path().join("adapter");
     let o = fsvfm(&[
         "adapt",
@@ -787,26 +778,12 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
 #[test]
 fn eval_groups_frames_into_videos() {
     let dir = tempfile::tempdir().unwrap();
-    let set = dir.path().join("set");
+    let set = image_folder(dir.path(), 6, ["3", "4"], false);
     // 3 real and 3 fake "videos" of 2 frames each, named as the FSFM crops are (`<video>_frame_<k>`).
-    for (class, seed) in [("real", "3"), ("fake", "4")] {
-        let tmp = dir.path().join(class);
-        let o = fsvfm(&[
-            "synthetic-faces",
-            "--output",
-            tmp.to_str().unwrap(),
-            "--count",
-            "6",
-            "--size",
-            "32",
-            "--seed",
-            seed,
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        std::fs::create_dir_all(set.join(class)).unwrap();
+    for class in ["real", "fake"] {
         for i in 0..6 {
             std::fs::rename(
-                tmp.join(format!("images/synthetic_{i:05}.png")),
+                set.join(class).join(format!("synthetic_{i:05}.png")),
                 set.join(class)
                     .join(format!("vid{}_frame_{}.png", i / 2, i % 2)),
             )
