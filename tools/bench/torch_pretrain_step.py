@@ -18,9 +18,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
 from export_model_fixtures import FSFMOnline, FSFMTarget  # noqa: E402
 from export_train_fixtures import losses, param_groups  # noqa: E402
+from torch_infer import SIZES  # noqa: E402  (the same model sizes as the inference benchmark)
 
-SIZES = {"vit_tiny_patch16": (192, 12, 3), "vit_small_patch16": (384, 12, 12), "vit_base_patch16": (768, 12, 12),
-         "vit_large_patch16": (1024, 24, 16)}
 
 
 def main():

@@ -130,32 +130,42 @@ pub(crate) fn mean_std_near(
     checkpoint: &std::path::Path,
     arg: Option<&str>,
 ) -> Result<(fsvfm_data::MeanStd, String)> {
-    use fsvfm_data::MeanStd;
-    match arg {
-        Some(s) if s.eq_ignore_ascii_case("vggface2") => Ok((MeanStd::VGGFACE2, "VGGFace2".into())),
-        Some(s) => Ok((
-            MeanStd::read(std::path::Path::new(s)).map_err(anyhow::Error::msg)?,
-            s.into(),
-        )),
-        None => {
-            let dir = checkpoint.parent().unwrap_or(std::path::Path::new("."));
-            for cand in [
-                dir.join("pretrain_ds_mean_std.txt"),
-                dir.join("../pretrain_ds_mean_std.txt"),
-            ] {
-                if cand.is_file() {
-                    return Ok((
-                        MeanStd::read(&cand).map_err(anyhow::Error::msg)?,
-                        cand.display().to_string(),
-                    ));
-                }
-            }
-            Ok((
-                MeanStd::VGGFACE2,
-                "VGGFace2 (no pretrain_ds_mean_std.txt next to the checkpoint)".into(),
-            ))
+    if let Some(s) = arg {
+        return Ok((mean_std_arg(s)?, s.into()));
+    }
+    let dir = checkpoint.parent().unwrap_or(std::path::Path::new("."));
+    for cand in [
+        dir.join("pretrain_ds_mean_std.txt"),
+        dir.join("../pretrain_ds_mean_std.txt"),
+    ] {
+        if cand.is_file() {
+            let ms = fsvfm_data::MeanStd::read(&cand).map_err(anyhow::Error::msg)?;
+            return Ok((ms, cand.display().to_string()));
         }
     }
+    Ok((
+        fsvfm_data::MeanStd::VGGFACE2,
+        "VGGFace2 (no pretrain_ds_mean_std.txt next to the checkpoint)".into(),
+    ))
+}
+
+/// A `--mean-std` value: `vggface2` or a `pretrain_ds_mean_std.txt`.
+pub(crate) fn mean_std_arg(s: &str) -> Result<fsvfm_data::MeanStd> {
+    if s.eq_ignore_ascii_case("vggface2") {
+        return Ok(fsvfm_data::MeanStd::VGGFACE2);
+    }
+    fsvfm_data::MeanStd::read(std::path::Path::new(s)).map_err(anyhow::Error::msg)
+}
+
+/// The `state.json` of our pre-training checkpoint folder holding `checkpoint`, if there is one.
+pub(crate) fn run_state_near(
+    checkpoint: &std::path::Path,
+) -> Result<Option<fsvfm_train::checkpoint::TrainState>> {
+    let dir = checkpoint.parent().unwrap_or(std::path::Path::new("."));
+    if !dir.join("state.json").is_file() {
+        return Ok(None);
+    }
+    Ok(Some(fsvfm_train::checkpoint::read_state(dir)?))
 }
 
 /// The encoder config for a checkpoint: `--model` (preset or JSON file), else the `model.json`
@@ -173,11 +183,8 @@ pub(crate) fn vit_config_near(
     if json.is_file() {
         return crate::forward::resolve_config(&json.to_string_lossy());
     }
-    if dir.join("state.json").is_file() {
-        return Ok(fsvfm_train::checkpoint::read_state(dir)?
-            .recipe
-            .model
-            .encoder);
+    if let Some(state) = run_state_near(checkpoint)? {
+        return Ok(state.recipe.model.encoder);
     }
     Ok(fsvfm_model::VitConfig::preset("vit_base_patch16").expect("preset"))
 }
@@ -229,11 +236,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
         let decoded: Vec<Result<Vec<f32>, String>> = {
             use rayon::prelude::*;
             all.par_iter()
-                .map(|s| {
-                    let mut x = fsvfm_data::load_rgb(&s.image, size)?;
-                    norm.apply(&mut x);
-                    Ok(x)
-                })
+                .map(|s| fsvfm_data::load_normalized(&s.image, size, &norm))
                 .collect()
         };
         let mut samples = Vec::new();

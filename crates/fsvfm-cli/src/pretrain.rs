@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{Tensor, TensorData};
 use clap::Args;
-use fsvfm_data::{MeanStd, npy};
+use fsvfm_data::npy;
 use fsvfm_model::loss::pretrain_losses;
 use fsvfm_model::{FsfmPretrain, LoadMode, PatchMask, PretrainConfig, TargetNetwork, WeightFile};
 use fsvfm_train::{
@@ -107,13 +107,6 @@ impl Observer for Progress {
     }
 }
 
-fn mean_std_arg(s: &str) -> Result<MeanStd> {
-    if s.eq_ignore_ascii_case("vggface2") {
-        return Ok(MeanStd::VGGFACE2);
-    }
-    MeanStd::read(Path::new(s)).map_err(|e| anyhow::anyhow!(e))
-}
-
 /// Runs `fsvfm pretrain`.
 pub fn pretrain_cmd(a: PretrainArgs) -> Result<()> {
     let resuming = a.resume || a.resume_from.is_some();
@@ -158,7 +151,11 @@ pub fn pretrain_cmd(a: PretrainArgs) -> Result<()> {
         recipe,
         device: crate::runtime::device(),
         resume,
-        mean_std: a.mean_std.as_deref().map(mean_std_arg).transpose()?,
+        mean_std: a
+            .mean_std
+            .as_deref()
+            .map(crate::eval::mean_std_arg)
+            .transpose()?,
         stop_after: None,
         resume_epochs: if resuming { a.epochs } else { None },
     };
@@ -236,13 +233,8 @@ fn pretrain_config(model: Option<&str>, checkpoint: &Path) -> Result<PretrainCon
             .with_context(|| format!("'{m}' is neither a preset nor a readable JSON file"))?;
         return serde_json::from_str(&text).with_context(|| format!("parsing {m}"));
     }
-    let state = checkpoint.parent().map(|d| d.join("state.json"));
-    if let Some(s) = state.filter(|s| s.is_file()) {
-        return Ok(
-            fsvfm_train::checkpoint::read_state(s.parent().unwrap_or(Path::new(".")))?
-                .recipe
-                .model,
-        );
+    if let Some(state) = crate::eval::run_state_near(checkpoint)? {
+        return Ok(state.recipe.model);
     }
     Ok(PretrainConfig::preset("vit_base_patch16").expect("preset"))
 }

@@ -12,6 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::image_io::{is_image_file, sorted_entries};
 use crate::pretrain_set::Skipped;
 
 /// One labelled image.
@@ -25,22 +26,12 @@ pub struct EvalSample {
     pub video: Option<String>,
 }
 
-fn is_image(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| ["png", "jpg", "jpeg", "bmp"].contains(&e.to_ascii_lowercase().as_str()))
-}
-
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
+    let entries = sorted_entries(dir)?;
     for p in entries {
         if p.is_dir() {
             walk(&p, out)?;
-        } else if is_image(&p) {
+        } else if is_image_file(&p) {
             out.push(p);
         }
     }
@@ -79,12 +70,10 @@ pub fn read_eval_set(
 }
 
 fn image_folder(dir: &Path) -> Result<(Vec<EvalSample>, Vec<Skipped>), String> {
-    let mut classes: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
+    let classes: Vec<PathBuf> = sorted_entries(dir)?
+        .into_iter()
         .filter(|p| p.is_dir())
         .collect();
-    classes.sort();
     let (mut samples, mut skipped) = (Vec::new(), Vec::new());
     for class in classes {
         let name = class

@@ -47,6 +47,33 @@ impl MeanStd {
     }
 }
 
+/// File extensions read as images (lower case), by every dataset reader.
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// Whether `path` has one of [`IMAGE_EXTENSIONS`] (case-insensitive).
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The entries of `dir`, sorted by path (a stable dataset order).
+pub fn sorted_entries(dir: &Path) -> Result<Vec<std::path::PathBuf>, String> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+/// [`load_rgb`], then normalised with `norm`: the model input of one image.
+pub fn load_normalized(path: &Path, size: usize, norm: &MeanStd) -> Result<Vec<f32>, String> {
+    let mut x = load_rgb(path, size)?;
+    norm.apply(&mut x);
+    Ok(x)
+}
+
 /// Decodes an image file and returns `[3, size, size]` RGB in `[0, 1]` (bicubic resize when the
 /// file is not already `size × size`).
 pub fn load_rgb(path: &Path, size: usize) -> Result<Vec<f32>, String> {

@@ -18,6 +18,6 @@ pub mod pretrain_set;
 pub mod tensors;
 
 pub use eval_set::{EvalSample, read_eval_set};
-pub use image_io::{MeanStd, load_rgb};
+pub use image_io::{MeanStd, is_image_file, load_normalized, load_rgb, sorted_entries};
 pub use pretrain_set::{PretrainSample, Skipped, discover, mean_std};
 pub use tensors::{F32Tensors, read_f32_safetensors};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::image_io::{MeanStd, load_rgb};
+use crate::image_io::{MeanStd, is_image_file, load_rgb, sorted_entries};
 
 /// One face crop and its region map.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,14 +29,6 @@ pub struct Skipped {
     pub path: String,
     /// Why it was left out.
     pub reason: String,
-}
-
-const IMAGE_EXTS: [&str; 3] = ["png", "jpg", "jpeg"];
-
-fn has_image_ext(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// Lists the samples under `path` (a folder in the official layout, or a `.jsonl` manifest), in a
@@ -64,12 +56,10 @@ fn discover_folder(dir: &Path) -> Result<(Vec<PretrainSample>, Vec<Skipped>), St
             dir.display()
         ));
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&images)
-        .map_err(|e| format!("{}: {e}", images.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && has_image_ext(p))
+    let files: Vec<PathBuf> = sorted_entries(&images)?
+        .into_iter()
+        .filter(|p| p.is_file() && is_image_file(p))
         .collect();
-    files.sort();
     let (mut samples, mut skipped) = (Vec::new(), Vec::new());
     for image in files {
         let stem = image

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use fsvfm_data::{EvalSample, MeanStd, load_rgb};
+use fsvfm_data::{EvalSample, MeanStd, load_normalized};
 use fsvfm_model::loss::{real_anchor_con_loss, smoothed_cross_entropy};
 use fsvfm_model::{FsAdapterClassifier, checkpoint::save_safetensors};
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,11 @@ use crate::transfer::{TransferOptions, log_line};
 pub const FAKE_CLASS: usize = 0;
 /// Official class index of real images (the Real-Anchor loss's anchor class).
 pub const REAL_CLASS: usize = 1;
+
+/// The official class index of a label (1 = fake → class 0, 0 = real → class 1).
+pub fn official_class(label: u8) -> usize {
+    if label == 1 { FAKE_CLASS } else { REAL_CLASS }
+}
 
 /// The loss terms of one adapter batch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -138,11 +143,7 @@ pub fn extract_features(
         let end = (start + batch.max(1)).min(images.len());
         let decoded: Vec<Result<Vec<f32>, String>> = images[start..end]
             .par_iter()
-            .map(|p| {
-                let mut x = load_rgb(p, size)?;
-                norm.apply(&mut x);
-                Ok(x)
-            })
+            .map(|p| load_normalized(p, size, norm))
             .collect();
         let mut px = Vec::new();
         let mut idx = Vec::new();
@@ -243,16 +244,7 @@ pub fn adapt(
             &opts.device,
         );
         skipped.extend(bad.into_iter().map(|(i, e)| (paths[i].clone(), e)));
-        let targets: Vec<usize> = kept
-            .iter()
-            .map(|&i| {
-                if set[i].label == 1 {
-                    FAKE_CLASS
-                } else {
-                    REAL_CLASS
-                }
-            })
-            .collect();
+        let targets: Vec<usize> = kept.iter().map(|&i| official_class(set[i].label)).collect();
         (f, targets)
     };
     let (train_h, train_y) = features(train);

@@ -19,9 +19,9 @@ use fsvfm_model::checkpoint::save_safetensors;
 use fsvfm_model::{FsfmPretrain, LoadMode, TargetNetwork, WeightFile};
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
 use crate::optim::{AdamW, AdamWSettings};
 use crate::recipe::PretrainRecipe;
+use crate::{TrainError, io_error};
 
 /// Where a run stands, saved with every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,13 +42,6 @@ pub struct TrainState {
 
 const STATE: &str = "state.json";
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Writes the checkpoint folder `dir/name` atomically (replacing an older one of that name).
 pub fn save(
     dir: &Path,
@@ -61,9 +54,9 @@ pub fn save(
     let final_dir = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        std::fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    std::fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
     save_safetensors(online, tmp.join("online.safetensors"))?;
     save_safetensors(target, tmp.join("target.safetensors"))?;
     save_optimizer(optim, &tmp.join("optimizer.safetensors"))?;
@@ -72,11 +65,11 @@ pub fn save(
     fsvfm_model::checkpoint::write_atomic(&tmp.join(STATE), &json)?;
     let old = dir.join(format!(".{name}.old{}", std::process::id()));
     if final_dir.exists() {
-        std::fs::rename(&final_dir, &old).map_err(io(&final_dir))?;
+        std::fs::rename(&final_dir, &old).map_err(io_error(&final_dir))?;
     }
-    std::fs::rename(&tmp, &final_dir).map_err(io(&final_dir))?;
+    std::fs::rename(&tmp, &final_dir).map_err(io_error(&final_dir))?;
     if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+        std::fs::remove_dir_all(&old).map_err(io_error(&old))?;
     }
     Ok(final_dir)
 }
@@ -119,7 +112,7 @@ fn save_optimizer(optim: &AdamW, path: &Path) -> Result<(), TrainError> {
 }
 
 fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
+    let bytes = std::fs::read(path).map_err(io_error(path))?;
     let bad = |e: String| TrainError::Checkpoint(format!("{}: {e}", path.display()));
     let (_, header) =
         safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -162,7 +155,7 @@ fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError> {
 /// Reads only the `state.json` of a checkpoint folder.
 pub fn read_state(dir: &Path) -> Result<TrainState, TrainError> {
     let p = dir.join(STATE);
-    let bytes = std::fs::read(&p).map_err(io(&p))?;
+    let bytes = std::fs::read(&p).map_err(io_error(&p))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", p.display())))
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
-use fsvfm_data::{MeanStd, PretrainSample, load_rgb};
+use fsvfm_data::{MeanStd, PretrainSample, load_normalized};
 use fsvfm_masking::{
     LabelMap, MaskKey, MaskParams, Masker, PatchGrid, PatchRegions, Region, rng_for,
 };
@@ -84,8 +84,8 @@ impl PretrainData {
             .par_iter()
             .map(|&i| {
                 let sample = &self.samples[i];
-                let mut img = load_rgb(&sample.image, s).map_err(TrainError::Data)?;
-                self.norm.apply(&mut img);
+                let img =
+                    load_normalized(&sample.image, s, &self.norm).map_err(TrainError::Data)?;
                 let map = LabelMap::load(&sample.parsing)
                     .map_err(|e| TrainError::Data(format!("{}: {e}", sample.parsing.display())))?;
                 let regions = PatchRegions::from_label_map(&map, self.grid)

@@ -12,14 +12,14 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use fsvfm_data::{EvalSample, MeanStd, load_rgb};
+use fsvfm_data::{EvalSample, MeanStd, load_normalized};
 use fsvfm_model::VisionTransformer;
 use fsvfm_model::checkpoint::save_safetensors;
 use fsvfm_model::loss::smoothed_cross_entropy;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::adapt::{FAKE_CLASS, REAL_CLASS};
+use crate::adapt::{FAKE_CLASS, official_class};
 use crate::optim::{AdamW, GradBuffer};
 use crate::transfer::{TransferOptions, log_line};
 
@@ -148,22 +148,9 @@ fn load_batch(
     use rayon::prelude::*;
     let px: Vec<Vec<f32>> = idx
         .par_iter()
-        .map(|&i| {
-            let mut x = load_rgb(&set[i].image, size).map_err(TrainError::Data)?;
-            norm.apply(&mut x);
-            Ok(x)
-        })
+        .map(|&i| load_normalized(&set[i].image, size, norm).map_err(TrainError::Data))
         .collect::<Result<_, TrainError>>()?;
-    let y = idx
-        .iter()
-        .map(|&i| {
-            if set[i].label == 1 {
-                FAKE_CLASS
-            } else {
-                REAL_CLASS
-            }
-        })
-        .collect();
+    let y = idx.iter().map(|&i| official_class(set[i].label)).collect();
     Ok((px.concat(), y))
 }
 

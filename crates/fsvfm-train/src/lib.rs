@@ -64,3 +64,11 @@ pub enum TrainError {
         source: std::io::Error,
     },
 }
+
+/// Wraps an I/O error with the path it happened on: `.map_err(io_error(path))`.
+pub(crate) fn io_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

@@ -137,10 +137,7 @@ impl PretrainRecipe {
                 RECIPES.join(", ")
             )));
         }
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(crate::io_error(path))?;
         Self::from_toml(&text).map_err(|e| TrainError::Config(format!("{name_or_path}: {e}")))
     }
 

@@ -21,13 +21,13 @@ use fsvfm_masking::MaskParams;
 use fsvfm_model::{FsfmPretrain, TargetNetwork};
 use serde::{Deserialize, Serialize};
 
-use crate::TrainError;
 use crate::checkpoint::{self, TrainState};
 use crate::data::{Prefetcher, PretrainData, parse_region};
 use crate::optim::AdamW;
 use crate::recipe::PretrainRecipe;
 use crate::schedule::momentum_at;
 use crate::step::{LossValues, PretrainTrainer};
+use crate::{TrainError, io_error};
 
 /// One iteration, as logged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,13 +131,6 @@ pub struct PretrainSummary {
     pub interrupted: bool,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), TrainError> {
     let mut text = String::new();
     for r in rows {
@@ -149,7 +142,7 @@ fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), TrainError> 
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(io(path))?;
+    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -214,7 +207,7 @@ pub fn pretrain(
     opts: &PretrainOptions,
     obs: &mut dyn Observer,
 ) -> Result<PretrainSummary, TrainError> {
-    std::fs::create_dir_all(&opts.output).map_err(io(&opts.output))?;
+    std::fs::create_dir_all(&opts.output).map_err(io_error(&opts.output))?;
     let resume_from = match &opts.resume {
         Resume::No => {
             if let Some(p) = checkpoint::latest(&opts.output) {
@@ -324,7 +317,7 @@ pub fn pretrain(
         .create(true)
         .append(true)
         .open(&log_path)
-        .map_err(io(&log_path))?;
+        .map_err(io_error(&log_path))?;
     obs.start(state.next_epoch, recipe.epochs, steps);
     let mut prefetch = Prefetcher::start(
         data.clone(),
@@ -404,7 +397,7 @@ pub fn pretrain(
             };
             let mut line = serde_json::to_value(&entry).unwrap_or_default();
             line["kind"] = "iter".into();
-            writeln!(log, "{line}").map_err(io(&log_path))?;
+            writeln!(log, "{line}").map_err(io_error(&log_path))?;
             obs.iteration(&entry);
         }
         let mean = |k: usize| sum[k] / count.max(1) as f64;
@@ -473,7 +466,7 @@ pub fn pretrain(
         };
         let mut line = serde_json::to_value(&entry).unwrap_or_default();
         line["kind"] = "epoch".into();
-        writeln!(log, "{line}").map_err(io(&log_path))?;
+        writeln!(log, "{line}").map_err(io_error(&log_path))?;
         summary.epoch_losses.push(epoch_loss.total);
         obs.epoch(&entry);
     }

@@ -11,7 +11,7 @@ use std::path::Path;
 use fsvfm_masking::{SyntheticFace, lapa, rng_for};
 use rand_chacha::rand_core::RngCore;
 
-use crate::TrainError;
+use crate::{TrainError, io_error};
 
 fn unit(rng: &mut impl RngCore) -> f32 {
     (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32
@@ -78,13 +78,9 @@ pub fn write_synthetic_faces(
     seed: u64,
     forgeries: bool,
 ) -> Result<(), TrainError> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| TrainError::Io { path: p, source }
-    };
     let (images, maps) = (dir.join("images"), dir.join("parsing_maps"));
-    std::fs::create_dir_all(&images).map_err(io(&images))?;
-    std::fs::create_dir_all(&maps).map_err(io(&maps))?;
+    std::fs::create_dir_all(&images).map_err(io_error(&images))?;
+    std::fs::create_dir_all(&maps).map_err(io_error(&maps))?;
     for i in 0..n {
         let (mut img, map, face) = render_face(i, size, seed)?;
         if forgeries {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use fsvfm_data::{EvalSample, MeanStd};
 
-use crate::TrainError;
 use crate::schedule::LrSchedule;
+use crate::{TrainError, io_error};
 
 /// Options of a transfer run.
 #[derive(Debug, Clone)]
@@ -63,17 +63,13 @@ impl TransferOptions {
                 )));
             }
         }
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| TrainError::Io { path: p, source }
-        };
-        std::fs::create_dir_all(&self.output).map_err(io(&self.output))?;
+        std::fs::create_dir_all(&self.output).map_err(io_error(&self.output))?;
         fsvfm_model::checkpoint::write_atomic(
             &self.output.join("pretrain_ds_mean_std.txt"),
             (self.mean_std.to_json_line() + "\n").as_bytes(),
         )?;
         let log_path = self.output.join("log.jsonl");
-        let log = File::create(&log_path).map_err(io(&log_path))?;
+        let log = File::create(&log_path).map_err(io_error(&log_path))?;
         Ok((self.output.join("checkpoint-min_val_loss.safetensors"), log))
     }
 }
@@ -85,12 +81,8 @@ pub fn log_line<T: serde::Serialize>(
     row: &T,
 ) -> Result<(), TrainError> {
     use std::io::Write;
-    writeln!(log, "{}", serde_json::to_string(row).unwrap_or_default()).map_err(|source| {
-        TrainError::Io {
-            path: path.join("log.jsonl"),
-            source,
-        }
-    })
+    writeln!(log, "{}", serde_json::to_string(row).unwrap_or_default())
+        .map_err(io_error(&path.join("log.jsonl")))
 }
 
 /// Holds out `fraction` of `samples` (a seeded draw) as the validation set: `(train, val)`.
