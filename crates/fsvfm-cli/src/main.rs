@@ -6,6 +6,7 @@ mod bench;
 mod eval;
 mod forward;
 mod mask;
+mod prepare;
 mod pretrain;
 mod report;
 mod runtime;
@@ -51,6 +52,8 @@ enum Command {
     Pretrain(pretrain::PretrainArgs),
     /// The pre-training loss terms of one batch (verification against the reference), as JSON.
     PretrainLoss(pretrain::PretrainLossArgs),
+    /// Detect, crop (FSFM 1.3x box, 224) and parse faces in photos/videos: crops, region maps, manifest.
+    Prepare(prepare::PrepareArgs),
     /// Write synthetic faces with exact region maps (official layout), for demos and tests.
     SyntheticFaces(pretrain::SyntheticFacesArgs),
 }
@@ -80,5 +83,6 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pretrain(a) => pretrain::pretrain_cmd(a),
         Command::PretrainLoss(a) => pretrain::pretrain_loss(a),
         Command::SyntheticFaces(a) => pretrain::synthetic_faces(a),
+        Command::Prepare(a) => prepare::prepare_cmd(a),
     }
 }

@@ -159,15 +159,7 @@ pub fn pretrain_cmd(a: PretrainArgs) -> Result<()> {
         stop_after: None,
         resume_epochs: if resuming { a.epochs } else { None },
     };
-    let bar = (!a.quiet).then(|| {
-        let b = ProgressBar::new(0);
-        b.set_style(
-            ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        b
-    });
+    let bar = (!a.quiet).then(|| progress_bar(0));
     let mut progress = Progress { bar };
     let summary = pretrain(&opts, &mut progress)
         .with_context(|| format!("pre-training into {}", a.output.display()))?;
@@ -213,6 +205,17 @@ pub struct PretrainLossArgs {
     /// recipe saved next to the checkpoint (our checkpoint folders), else `vit_base_patch16`.
     #[arg(long)]
     pub model: Option<String>,
+}
+
+/// The command-line progress bar: elapsed time, bar, position/length, message.
+pub fn progress_bar(len: u64) -> ProgressBar {
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b
 }
 
 fn read_bits(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {

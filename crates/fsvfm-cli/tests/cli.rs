@@ -826,3 +826,61 @@ fn eval_groups_frames_into_videos() {
             .contains("| frames |")
     );
 }
+
+/// `fsvfm prepare` with no models: a clear error naming the setup command, nothing written.
+#[test]
+fn prepare_without_models_names_the_setup_command() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_fsvfm"))
+        .env("FSVFM_HOME", d.path().join("empty-cache"))
+        .args(["prepare", "--input", d.path().to_str().unwrap(), "--output"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("tools/face/setup.sh"), "{err}");
+    assert!(!out.exists());
+}
+
+/// `fsvfm prepare` on the committed astronaut photo (public domain), when the face models are
+/// installed (`tools/face/setup.sh`; required under `FSVFM_REQUIRE_ASSETS=1` as in CI): one
+/// 224×224 crop, its region map and a manifest line with the box and score; the summary on stdout.
+#[test]
+fn prepare_one_photo() {
+    if fsvfm_faces::assets::Assets::locate().is_err() {
+        assert_ne!(
+            std::env::var("FSVFM_REQUIRE_ASSETS").as_deref(),
+            Ok("1"),
+            "face models missing"
+        );
+        eprintln!("skipped: face models not installed (bash tools/face/setup.sh)");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let photo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fsvfm-faces/tests/fixtures/astronaut.jpg");
+    let out = d.path().join("out");
+    let o = fsvfm(&[
+        "prepare",
+        "--input",
+        photo.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--label",
+        "real",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["faces"], 1);
+    let line = std::fs::read_to_string(out.join("manifest.jsonl")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(rec["path"], "images/astronaut.png");
+    assert_eq!(rec["label"], "real");
+    assert!(rec["score"].as_f64().unwrap() > 0.9);
+    let crop = image::open(out.join("images/astronaut.png")).unwrap();
+    assert_eq!((crop.width(), crop.height()), (224, 224));
+    assert!(out.join("parsing_maps/astronaut.png").is_file());
+}

@@ -48,7 +48,7 @@ impl MeanStd {
 }
 
 /// File extensions read as images (lower case), by every dataset reader.
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "webp"];
 
 /// Whether `path` has one of [`IMAGE_EXTENSIONS`] (case-insensitive).
 pub fn is_image_file(path: &Path) -> bool {

@@ -87,7 +87,7 @@ pub struct SkipRecord {
     /// The frame, for video inputs.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub frame_index: Option<usize>,
-    /// Why: `no face detected`, `corrupt image: …`, `unreadable video: …`, `duplicate of …`.
+    /// Why: `no face detected`, `unreadable image: …`, `unreadable video: …`, `duplicate of …`.
     pub reason: String,
 }
 
@@ -213,7 +213,7 @@ pub fn list_inputs(input: &Path) -> Result<Vec<Input>, FaceError> {
     }
     if !is_media(input) {
         return Err(FaceError::Input(format!(
-            "{}: not an image (png/jpg/jpeg), a video ({}) or a list (.txt/.lst)",
+            "{}: not an image (png/jpg/jpeg/webp), a video ({}) or a list (.txt/.lst)",
             input.display(),
             crate::video::VIDEO_EXTENSIONS.join("/")
         )));
@@ -532,7 +532,7 @@ fn process_input(
     {
         Ok(img) => img.to_rgb8(),
         Err(e) => {
-            o.skips.push(skip(None, format!("corrupt image: {e}")));
+            o.skips.push(skip(None, format!("unreadable image: {e}")));
             return Ok(o);
         }
     };

@@ -9,7 +9,8 @@
 //! **Hair is a heuristic** (no packaged hair or person segmentation model runs in Rust): inside
 //! a head ellipse around the face oval (centre at 40% of the oval's height, semi-axes 0.68 × its
 //! width and 0.78 × its height), outside the oval and above the mouth, a pixel is hair unless
-//! its colour is closer to the background than to a hair prototype, or it is skin-coloured.
+//! its colour is close to the backdrop's, or it is skin-coloured; a 5×5 opening then removes the thin
+//! rims that anti-aliased edges leave, and pieces under 0.3% of the crop are dropped.
 //! The background colour is the mean of the crop's top corners outside the ellipse; the skin
 //! colour the mean and spread of the pixels labelled skin. The map therefore gets hair right for
 //! the usual portrait (hair darker or differently coloured than a plain backdrop) and leaves
@@ -183,7 +184,8 @@ fn add_hair(labels: &mut [u8], size: usize, img: &RgbImage, oval: &[(f32, f32)],
         return;
     }
     let (skin_mean, skin_sd) = (skin.mean(), skin.sd().max(8.0));
-    let bg_mean = (bg.n >= 16).then(|| bg.mean());
+    // A textured or graded backdrop gets a wider tolerance.
+    let bg_model = (bg.n >= 16).then(|| (bg.mean(), (2.5 * bg.sd()).max(40.0)));
     // Hair candidates: the ellipse minus the face, above the mouth.
     let mut hair = vec![false; size * size];
     for row in 0..size {
@@ -201,42 +203,95 @@ fn add_hair(labels: &mut [u8], size: usize, img: &RgbImage, oval: &[(f32, f32)],
             if d_skin < 2.0 {
                 continue;
             }
-            if let Some(b) = bg_mean {
+            if let Some((b, tol)) = bg_model {
                 let d_bg = dist(p, b);
-                // Closer to the backdrop than to the skin, in absolute colour distance.
-                if d_bg < 40.0 && d_bg < dist(p, skin_mean) {
+                // Near the backdrop colour, and nearer to it than to the skin.
+                if d_bg < tol && d_bg < dist(p, skin_mean) {
                     continue;
                 }
             }
             hair[i] = true;
         }
     }
-    // 3×3 majority filter: drops isolated speckles of either kind.
-    for row in 0..size {
-        for col in 0..size {
-            let i = row * size + col;
-            if labels[i] != lapa::BACKGROUND {
-                continue;
-            }
-            let mut votes = 0;
-            for dr in -1i64..=1 {
-                for dc in -1i64..=1 {
-                    let (r, c) = (row as i64 + dr, col as i64 + dc);
-                    if r >= 0
-                        && c >= 0
-                        && (r as usize) < size
-                        && (c as usize) < size
-                        && hair[r as usize * size + c as usize]
-                    {
-                        votes += 1;
-                    }
+    // Morphological opening (5×5) removes the thin rims that anti-aliased face/backdrop edges
+    // leave, then connected pieces smaller than 0.3% of the crop are dropped.
+    let r = 2;
+    let hair = dilate(&erode(&hair, size, r), size, r);
+    let min_piece = size * size * 3 / 1000;
+    for piece in components(&hair, size) {
+        if piece.len() >= min_piece {
+            for i in piece {
+                if labels[i] == lapa::BACKGROUND {
+                    labels[i] = lapa::HAIR;
                 }
-            }
-            if votes >= 5 {
-                labels[i] = lapa::HAIR;
             }
         }
     }
+}
+
+/// Square-window min (`erode`) or max (dilate) of a mask with radius `r` (window `2r + 1`).
+fn morph(mask: &[bool], size: usize, r: usize, keep_if_all: bool) -> Vec<bool> {
+    let mut out = vec![false; mask.len()];
+    for row in 0..size {
+        for col in 0..size {
+            let (r0, r1) = (row.saturating_sub(r), (row + r).min(size - 1));
+            let (c0, c1) = (col.saturating_sub(r), (col + r).min(size - 1));
+            let mut window = (r0..=r1).flat_map(|rr| (c0..=c1).map(move |cc| rr * size + cc));
+            out[row * size + col] = if keep_if_all {
+                window.all(|i| mask[i])
+            } else {
+                window.any(|i| mask[i])
+            };
+        }
+    }
+    out
+}
+
+fn erode(mask: &[bool], size: usize, r: usize) -> Vec<bool> {
+    morph(mask, size, r, true)
+}
+
+fn dilate(mask: &[bool], size: usize, r: usize) -> Vec<bool> {
+    morph(mask, size, r, false)
+}
+
+/// 4-connected components of a mask, as lists of pixel indices.
+fn components(mask: &[bool], size: usize) -> Vec<Vec<usize>> {
+    let mut seen = vec![false; mask.len()];
+    let mut out = Vec::new();
+    for start in 0..mask.len() {
+        if !mask[start] || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        let mut piece = vec![start];
+        let mut k = 0;
+        while k < piece.len() {
+            let i = piece[k];
+            k += 1;
+            let (row, col) = (i / size, i % size);
+            let mut visit = |j: usize| {
+                if mask[j] && !seen[j] {
+                    seen[j] = true;
+                    piece.push(j);
+                }
+            };
+            if row > 0 {
+                visit(i - size);
+            }
+            if row + 1 < size {
+                visit(i + size);
+            }
+            if col > 0 {
+                visit(i - 1);
+            }
+            if col + 1 < size {
+                visit(i + 1);
+            }
+        }
+        out.push(piece);
+    }
+    out
 }
 
 #[derive(Default)]
@@ -299,6 +354,27 @@ mod tests {
         fill_polygon(&mut t, 100, &[(0.0, 0.0), (100.0, 0.0), (0.0, 100.0)], 1);
         let n = t.iter().filter(|&&v| v == 1).count();
         assert!((4900..=5100).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn opening_removes_thin_rims_and_components_are_4_connected() {
+        let size = 12;
+        let mut m = vec![false; size * size];
+        // A 6x6 block and a 1-pixel-wide line.
+        for r in 1..7 {
+            for c in 1..7 {
+                m[r * size + c] = true;
+            }
+        }
+        for c in 0..size {
+            m[10 * size + c] = true;
+        }
+        let opened = dilate(&erode(&m, size, 2), size, 2);
+        assert!(opened[3 * size + 3] && !opened[10 * size + 5]);
+        assert_eq!(opened.iter().filter(|&&v| v).count(), 36);
+        let parts = components(&m, size);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[0].len(), 36);
     }
 
     #[test]

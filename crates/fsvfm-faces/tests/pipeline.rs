@@ -320,7 +320,7 @@ fn prepare_accounts_for_every_input_and_resumes() {
             .map(|r| r.reason.clone())
             .unwrap_or_else(|| panic!("{src} not in skipped.jsonl: {skipped:?}"))
     };
-    assert!(reason("broken.jpg").starts_with("corrupt image"));
+    assert!(reason("broken.jpg").starts_with("unreadable image"));
     assert!(reason("grey.png").contains("no face"));
     // Byte-identical files: the first in listing order is processed, the other recorded.
     assert!(reason("people/p0.jpg").contains("copy_of_p0.jpg"));
