@@ -189,33 +189,118 @@ pub(crate) fn vit_config_near(
     Ok(fsvfm_model::VitConfig::preset("vit_base_patch16").expect("preset"))
 }
 
+/// A classifier checkpoint ready to score normalised face crops with P(fake).
+pub(crate) struct Classifier {
+    model: crate::forward::Loaded,
+    classes: usize,
+    fake_index: usize,
+    /// Input side in pixels.
+    pub size: usize,
+    /// The normalisation its inputs need.
+    pub norm: fsvfm_data::MeanStd,
+}
+
+impl Classifier {
+    /// Loads `checkpoint` (architecture and normalisation found as `vit_config_near` and
+    /// `mean_std_near` do) and checks it has a head with class `fake_index`; reports what it
+    /// loaded on stderr.
+    pub fn load(
+        checkpoint: &std::path::Path,
+        model: Option<&str>,
+        mean_std: Option<&str>,
+        fake_index: usize,
+    ) -> Result<Self> {
+        use crate::forward::{Loaded, load};
+        let cfg = vit_config_near(checkpoint, model)?;
+        let size = cfg.img_size;
+        let wf = fsvfm_model::WeightFile::open(checkpoint)?;
+        let (model, what) = load(&wf, cfg)?;
+        let classes = match &model {
+            Loaded::Vit(m) => m.head.as_ref().map_or(0, |h| h.weight.val().dims()[1]),
+            Loaded::Adapter(m) => m.head.weight.val().dims()[1],
+        };
+        ensure!(
+            classes >= 2 && fake_index < classes,
+            "{} has {classes} output classes: scoring needs a classifier head with class {fake_index} = fake (a pre-training checkpoint must be fine-tuned first)",
+            checkpoint.display(),
+        );
+        let (norm, norm_src) = mean_std_near(checkpoint, mean_std)?;
+        eprintln!(
+            "loaded {}: {what}; normalisation: {norm_src}",
+            checkpoint.display()
+        );
+        Ok(Classifier {
+            model,
+            classes,
+            fake_index,
+            size,
+            norm,
+        })
+    }
+
+    fn input(&self, pixels: &[f32]) -> burn::tensor::Tensor<4> {
+        let per = 3 * self.size * self.size;
+        burn::tensor::Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(
+                pixels.to_vec(),
+                [pixels.len() / per, 3, self.size, self.size],
+            ),
+            &crate::runtime::device(),
+        )
+    }
+
+    /// P(fake) of each image in `pixels` (`[n, 3, size, size]` normalised, flattened), in
+    /// forward passes of at most `batch_size` images.
+    pub fn p_fake(&self, pixels: &[f32], batch_size: usize) -> Result<Vec<f64>> {
+        use crate::forward::Loaded;
+        use burn::tensor::activation::softmax;
+        let per = 3 * self.size * self.size;
+        let mut scores = Vec::with_capacity(pixels.len() / per);
+        for chunk in pixels.chunks(batch_size.max(1) * per) {
+            let x = self.input(chunk);
+            let logits = match &self.model {
+                Loaded::Vit(m) => m.forward(x),
+                Loaded::Adapter(m) => m.forward(x).logits,
+            };
+            let p = softmax(logits, 1)
+                .into_data()
+                .try_to_vec::<f32>()
+                .map_err(|e| anyhow::anyhow!("reading scores: {e:?}"))?;
+            scores.extend(
+                p.chunks(self.classes)
+                    .map(|row| row[self.fake_index] as f64),
+            );
+        }
+        Ok(scores)
+    }
+
+    /// Last-block class-token attention over the patches (head-averaged), `[n, L]` flattened,
+    /// for heat maps.
+    pub fn attention(&self, pixels: &[f32]) -> Result<Vec<f32>> {
+        use crate::forward::Loaded;
+        let x = self.input(pixels);
+        let maps = match &self.model {
+            Loaded::Vit(m) => m.last_attention(x),
+            Loaded::Adapter(m) => m.last_attention(x),
+        };
+        maps.into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("reading attention: {e:?}"))
+    }
+}
+
 /// `fsvfm eval`.
 pub fn eval(a: EvalArgs) -> Result<()> {
-    use crate::forward::{Loaded, load};
-    use burn::tensor::{Tensor, TensorData, activation::softmax};
     ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    let cfg = vit_config_near(&a.checkpoint, a.model.as_deref())?;
-    let size = cfg.img_size;
-    let wf = fsvfm_model::WeightFile::open(&a.checkpoint)?;
-    let (model, what) = load(&wf, cfg)?;
-    let classes = match &model {
-        Loaded::Vit(m) => m.head.as_ref().map_or(0, |h| h.weight.val().dims()[1]),
-        Loaded::Adapter(m) => m.head.weight.val().dims()[1],
-    };
-    ensure!(
-        classes >= 2 && a.fake_index < classes,
-        "{} has {classes} output classes: eval needs a classifier head with class {} = fake (a pre-training checkpoint must be fine-tuned first)",
-        a.checkpoint.display(),
-        a.fake_index
-    );
-    let (norm, norm_src) = mean_std_near(&a.checkpoint, a.mean_std.as_deref())?;
-    eprintln!(
-        "loaded {}: {what}; normalisation: {norm_src}",
-        a.checkpoint.display()
-    );
+    let clf = Classifier::load(
+        &a.checkpoint,
+        a.model.as_deref(),
+        a.mean_std.as_deref(),
+        a.fake_index,
+    )?;
+    let (size, norm) = (clf.size, clf.norm);
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
-    let device = crate::runtime::device();
     let mut results = Vec::new();
     for spec in &a.data {
         let (name, path) = match spec.split_once('=') {
@@ -253,27 +338,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 }),
             }
         }
-        let per = 3 * size * size;
-        let mut scores = Vec::with_capacity(samples.len());
-        for start in (0..samples.len()).step_by(a.batch_size) {
-            let b = a.batch_size.min(samples.len() - start);
-            let x = Tensor::<4>::from_data(
-                TensorData::new(
-                    pixels[start * per..(start + b) * per].to_vec(),
-                    [b, 3, size, size],
-                ),
-                &device,
-            );
-            let logits = match &model {
-                Loaded::Vit(m) => m.forward(x),
-                Loaded::Adapter(m) => m.forward(x).logits,
-            };
-            let p = softmax(logits, 1)
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading scores: {e:?}"))?;
-            scores.extend(p.chunks(classes).map(|row| row[a.fake_index] as f64));
-        }
+        let scores = clf.p_fake(&pixels, a.batch_size)?;
         eprintln!(
             "{name}: {} images scored, {} left out",
             samples.len(),

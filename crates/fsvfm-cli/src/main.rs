@@ -6,10 +6,12 @@ mod bench;
 mod eval;
 mod forward;
 mod mask;
+mod predict;
 mod prepare;
 mod pretrain;
 mod report;
 mod runtime;
+mod synth;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -54,6 +56,10 @@ enum Command {
     PretrainLoss(pretrain::PretrainLossArgs),
     /// Detect, crop (FSFM 1.3x box, 224) and parse faces in photos/videos: crops, region maps, manifest.
     Prepare(prepare::PrepareArgs),
+    /// P(fake) for every face in images, folders and videos (JSON lines or a table), with heat maps.
+    Predict(predict::PredictArgs),
+    /// Forgeries (self-blended images, face swaps) and print/replay attacks from a prepared manifest.
+    Synth(synth::SynthArgs),
     /// Write synthetic faces with exact region maps (official layout), for demos and tests.
     SyntheticFaces(pretrain::SyntheticFacesArgs),
 }
@@ -84,5 +90,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::PretrainLoss(a) => pretrain::pretrain_loss(a),
         Command::SyntheticFaces(a) => pretrain::synthetic_faces(a),
         Command::Prepare(a) => prepare::prepare_cmd(a),
+        Command::Predict(a) => predict::predict_cmd(a),
+        Command::Synth(a) => synth::synth_cmd(a),
     }
 }

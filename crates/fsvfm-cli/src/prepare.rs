@@ -57,6 +57,9 @@ pub struct PrepareArgs {
     /// Do not label hair (leave it background).
     #[arg(long)]
     no_hair: bool,
+    /// Aligned crops: rotate so the eyes are level (FSFM's own crops are not aligned).
+    #[arg(long)]
+    align: bool,
     /// Also write overlays/NAME.png (crop + region map + landmarks) to check maps by eye.
     #[arg(long)]
     overlays: bool,
@@ -112,6 +115,7 @@ pub fn prepare_cmd(a: PrepareArgs) -> Result<()> {
             DlibCalibration::FSFM_DLIB
         },
         hair: !a.no_hair,
+        align: a.align,
         ..PipelineOptions::default()
     };
     let pipeline = FacePipeline::load(&assets, options).context("loading the face models")?;

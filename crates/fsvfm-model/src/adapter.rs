@@ -10,7 +10,7 @@ use crate::layers::{
     xavier_linear,
 };
 use crate::pos_embed::sincos_2d;
-use crate::vit::{cls_with_pos, encoder_tokens};
+use crate::vit::{cls_attention, cls_with_pos, encoder_tokens};
 
 /// The bottleneck: `b = ReLU(linear1 h)` (`D → D/r`, no bias), `u = ReLU(linear2 b)` (`D/r → D`, no bias).
 #[derive(Module, Debug)]
@@ -114,6 +114,18 @@ impl FsAdapterClassifier {
     /// `[N, C, H, W] →` logits and contrastive features.
     pub fn forward(&self, x: Tensor<4>) -> AdapterOutput {
         self.forward_head(self.forward_features(x))
+    }
+
+    /// Last-block class-token attention of the frozen backbone, head-averaged:
+    /// `[N, C, H, W] → [N, L]` (heat maps; see [`crate::vit::cls_attention`]).
+    pub fn last_attention(&self, x: Tensor<4>) -> Tensor<2> {
+        cls_attention(
+            &self.patch_embed,
+            &self.pos_embed.val(),
+            &self.cls_token.val(),
+            &self.blocks,
+            x,
+        )
     }
 
     /// Parameters trained by `--trainable_modules fs-adapter`: adapter, projector and head.

@@ -115,6 +115,22 @@ impl Attention {
         }
     }
 
+    /// Attention probabilities `softmax(q·kᵀ · head_dim^-0.5)` per head: `[N, T, D] → [N, H, T, T]`
+    /// (rows sum to 1). [`Self::forward`] is `proj(probs · v)`; this is for attention maps.
+    pub fn probs(&self, x: Tensor<3>) -> Tensor<4> {
+        let [n, t, d] = x.dims();
+        let h = self.num_heads;
+        let hd = d / h;
+        let qkv = linear3(&self.qkv, x)
+            .reshape([n, t, 3, h, hd])
+            .permute([2, 0, 3, 1, 4]); // [3, N, H, T, hd]
+        let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).reshape([n, h, t, hd]);
+        let scores = part(0)
+            .matmul(part(1).swap_dims(2, 3))
+            .mul_scalar((hd as f64).powf(-0.5));
+        activation::softmax(scores, 3)
+    }
+
     /// `[N, T, D] → [N, T, D]`, scale `head_dim^-0.5`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [n, t, d] = x.dims();

@@ -29,6 +29,31 @@ pub(crate) fn cls_with_pos(cls_token: &Tensor<3>, pos_embed: &Tensor<3>, n: usiz
     (cls_token.clone() + pos_embed.clone().slice([0..1, 0..1, 0..d])).repeat_dim(0, n)
 }
 
+/// The last block's attention from the class token to every patch, averaged over heads (the
+/// papers' Fig. 5 maps): `[N, C, H, W] → [N, L]`, patches in raster order. Each row sums to
+/// `1 − p_cls`, where `p_cls` is the class token's attention to itself.
+pub(crate) fn cls_attention(
+    patch_embed: &PatchEmbed,
+    pos_embed: &Tensor<3>,
+    cls_token: &Tensor<3>,
+    blocks: &[Block],
+    x: Tensor<4>,
+) -> Tensor<2> {
+    let n = x.dims()[0];
+    let patches = encoder_tokens(patch_embed, pos_embed, x);
+    let cls = cls_with_pos(cls_token, pos_embed, n);
+    let (last, rest) = blocks.split_last().expect("a ViT has at least one block");
+    let tokens = run_blocks(rest, Tensor::cat(vec![cls, patches], 1));
+    let probs = last.attn.probs(last.norm1.forward(tokens)); // [N, H, T, T]
+    let [_, h, t, _] = probs.dims();
+    probs
+        .slice_dim(2, 0..1)
+        .slice_dim(3, 1..t)
+        .sum_dim(1)
+        .div_scalar(h as f64)
+        .reshape([n, t - 1])
+}
+
 /// ViT with a 2-D sin-cos initialised (then trainable) position embedding and a linear head.
 ///
 /// Keys: `cls_token [1,1,D]`, `pos_embed [1,1+L,D]`, `patch_embed.proj.*`, `blocks.{i}.*`,
@@ -101,6 +126,18 @@ impl VisionTransformer {
         let patches = encoder_tokens(&self.patch_embed, &pos, x);
         let cls = cls_with_pos(&self.cls_token.val(), &pos, n);
         run_blocks(&self.blocks, Tensor::cat(vec![cls, patches], 1))
+    }
+
+    /// Last-block class-token attention to the patches, head-averaged: `[N, C, H, W] → [N, L]`
+    /// (heat maps; see [`cls_attention`]).
+    pub fn last_attention(&self, x: Tensor<4>) -> Tensor<2> {
+        cls_attention(
+            &self.patch_embed,
+            &self.pos_embed.val(),
+            &self.cls_token.val(),
+            &self.blocks,
+            x,
+        )
     }
 
     /// Pooled features `[N, D]`: `fc_norm(mean of patch tokens)` or `norm(x)[:, 0]`.

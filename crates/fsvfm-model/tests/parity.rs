@@ -320,3 +320,49 @@ fn autodiff_device_path_matches_the_reference_too() {
         r.values("pretrain.z"),
     );
 }
+
+/// The attention probabilities behind the heat maps are the ones `Attention::forward` (checked
+/// against timm above) uses: `proj(probs · v)` equals `forward` on the fixture model's last
+/// block; `last_attention` gives one non-negative row per image over the patches, summing to < 1.
+#[test]
+fn last_attention_is_the_attention_forward_uses() {
+    use burn::tensor::Distribution;
+    use fsvfm_model::layers::linear3;
+    let r = Reference::load();
+    let device = cpu_device();
+    let cfg: VitConfig = r.config("classifier_avg");
+    let wf = WeightFile::open(fixture("classifier_avg.safetensors")).unwrap();
+    let (model, _) = wf
+        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
+        .unwrap();
+    let attn = &model.blocks.last().unwrap().attn;
+    let (n, t, d) = (2, 5, cfg.embed_dim);
+    let h = cfg.num_heads;
+    let x = Tensor::<3>::random([n, t, d], Distribution::Normal(0.0, 1.0), &device);
+    let probs = attn.probs(x.clone()); // [N, H, T, T]
+    let v = linear3(&attn.qkv, x.clone())
+        .reshape([n, t, 3, h, d / h])
+        .permute([2, 0, 3, 1, 4])
+        .slice_dim(0, 2..3)
+        .reshape([n, h, t, d / h]);
+    let manual = linear3(
+        &attn.proj,
+        probs.matmul(v).swap_dims(1, 2).reshape([n, t, d]),
+    );
+    let want: Vec<f32> = attn.forward(x).into_data().try_to_vec().unwrap();
+    assert_close("proj(probs . v)", manual, &want);
+
+    let img = r.tensor::<4>("classifier_avg.x", &device);
+    let batch = img.dims()[0];
+    let maps = model.last_attention(img);
+    let l = (cfg.img_size / cfg.patch_size).pow(2);
+    assert_eq!(maps.dims(), [batch, l]);
+    let vals: Vec<f32> = maps.into_data().try_to_vec().unwrap();
+    for row in vals.chunks(l) {
+        let sum: f32 = row.iter().sum();
+        assert!(
+            row.iter().all(|&p| p >= 0.0) && sum > 0.0 && sum < 1.0,
+            "{sum}"
+        );
+    }
+}
