@@ -167,7 +167,7 @@ pub fn region_mask(region: Region, target: &[(f32, f32)], w: usize, h: usize) ->
             let (cx, cy) = p.iter().fold((0.0, 0.0), |(a, b), q| (a + q.0, b + q.1));
             let (cx, cy) = (cx / p.len() as f32, cy / p.len() as f32);
             for q in &mut p {
-                *q = (cx + 1.25 * (q.0 - cx), cy + 1.35 * (q.1 - cy));
+                *q = (cx + 1.4 * (q.0 - cx), cy + 1.7 * (q.1 - cy));
             }
             hull_mask(&p, w, h)
         }
