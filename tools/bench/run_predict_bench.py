@@ -30,20 +30,12 @@ from PIL import Image
 from timm.models.vision_transformer import VisionTransformer
 
 root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(root, "tools", "face"))
+from dlib_reference import get_boundingbox  # noqa: E402  (the FF++/FSFM crop rule, one copy)
 cache = os.environ.get("FSVFM_HOME") or os.path.join(
     os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fsvfm")
 MEAN = [0.5482207536697388, 0.42340534925460815, 0.3654651641845703]
 STD = [0.2789176106452942, 0.2438540756702423, 0.23493893444538116]
-
-
-def get_boundingbox(l, t, r, b, width, height, scale=1.3):
-    size = int(max(r - l, b - t) * scale)
-    cx, cy = (l + r) // 2, (t + b) // 2
-    x1 = max(int(cx - size // 2), 0)
-    y1 = max(int(cy - size // 2), 0)
-    size = min(width - x1, size)
-    size = min(height - y1, size)
-    return x1, y1, size
 
 
 def torch_pipeline(model, files, batch):

@@ -251,10 +251,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
         a.mean_std.as_deref(),
         a.fake_index,
     )?;
-    let assets = match &a.models {
-        Some(dir) => Assets::at(dir)?,
-        None => Assets::locate()?,
-    };
+    let assets = Assets::in_dir_or_home(a.models.as_deref())?;
     let pipeline = FacePipeline::load(
         &assets,
         PipelineOptions {

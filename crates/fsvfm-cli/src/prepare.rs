@@ -95,10 +95,7 @@ enum DetectorArg {
 pub fn prepare_cmd(a: PrepareArgs) -> Result<()> {
     ensure!(a.size >= 16, "--size {} is too small", a.size);
     ensure!(a.scale > 0.0, "--scale must be positive");
-    let assets = match &a.models {
-        Some(dir) => Assets::at(dir)?,
-        None => Assets::locate()?,
-    };
+    let assets = Assets::in_dir_or_home(a.models.as_deref())?;
     let options = PipelineOptions {
         detector: match a.detector {
             DetectorArg::Auto => DetectorChoice::Auto,

@@ -827,6 +827,21 @@ fn eval_groups_frames_into_videos() {
     );
 }
 
+/// Whether the face models are installed; without them a face test skips, except under
+/// `FSVFM_REQUIRE_ASSETS=1` (CI), where it fails.
+fn face_models_installed() -> bool {
+    if fsvfm_faces::assets::Assets::locate().is_ok() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("FSVFM_REQUIRE_ASSETS").as_deref(),
+        Ok("1"),
+        "face models missing"
+    );
+    eprintln!("skipped: face models not installed (bash tools/face/setup.sh)");
+    false
+}
+
 /// `fsvfm prepare` with no models: a clear error naming the setup command, nothing written.
 #[test]
 fn prepare_without_models_names_the_setup_command() {
@@ -849,13 +864,7 @@ fn prepare_without_models_names_the_setup_command() {
 /// 224×224 crop, its region map and a manifest line with the box and score; the summary on stdout.
 #[test]
 fn prepare_one_photo() {
-    if fsvfm_faces::assets::Assets::locate().is_err() {
-        assert_ne!(
-            std::env::var("FSVFM_REQUIRE_ASSETS").as_deref(),
-            Ok("1"),
-            "face models missing"
-        );
-        eprintln!("skipped: face models not installed (bash tools/face/setup.sh)");
+    if !face_models_installed() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -891,13 +900,7 @@ fn prepare_one_photo() {
 /// inputs: a non-zero exit.
 #[test]
 fn predict_scores_faces_like_prepare_plus_forward() {
-    if fsvfm_faces::assets::Assets::locate().is_err() {
-        assert_ne!(
-            std::env::var("FSVFM_REQUIRE_ASSETS").as_deref(),
-            Ok("1"),
-            "face models missing"
-        );
-        eprintln!("skipped: face models not installed (bash tools/face/setup.sh)");
+    if !face_models_installed() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -43,6 +43,14 @@ impl Assets {
         Self::at(&home().join("models"))
     }
 
+    /// The models in `dir` when given, else under [`home()`]; checked to exist.
+    pub fn in_dir_or_home(dir: Option<&Path>) -> Result<Self, FaceError> {
+        match dir {
+            Some(d) => Self::at(d),
+            None => Self::locate(),
+        }
+    }
+
     /// The models in `dir`, checked to exist; the error names every missing file and the setup
     /// command.
     pub fn at(dir: &Path) -> Result<Self, FaceError> {

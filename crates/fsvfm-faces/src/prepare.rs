@@ -195,16 +195,32 @@ pub fn list_inputs(input: &Path) -> Result<Vec<Input>, FaceError> {
     if matches!(ext.as_deref(), Some("txt" | "lst")) {
         let text = std::fs::read_to_string(input).map_err(|e| FaceError::io(input, e))?;
         let base = input.parent().unwrap_or(Path::new("."));
-        return Ok(text
+        let paths: Vec<PathBuf> = text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| {
-                let rel = Path::new(l);
-                Input {
-                    path: base.join(rel),
-                    name: name_for(rel),
-                }
+            .map(|l| base.join(l))
+            .collect();
+        // Names relative to the folder all entries share, so absolute entries give short names.
+        let mut common: Option<PathBuf> = None;
+        for p in &paths {
+            let parent = p.parent().unwrap_or(Path::new("")).to_path_buf();
+            common = Some(match common {
+                None => parent,
+                Some(c) => c
+                    .components()
+                    .zip(parent.components())
+                    .take_while(|(a, b)| a == b)
+                    .map(|(a, _)| a)
+                    .collect(),
+            });
+        }
+        let common = common.unwrap_or_default();
+        return Ok(paths
+            .into_iter()
+            .map(|p| Input {
+                name: name_for(p.strip_prefix(&common).unwrap_or(&p)),
+                path: p,
             })
             .collect());
     }
@@ -649,7 +665,18 @@ mod tests {
         std::fs::write(&list, "# faces\nsub/a.jpg\n\nv.mp4\n").unwrap();
         let l = list_inputs(&list).unwrap();
         assert_eq!(l[0].path, d.path().join("sub/a.jpg"));
+        assert_eq!((l[0].name.as_str(), l[1].name.as_str()), ("sub__a", "v"));
         assert_eq!(l.len(), 2);
+        // Absolute entries are named relative to the folder they share.
+        let abs = d.path().join("abs.txt");
+        let line = |f: &str| d.path().join(f).display().to_string();
+        std::fs::write(&abs, format!("{}\n{}\n", line("sub/a.jpg"), line("b.png"))).unwrap();
+        let names: Vec<String> = list_inputs(&abs)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        assert_eq!(names, ["sub__a", "b"]);
         let err = list_inputs(&d.path().join("notes.txt.bak")).unwrap_err();
         assert!(err.to_string().contains("no such file"));
     }

@@ -20,28 +20,33 @@ pub fn gaussian_blur(data: &[f32], w: usize, h: usize, channels: usize, sigma: f
         return data.to_vec();
     }
     let k = kernel(sigma);
+    let rows = blur_pass(data, w, h, channels, &k, true);
+    blur_pass(&rows, w, h, channels, &k, false)
+}
+
+/// One 1-D pass of [`gaussian_blur`], along rows (`horizontal`) or columns.
+fn blur_pass(
+    data: &[f32],
+    w: usize,
+    h: usize,
+    channels: usize,
+    k: &[f32],
+    horizontal: bool,
+) -> Vec<f32> {
     let r = (k.len() / 2) as i64;
-    let mut tmp = vec![0.0f32; data.len()];
-    for y in 0..h {
-        for x in 0..w {
-            for c in 0..channels {
-                let mut acc = 0.0;
-                for (j, &kv) in k.iter().enumerate() {
-                    let xx = (x as i64 + j as i64 - r).clamp(0, w as i64 - 1) as usize;
-                    acc += kv * data[(y * w + xx) * channels + c];
-                }
-                tmp[(y * w + x) * channels + c] = acc;
-            }
-        }
-    }
     let mut out = vec![0.0f32; data.len()];
     for y in 0..h {
         for x in 0..w {
             for c in 0..channels {
                 let mut acc = 0.0;
                 for (j, &kv) in k.iter().enumerate() {
-                    let yy = (y as i64 + j as i64 - r).clamp(0, h as i64 - 1) as usize;
-                    acc += kv * tmp[(yy * w + x) * channels + c];
+                    let off = j as i64 - r;
+                    let (xx, yy) = if horizontal {
+                        ((x as i64 + off).clamp(0, w as i64 - 1) as usize, y)
+                    } else {
+                        (x, (y as i64 + off).clamp(0, h as i64 - 1) as usize)
+                    };
+                    acc += kv * data[(yy * w + xx) * channels + c];
                 }
                 out[(y * w + x) * channels + c] = acc;
             }
