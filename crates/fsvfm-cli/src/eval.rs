@@ -90,8 +90,9 @@ pub struct EvalArgs {
     /// default: the `model.json` / `state.json` next to the checkpoint, else vit_base_patch16.
     #[arg(long)]
     pub model: Option<String>,
-    /// Test sets: ImageFolder trees (real*/, fake*/), JSONL manifests or DeepfakeBench JSONs; each
-    /// is reported separately. `NAME=PATH` names one.
+    /// Test sets: ImageFolder trees (real*/, fake*/), JSONL manifests, DeepfakeBench JSONs or FSFM
+    /// anti-spoofing split files (NAME_{fake|real}_test.txt: the pair is read); each is reported
+    /// separately. `NAME=PATH` names one.
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<String>,
     /// Output folder: metrics.json, report.md, scores-NAME.csv, roc-NAME.png, hist-NAME.png.
@@ -107,7 +108,8 @@ pub struct EvalArgs {
     /// DeepfakeBench split to read.
     #[arg(long, default_value = "test")]
     pub split: String,
-    /// Folder that DeepfakeBench frame paths are relative to.
+    /// Folder that DeepfakeBench (or FAS split-file) frame paths are relative to (FAS default:
+    /// the `frame/` folder beside the `txt/` folder).
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// Images per forward pass.

@@ -9,6 +9,12 @@
 //!   0/1) and optionally `video_id`; paths relative to the manifest's folder.
 //! - DeepfakeBench: `{dataset: {label_subset: {split: {compression: {video: {"label", "frames"}}}}}}`;
 //!   a label containing `real` is 0, anything else 1; frames relative to `root` when given.
+//! - FSFM/FLIP face anti-spoofing split files (`data/MCIO/txt/{name}_{fake|real}_{train|test|shot}.txt`,
+//!   one frame path per line, relative to `data/MCIO/frame/`): either file of a pair names the
+//!   pair; both are read. As the official `sample_frames`, the `test` split also takes each
+//!   listed `frame0` file's `frame1` twin, without duplicates. Frames are relative to `root` when
+//!   given, else to the `frame/` folder beside the `txt/` folder. The video id is the path without
+//!   its `frame0.png`/`frame1.png` ending (the official grouping).
 
 use std::path::{Path, PathBuf};
 
@@ -62,11 +68,63 @@ pub fn read_eval_set(
     match path.extension().and_then(|e| e.to_str()) {
         Some("jsonl") => manifest(path),
         Some("json") => deepfakebench(path, split, root),
+        Some("txt") if fas_split_name(path).is_some() => fas_split(path, root),
         _ => Err(format!(
-            "{}: expected an ImageFolder (real*/ and fake*/ folders), a .jsonl manifest or a DeepfakeBench .json",
+            "{}: expected an ImageFolder (real*/ and fake*/ folders), a .jsonl manifest, a DeepfakeBench .json \
+             or an FSFM anti-spoofing split file NAME_{{fake|real}}_{{train|test|shot}}.txt",
             path.display()
         )),
     }
+}
+
+/// `(name, split)` of an FSFM/FLIP anti-spoofing split file `NAME_{fake|real}_SPLIT.txt`.
+fn fas_split_name(path: &Path) -> Option<(String, String)> {
+    let stem = path.file_stem()?.to_str()?;
+    let (rest, split) = stem.rsplit_once('_')?;
+    let (name, kind) = rest.rsplit_once('_')?;
+    matches!(kind, "fake" | "real").then(|| (name.to_string(), split.to_string()))
+}
+
+fn fas_split(path: &Path, root: Option<&Path>) -> Result<(Vec<EvalSample>, Vec<Skipped>), String> {
+    let (name, split) = fas_split_name(path).expect("checked by the caller");
+    let txt_dir = path.parent().unwrap_or(Path::new("."));
+    let frames = match root {
+        Some(r) => r.to_path_buf(),
+        None => txt_dir.parent().unwrap_or(Path::new(".")).join("frame"),
+    };
+    let (mut samples, mut skipped) = (Vec::new(), Vec::new());
+    for (kind, label) in [("fake", 1u8), ("real", 0u8)] {
+        let file = txt_dir.join(format!("{name}_{kind}_{split}.txt"));
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let mut seen = std::collections::BTreeSet::new();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let mut rels = vec![line.to_string()];
+            if split == "test" {
+                rels.push(line.replace("frame0", "frame1"));
+            }
+            for rel in rels {
+                if !seen.insert(rel.clone()) {
+                    continue;
+                }
+                let image = frames.join(&rel);
+                if !image.is_file() {
+                    skipped.push(Skipped {
+                        path: image.display().to_string(),
+                        reason: format!("listed in {} but missing", file.display()),
+                    });
+                    continue;
+                }
+                let video = rel.replace("frame0.png", "").replace("frame1.png", "");
+                samples.push(EvalSample {
+                    image,
+                    label,
+                    video: Some(video),
+                });
+            }
+        }
+    }
+    Ok((samples, skipped))
 }
 
 fn image_folder(dir: &Path) -> Result<(Vec<EvalSample>, Vec<Skipped>), String> {
@@ -216,6 +274,40 @@ mod tests {
     fn touch(p: &Path) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, b"x").unwrap();
+    }
+
+    #[test]
+    fn fas_split_files_read_both_labels_and_the_frame1_twins_of_the_test_split() {
+        let d = tempfile::tempdir().unwrap();
+        let (txt, frame) = (d.path().join("MCIO/txt"), d.path().join("MCIO/frame"));
+        for v in ["casia/test/fake/v1", "casia/test/real/v2"] {
+            std::fs::create_dir_all(frame.join(v)).unwrap();
+            for f in ["frame0.png", "frame1.png"] {
+                image::RgbImage::new(2, 2)
+                    .save(frame.join(v).join(f))
+                    .unwrap();
+            }
+        }
+        std::fs::create_dir_all(&txt).unwrap();
+        std::fs::write(
+            txt.join("casia_fake_test.txt"),
+            "casia/test/fake/v1/frame0.png\ncasia/test/fake/v9/frame0.png\n",
+        )
+        .unwrap();
+        std::fs::write(
+            txt.join("casia_real_test.txt"),
+            "casia/test/real/v2/frame0.png\n",
+        )
+        .unwrap();
+        let (s, k) = read_eval_set(&txt.join("casia_real_test.txt"), "test", None).unwrap();
+        // v1: frame0 + frame1 (fake); v2: frame0 + frame1 (real); v9 is listed but missing.
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.iter().filter(|x| x.label == 1).count(), 2);
+        assert_eq!(s[0].video.as_deref(), Some("casia/test/fake/v1/"));
+        assert_eq!(s[0].video, s[1].video);
+        assert_eq!(k.len(), 2, "{k:?}");
+        assert!(k[0].reason.contains("missing"));
+        assert!(read_eval_set(&txt.join("notes.txt"), "test", None).is_err());
     }
 
     #[test]
