@@ -101,20 +101,14 @@ def main():
         rgb = np.asarray(Image.open(path).convert("RGB"))
         h, w = rgb.shape[:2]
         rec = {"collection": coll, "name": name, "width": w, "height": h}
-        r = det.process(rgb)
-        if r.detections:
-            d = max(r.detections, key=lambda d: d.location_data.relative_bounding_box.width)
-            b = d.location_data.relative_bounding_box
-            rec["box"] = [b.xmin, b.ymin, b.xmin + b.width, b.ymin + b.height]
-            rec["keypoints"] = [[k.x, k.y] for k in d.location_data.relative_keypoints]
-            rec["score"] = d.score[0]
-        r = det_full.process(rgb)
-        if r.detections:
-            d = max(r.detections, key=lambda d: d.location_data.relative_bounding_box.width)
-            b = d.location_data.relative_bounding_box
-            rec["box_full"] = [b.xmin, b.ymin, b.xmin + b.width, b.ymin + b.height]
-            rec["keypoints_full"] = [[k.x, k.y] for k in d.location_data.relative_keypoints]
-            rec["score_full"] = d.score[0]
+        for detector, suffix in ((det, ""), (det_full, "_full")):
+            r = detector.process(rgb)
+            if r.detections:
+                d = max(r.detections, key=lambda d: d.location_data.relative_bounding_box.width)
+                b = d.location_data.relative_bounding_box
+                rec["box" + suffix] = [b.xmin, b.ymin, b.xmin + b.width, b.ymin + b.height]
+                rec["keypoints" + suffix] = [[k.x, k.y] for k in d.location_data.relative_keypoints]
+                rec["score" + suffix] = d.score[0]
         ort_full = full_range_onnxruntime(rgb)
         if ort_full:
             rec["box_full_ort"], rec["keypoints_full_ort"], rec["score_full_ort"] = ort_full

@@ -195,13 +195,7 @@ fn decode_input(p: &FacePipeline, input: &Input, frames: usize) -> Result<Decode
 
 /// Normalised `[3, S, S]` pixels of a crop.
 fn normalise(crop: &RgbImage, norm: &fsvfm_data::MeanStd) -> Vec<f32> {
-    let plane = (crop.width() * crop.height()) as usize;
-    let mut x = vec![0.0f32; 3 * plane];
-    for (i, px) in crop.pixels().enumerate() {
-        for c in 0..3 {
-            x[c * plane + i] = px.0[c] as f32 / 255.0;
-        }
-    }
+    let mut x = fsvfm_data::image_io::rgb_to_chw(crop);
     norm.apply(&mut x);
     x
 }

@@ -47,18 +47,21 @@ pub fn synth_cmd(a: SynthArgs) -> Result<()> {
         KindArg::Print => Kind::Print,
         KindArg::Replay => Kind::Replay,
     };
-    let n = std::fs::read_to_string(&a.manifest)
-        .with_context(|| format!("reading {}", a.manifest.display()))?
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .count();
-    let bar = (!a.quiet).then(|| crate::pretrain::progress_bar(n as u64));
+    let bar = (!a.quiet).then(|| crate::pretrain::progress_bar(0));
     let start = Instant::now();
-    let s = synth(&a.manifest, &a.output, kind, a.per_image, a.seed, &|| {
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
-    })
+    let s = synth(
+        &a.manifest,
+        &a.output,
+        kind,
+        a.per_image,
+        a.seed,
+        &|total| {
+            if let Some(b) = &bar {
+                b.set_length(total as u64);
+                b.inc(1);
+            }
+        },
+    )
     .with_context(|| format!("synthesising into {}", a.output.display()))?;
     if let Some(b) = &bar {
         b.finish_and_clear();

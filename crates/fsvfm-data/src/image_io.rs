@@ -83,14 +83,19 @@ pub fn load_rgb(path: &Path, size: usize) -> Result<Vec<f32>, String> {
     if rgb.width() as usize != size || rgb.height() as usize != size {
         rgb = image::imageops::resize(&rgb, size as u32, size as u32, FilterType::CatmullRom);
     }
-    let plane = size * size;
+    Ok(rgb_to_chw(&rgb))
+}
+
+/// An RGB image as `[3, H, W]` floats in `[0, 1]` (torchvision `ToTensor`).
+pub fn rgb_to_chw(rgb: &image::RgbImage) -> Vec<f32> {
+    let plane = (rgb.width() * rgb.height()) as usize;
     let mut out = vec![0.0f32; 3 * plane];
     for (i, px) in rgb.pixels().enumerate() {
         for c in 0..3 {
             out[c * plane + i] = px.0[c] as f32 / 255.0;
         }
     }
-    Ok(out)
+    out
 }
 
 #[cfg(test)]

@@ -11,12 +11,14 @@
 //! - [`eval_set`]: labelled test sets (ImageFolder, JSONL manifest, DeepfakeBench JSON).
 //! - [`tensors`]: f32 tensors of safetensors files (fixtures, exported weights).
 
+pub mod atomic;
 pub mod eval_set;
 pub mod image_io;
 pub mod npy;
 pub mod pretrain_set;
 pub mod tensors;
 
+pub use atomic::write_atomic;
 pub use eval_set::{EvalSample, read_eval_set};
 pub use image_io::{MeanStd, is_image_file, load_normalized, load_rgb, sorted_entries};
 pub use pretrain_set::{PretrainSample, Skipped, discover, mean_std};

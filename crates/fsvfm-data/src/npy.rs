@@ -346,19 +346,8 @@ pub fn write_f32(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Resul
     }
     let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
     let out = encode("<f4", shape, &raw);
-    let io = |source| NpyError::Io {
-        path: name.clone(),
-        source,
-    };
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, &out).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::atomic::write_atomic(path, &out, false)
+        .map_err(|source| NpyError::Io { path: name, source })
 }
 
 #[cfg(test)]

@@ -283,14 +283,10 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
+/// Writes `bytes` to `path` atomically ([`fsvfm_data::write_atomic`]; not synced: a kill, not a
+/// power cut, is what a prepare run must survive).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FaceError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    std::fs::write(&tmp, bytes).map_err(|e| FaceError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| FaceError::io(path, e))
+    fsvfm_data::write_atomic(path, bytes, false).map_err(|e| FaceError::io(path, e))
 }
 
 fn png_bytes(img: &RgbImage) -> Result<Vec<u8>, FaceError> {

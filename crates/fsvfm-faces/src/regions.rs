@@ -216,7 +216,7 @@ fn add_hair(labels: &mut [u8], size: usize, img: &RgbImage, oval: &[(f32, f32)],
     // Morphological opening (5×5) removes the thin rims that anti-aliased face/backdrop edges
     // leave, then connected pieces smaller than 0.3% of the crop are dropped.
     let r = 2;
-    let hair = dilate(&erode(&hair, size, r), size, r);
+    let hair = morph(&morph(&hair, size, size, r, false), size, size, r, true);
     let min_piece = size * size * 3 / 1000;
     for piece in components(&hair, size) {
         if piece.len() >= min_piece {
@@ -229,30 +229,33 @@ fn add_hair(labels: &mut [u8], size: usize, img: &RgbImage, oval: &[(f32, f32)],
     }
 }
 
-/// Square-window min (`erode`) or max (dilate) of a mask with radius `r` (window `2r + 1`).
-fn morph(mask: &[bool], size: usize, r: usize, keep_if_all: bool) -> Vec<bool> {
-    let mut out = vec![false; mask.len()];
-    for row in 0..size {
-        for col in 0..size {
-            let (r0, r1) = (row.saturating_sub(r), (row + r).min(size - 1));
-            let (c0, c1) = (col.saturating_sub(r), (col + r).min(size - 1));
-            let mut window = (r0..=r1).flat_map(|rr| (c0..=c1).map(move |cc| rr * size + cc));
-            out[row * size + col] = if keep_if_all {
-                window.all(|i| mask[i])
-            } else {
-                window.any(|i| mask[i])
-            };
+/// Square-window minimum (`grow = false`: erosion) or maximum (`grow = true`: dilation) of a
+/// `w × h` mask, radius `r` (window `2r + 1`, clipped at the borders), as two 1-D passes. Works on
+/// `bool` masks (and/or) and on float masks alike; `fsvfm-synth` uses it for its blending masks.
+pub fn morph<T: Copy + PartialOrd>(mask: &[T], w: usize, h: usize, r: usize, grow: bool) -> Vec<T> {
+    if r == 0 {
+        return mask.to_vec();
+    }
+    let pick = |a: T, b: T| if (b > a) == grow { b } else { a };
+    let mut tmp = mask.to_vec();
+    for y in 0..h {
+        for x in 0..w {
+            let (x0, x1) = (x.saturating_sub(r), (x + r).min(w - 1));
+            tmp[y * w + x] = (x0..=x1)
+                .map(|xx| mask[y * w + xx])
+                .fold(mask[y * w + x], pick);
+        }
+    }
+    let mut out = tmp.clone();
+    for y in 0..h {
+        for x in 0..w {
+            let (y0, y1) = (y.saturating_sub(r), (y + r).min(h - 1));
+            out[y * w + x] = (y0..=y1)
+                .map(|yy| tmp[yy * w + x])
+                .fold(tmp[y * w + x], pick);
         }
     }
     out
-}
-
-fn erode(mask: &[bool], size: usize, r: usize) -> Vec<bool> {
-    morph(mask, size, r, true)
-}
-
-fn dilate(mask: &[bool], size: usize, r: usize) -> Vec<bool> {
-    morph(mask, size, r, false)
 }
 
 /// 4-connected components of a mask, as lists of pixel indices.
@@ -369,7 +372,7 @@ mod tests {
         for c in 0..size {
             m[10 * size + c] = true;
         }
-        let opened = dilate(&erode(&m, size, 2), size, 2);
+        let opened = morph(&morph(&m, size, size, 2, false), size, size, 2, true);
         assert!(opened[3 * size + 3] && !opened[10 * size + 5]);
         assert_eq!(opened.iter().filter(|&&v| v).count(), 36);
         let parts = components(&m, size);

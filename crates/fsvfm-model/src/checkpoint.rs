@@ -356,7 +356,9 @@ pub fn save_safetensors<M: Module + ModuleSnapshot>(
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory and a rename, so a crash
-/// never leaves a truncated file under the final name.
+/// never leaves a truncated file under the final name. (The burn-free crates use
+/// `fsvfm_data::write_atomic`, the same scheme; this one stays here so the model crate does not
+/// depend on the data layer, and it always syncs: checkpoints must survive a power cut.)
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
     let io = |e: std::io::Error| ModelError::Checkpoint(format!("writing {}: {e}", path.display()));
     let name = path

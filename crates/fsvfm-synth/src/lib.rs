@@ -37,6 +37,16 @@ pub enum SynthError {
     },
 }
 
+impl SynthError {
+    /// An I/O error tagged with its path.
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        SynthError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
 /// A float RGB image, `[H, W, 3]` interleaved, values in `[0, 255]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Img {

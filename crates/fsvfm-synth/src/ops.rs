@@ -1,6 +1,7 @@
 //! Image and mask operations shared by the generators.
 
 use crate::Img;
+pub use fsvfm_faces::regions::morph;
 use fsvfm_faces::regions::{convex_hull, fill_polygon};
 
 /// A normalised 1-D Gaussian kernel of standard deviation `sigma` (radius `ceil(3σ)`).
@@ -80,33 +81,6 @@ pub fn polygon_mask(poly: &[(f32, f32)], w: usize, h: usize) -> Vec<f32> {
 /// The binary mask of the convex hull of `points`.
 pub fn hull_mask(points: &[(f32, f32)], w: usize, h: usize) -> Vec<f32> {
     polygon_mask(&convex_hull(points), w, h)
-}
-
-/// Square-window minimum (`grow = false`, erosion) or maximum (dilation) of a mask, radius `r`.
-pub fn morph(mask: &[f32], w: usize, h: usize, r: usize, grow: bool) -> Vec<f32> {
-    if r == 0 {
-        return mask.to_vec();
-    }
-    let pick = |a: f32, b: f32| if grow { a.max(b) } else { a.min(b) };
-    let mut tmp = mask.to_vec();
-    for y in 0..h {
-        for x in 0..w {
-            let (x0, x1) = (x.saturating_sub(r), (x + r).min(w - 1));
-            tmp[y * w + x] = (x0..=x1)
-                .map(|xx| mask[y * w + xx])
-                .fold(mask[y * w + x], pick);
-        }
-    }
-    let mut out = tmp.clone();
-    for y in 0..h {
-        for x in 0..w {
-            let (y0, y1) = (y.saturating_sub(r), (y + r).min(h - 1));
-            out[y * w + x] = (y0..=y1)
-                .map(|yy| tmp[yy * w + x])
-                .fold(tmp[y * w + x], pick);
-        }
-    }
-    out
 }
 
 /// Mean and standard deviation per channel of `img` where `mask > 0.5`.

@@ -113,10 +113,7 @@ pub struct SynthSkip {
 /// Reads the real faces of a `fsvfm prepare` manifest (records labelled fake/attack, or without
 /// landmarks, are reported as skipped).
 pub fn read_faces(manifest: &Path) -> Result<(Vec<Face>, Vec<SynthSkip>), SynthError> {
-    let text = std::fs::read_to_string(manifest).map_err(|source| SynthError::Io {
-        path: manifest.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(manifest).map_err(|e| SynthError::io(manifest, e))?;
     let base = manifest.parent().unwrap_or(Path::new("."));
     let (mut faces, mut skips) = (Vec::new(), Vec::new());
     for (i, line) in text.lines().enumerate() {
@@ -189,41 +186,43 @@ pub struct SynthSummary {
     pub skipped: usize,
 }
 
-fn write_png(
-    path: &Path,
-    save: impl FnOnce(&Path) -> image::ImageResult<()>,
-) -> Result<(), SynthError> {
-    let tmp = path.with_extension("png.tmp");
-    save(&tmp).map_err(|e| SynthError::Input(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|source| SynthError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+/// Encodes `img` as PNG and writes it atomically ([`fsvfm_data::write_atomic`], not synced).
+fn write_png<P, C>(path: &Path, img: &image::ImageBuffer<P, C>) -> Result<(), SynthError>
+where
+    P: image::PixelWithColorType,
+    [P::Subpixel]: image::EncodableLayout,
+    C: std::ops::Deref<Target = [P::Subpixel]>,
+{
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| SynthError::Input(format!("{}: {e}", path.display())))?;
+    fsvfm_data::write_atomic(path, &bytes, false).map_err(|e| SynthError::io(path, e))
 }
 
 /// Makes `per_image` outputs of `kind` for every face of `manifest` into `out` (module docs).
+/// `progress` is called once per source face finished, with the number of source faces.
 pub fn synth(
     manifest: &Path,
     out: &Path,
     kind: Kind,
     per_image: usize,
     seed: u64,
-    progress: &(dyn Fn() + Sync),
+    progress: &(dyn Fn(usize) + Sync),
 ) -> Result<SynthSummary, SynthError> {
     let (faces, mut skips) = read_faces(manifest)?;
     for sub in ["images", "masks"] {
         let d = out.join(sub);
-        std::fs::create_dir_all(&d).map_err(|source| SynthError::Io {
-            path: d.display().to_string(),
-            source,
-        })?;
+        std::fs::create_dir_all(&d).map_err(|e| SynthError::io(&d, e))?;
     }
     let results: Vec<Result<Outputs, SynthError>> = faces
         .par_iter()
         .enumerate()
         .map(|(idx, face)| {
             let r = one_face(&faces, idx, face, out, kind, per_image, seed);
-            progress();
+            progress(faces.len());
             r
         })
         .collect();
@@ -255,13 +254,7 @@ pub fn synth(
         ),
     ] {
         let p = out.join(name);
-        let tmp = out.join(format!("{name}.tmp"));
-        std::fs::write(&tmp, text)
-            .and_then(|_| std::fs::rename(&tmp, &p))
-            .map_err(|source| SynthError::Io {
-                path: p.display().to_string(),
-                source,
-            })?;
+        fsvfm_data::write_atomic(&p, text.as_bytes(), false).map_err(|e| SynthError::io(&p, e))?;
     }
     Ok(SynthSummary {
         inputs: faces.len(),
@@ -338,13 +331,8 @@ fn one_face(
         let stem = format!("{}_{}_{k}", face.name, kind.name());
         let (ip, mp) = (format!("images/{stem}.png"), format!("masks/{stem}.png"));
         let rgb = image.to_rgb();
-        write_png(&out.join(&ip), |p| {
-            rgb.save_with_format(p, image::ImageFormat::Png)
-        })?;
-        let gray = mask_to_gray(&mask, img.w, img.h);
-        write_png(&out.join(&mp), |p| {
-            gray.save_with_format(p, image::ImageFormat::Png)
-        })?;
+        write_png(&out.join(&ip), &rgb)?;
+        write_png(&out.join(&mp), &mask_to_gray(&mask, img.w, img.h))?;
         let mut identities = vec![face.identity.clone()];
         if let Some(j) = donor {
             identities.push(faces[j].identity.clone());

@@ -32,6 +32,18 @@ pub fn official_class(label: u8) -> usize {
     if label == 1 { FAKE_CLASS } else { REAL_CLASS }
 }
 
+/// The validation readout of two-class logits `[N, 2]` in the official class order: plain
+/// cross-entropy (no smoothing, the model-selection loss) and P(fake) per row.
+pub fn validation_readout(logits: Tensor<2>, targets: &[usize]) -> (f64, Vec<f64>) {
+    let ce = smoothed_cross_entropy(logits.clone(), targets, 0.0).into_scalar::<f32>() as f64;
+    let p: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default();
+    (ce, p.chunks(2).map(|r| r[FAKE_CLASS] as f64).collect())
+}
+
 /// The loss terms of one adapter batch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AdapterLoss {
@@ -115,14 +127,7 @@ impl AdapterTrainer {
         let d = h.len() / n.max(1);
         let model = self.model.valid();
         let x = Tensor::<2>::from_data(TensorData::new(h.to_vec(), [n, d]), &self.device);
-        let logits = model.forward_head(x).logits;
-        let ce = smoothed_cross_entropy(logits.clone(), targets, 0.0).into_scalar::<f32>() as f64;
-        let p: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default();
-        (ce, p.chunks(2).map(|r| r[FAKE_CLASS] as f64).collect())
+        validation_readout(model.forward_head(x).logits, targets)
     }
 }
 

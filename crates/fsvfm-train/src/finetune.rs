@@ -102,14 +102,7 @@ impl FinetuneTrainer {
     pub fn evaluate(&self, images: &[f32], dims: [usize; 4], targets: &[usize]) -> (f64, Vec<f64>) {
         let model = self.model.valid();
         let x = Tensor::<4>::from_data(TensorData::new(images.to_vec(), dims), &self.device);
-        let logits = model.forward(x);
-        let ce = smoothed_cross_entropy(logits.clone(), targets, 0.0).into_scalar::<f32>() as f64;
-        let p: Vec<f32> = burn::tensor::activation::softmax(logits, 1)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default();
-        (ce, p.chunks(2).map(|r| r[FAKE_CLASS] as f64).collect())
+        crate::adapt::validation_readout(model.forward(x), targets)
     }
 }
 

@@ -1,0 +1,58 @@
+//! Atomic file writes for the burn-free crates (arrays, crops, region maps, synthesised images,
+//! manifests): a temporary name in the same folder, then a rename, so a killed run never leaves a
+//! truncated file under the final name. (`fsvfm_model::checkpoint::write_atomic` does the same,
+//! always synced, for checkpoints.)
+
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to `path` through `.NAME.tmpPID` in the same folder and a rename. `durable`
+/// also syncs the file to disk before the rename (checkpoints); without it the rename is still
+/// atomic against a killed process, which is what bulk outputs (crops, maps) need. On failure the
+/// temporary file is removed.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a file path", path.display()),
+        )
+    })?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        if durable {
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_replace_whole_files_and_leave_no_temporaries() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.txt");
+        for (text, durable) in [("first", false), ("second", true)] {
+            write_atomic(&p, text.as_bytes(), durable).unwrap();
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), text);
+        }
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+        // A folder path cannot be written; nothing is left behind.
+        assert!(write_atomic(d.path(), b"x", false).is_err());
+        let missing = d.path().join("no/such/dir/b.txt");
+        assert!(write_atomic(&missing, b"x", false).is_err());
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}
