@@ -110,8 +110,8 @@ pub struct SynthSkip {
     pub reason: String,
 }
 
-/// Reads the real faces of a `fsvfm prepare` manifest (records labelled fake/attack, or without
-/// landmarks, are reported as skipped).
+/// Reads the real faces of a `fsvfm prepare` manifest, sorted by image path (records labelled
+/// fake/attack, or without landmarks, are reported as skipped).
 pub fn read_faces(manifest: &Path) -> Result<(Vec<Face>, Vec<SynthSkip>), SynthError> {
     let text = std::fs::read_to_string(manifest).map_err(|e| SynthError::io(manifest, e))?;
     let base = manifest.parent().unwrap_or(Path::new("."));
@@ -154,6 +154,10 @@ pub fn read_faces(manifest: &Path) -> Result<(Vec<Face>, Vec<SynthSkip>), SynthE
             name,
         });
     }
+    // `fsvfm prepare` appends records in completion order, which varies between runs: sort, so
+    // the seed alone decides every draw (each face's stream is keyed on its index here, and swap
+    // donors are drawn from this order).
+    faces.sort_by(|a, b| a.image.cmp(&b.image));
     Ok((faces, skips))
 }
 
