@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use image::imageops::FilterType;
-
 /// Per-channel normalisation `(x − mean) / std`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MeanStd {
@@ -81,7 +79,12 @@ pub fn load_rgb(path: &Path, size: usize) -> Result<Vec<f32>, String> {
         image::open(path).map_err(|e| format!("{}: cannot decode image: {e}", path.display()))?;
     let mut rgb = img.to_rgb8();
     if rgb.width() as usize != size || rgb.height() as usize != size {
-        rgb = image::imageops::resize(&rgb, size as u32, size as u32, FilterType::CatmullRom);
+        rgb = crate::augment::resize(
+            &rgb,
+            size as u32,
+            size as u32,
+            crate::augment::Filter::Bicubic,
+        );
     }
     Ok(rgb_to_chw(&rgb))
 }

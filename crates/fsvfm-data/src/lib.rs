@@ -9,9 +9,12 @@
 //! - [`pretrain_set`]: the pre-training dataset (official folder layout or JSONL manifest) and
 //!   its mean/std.
 //! - [`eval_set`]: labelled test sets (ImageFolder, JSONL manifest, DeepfakeBench JSON).
+//! - [`augment`]: the training augmentations of the transfer recipes (Pillow-exact resize and
+//!   RandAugment ops, random erasing, Mixup/CutMix, the FAS colour jitter).
 //! - [`tensors`]: f32 tensors of safetensors files (fixtures, exported weights).
 
 pub mod atomic;
+pub mod augment;
 pub mod eval_set;
 pub mod image_io;
 pub mod npy;
