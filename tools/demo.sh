@@ -38,7 +38,7 @@ for split in train test; do
   rm -rf "$out/sets/tmp-real" "$out/sets/tmp-fake"
 done
 $fsvfm adapt --checkpoint "$out/pretrain/checkpoint-5/online.safetensors" --data "$out/sets/train" \
-  --output "$out/adapter" --epochs 40 --batch-size 16 --blr 0.05 --warmup-epochs 2 2>/dev/null
+  --output "$out/adapter" --epochs 40 --batch-size 16 --blr 0.05 --warmup-epochs 2 --augment none 2>/dev/null
 $fsvfm eval --checkpoint "$out/adapter/checkpoint-min_val_loss.safetensors" --data "$out/sets/test" \
   --output "$out/eval" 2>/dev/null
 

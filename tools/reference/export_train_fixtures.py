@@ -175,6 +175,39 @@ def finetune_step(gen):
         json.dump(scales, f, indent=1, sort_keys=True)
 
 
+def finetune_mixup_step():
+    """One fine-tuning step on a Mixup batch (lam 0.7, batch mode, the flipped batch as partner):
+    timm `Mixup` mixes the images and builds the smoothed soft targets (smoothing 0.1), timm
+    `SoftTargetCrossEntropy` is the loss; layer decay 0.65, wd 0.05, AdamW lr 1e-3."""
+    from timm.data.mixup import Mixup
+    from timm.loss import SoftTargetCrossEntropy
+
+    gen = torch.Generator().manual_seed(2468)
+    model = classifier(32, 8, 32, 2, 2)
+    model.pos_embed.requires_grad_(True)
+    randomize(model, gen)
+    init = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 3, 32, 32, generator=gen)
+    y = torch.tensor([0, 1, 1, 0])
+    mix = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=2)
+    mix._params_per_batch = lambda: (0.7, False)
+    xm, target = mix(x.clone(), y.clone())
+    groups, _ = param_groups_lrd(model, 0.05, 0.65)
+    opt = torch.optim.AdamW(groups, lr=1e-3, foreach=False)
+    for g in opt.param_groups:
+        g["lr"] = 1e-3 * g["lr_scale"]
+    model.train()
+    loss = SoftTargetCrossEntropy()(model(xm), target)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    save_file({**{f"init.{k}": v for k, v in init.items()},
+               **{f"after.{k}": v.detach().contiguous() for k, v in model.state_dict().items()},
+               "x": x, "labels": y.float(), "mixed": xm.contiguous(), "targets": target.contiguous(),
+               "loss": loss.detach().reshape(1)},
+              os.path.join(OUT, "finetune_mixup_step.safetensors"))
+
+
 def main():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(4321)
@@ -248,6 +281,7 @@ def main():
     print("grad norms", [float(v) for v in norms])
     adapter_step(gen)
     finetune_step(gen)
+    finetune_mixup_step()
     print("wrote", OUT)
 
 

@@ -10,6 +10,7 @@ use clap::Args;
 use fsvfm_model::{
     AdapterConfig, FsAdapterClassifier, LoadMode, VisionTransformer, VitConfig, WeightFile,
 };
+use fsvfm_train::batches::Augmentation;
 use fsvfm_train::transfer::{TransferOptions, split_validation};
 
 use crate::eval::{mean_std_near, vit_config_near};
@@ -57,9 +58,89 @@ pub struct TransferArgs {
     /// Normalisation (`vggface2` or a file); default: the pre-training run's.
     #[arg(long)]
     pub mean_std: Option<String>,
-    /// Seed of the new layers, the validation split, the batch order and drop path.
+    /// Seed of the new layers, the validation split, the batch order, the augmentation draws and
+    /// drop path.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Training augmentation: `recipe` (the official DfD/DiFF one: RandomResizedCrop, flip,
+    /// RandAugment, random erasing, Mixup/CutMix, smoothing 0.1), `fas` (the anti-spoofing one:
+    /// saturation jitter, flip, resize) or `none` (resize only; `adapt` then caches the
+    /// backbone's features once, orders of magnitude faster).
+    #[arg(long, value_enum, default_value_t = AugmentPreset::Recipe)]
+    pub augment: AugmentPreset,
+    /// RandAugment config in timm syntax (`rand-m9-mstd0.5-inc1`), or `none`; overrides the preset.
+    #[arg(long)]
+    pub aa: Option<String>,
+    /// Random-erasing probability; overrides the preset.
+    #[arg(long)]
+    pub reprob: Option<f64>,
+    /// Mixup α (0 = off); overrides the preset.
+    #[arg(long)]
+    pub mixup: Option<f64>,
+    /// CutMix α (0 = off); overrides the preset.
+    #[arg(long)]
+    pub cutmix: Option<f64>,
+    /// Label smoothing; overrides the preset.
+    #[arg(long)]
+    pub smoothing: Option<f64>,
+    /// Also write `augment_batch.png`: the first training batch as the model sees it.
+    #[arg(long)]
+    pub augment_picture: bool,
+}
+
+/// Named training augmentations (`--augment`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AugmentPreset {
+    /// The official DfD/DiFF recipe.
+    Recipe,
+    /// The official FAS recipe.
+    Fas,
+    /// Resize only.
+    None,
+}
+
+impl TransferArgs {
+    /// The augmentation of `--augment` with the individual overrides applied.
+    pub fn augmentation(&self) -> Result<Augmentation> {
+        let mut aug = match self.augment {
+            AugmentPreset::Recipe => Augmentation::default(),
+            AugmentPreset::Fas => Augmentation::fas(),
+            AugmentPreset::None => Augmentation::none(0.1),
+        };
+        if let Some(aa) = &self.aa {
+            aug.image.rand_augment = match aa.as_str() {
+                "none" | "" => None,
+                s => Some(s.parse().map_err(anyhow::Error::msg)?),
+            };
+        }
+        let unit = |name: &str, v: f64| {
+            ensure!(
+                (0.0..=1.0).contains(&v),
+                "{name} must be in [0, 1], got {v}"
+            );
+            Ok(v)
+        };
+        if let Some(p) = self.reprob {
+            aug.image.re_prob = unit("--reprob", p)?;
+        }
+        if let Some(s) = self.smoothing {
+            aug.mixup.label_smoothing = unit("--smoothing", s)?;
+        }
+        for (name, v, slot) in [
+            ("--mixup", self.mixup, &mut aug.mixup.mixup_alpha),
+            ("--cutmix", self.cutmix, &mut aug.mixup.cutmix_alpha),
+        ] {
+            if let Some(v) = v {
+                ensure!(v >= 0.0 && v.is_finite(), "{name} must be ≥ 0, got {v}");
+                *slot = v;
+            }
+        }
+        // Asking for a mix turns mixing on under the presets that have none.
+        if self.mixup.is_some_and(|v| v > 0.0) || self.cutmix.is_some_and(|v| v > 0.0) {
+            aug.mixup.prob = 1.0;
+        }
+        Ok(aug)
+    }
 }
 
 /// Recipe defaults of one command: epochs, batch, blr, warmup, weight decay.
@@ -131,6 +212,8 @@ fn prepare<M: Module + ModuleSnapshot>(
         warmup_epochs: a.warmup_epochs.unwrap_or(d.3),
         weight_decay: a.weight_decay.unwrap_or(d.4),
         seed: a.seed,
+        augment: a.augmentation()?,
+        augment_picture: a.augment_picture,
         device,
     };
     ensure!(
@@ -190,8 +273,13 @@ pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
     for (p, why) in &summary.skipped {
         eprintln!("left out {}: {why}", p.display());
     }
+    let features = if summary.cached {
+        "cached training and validation features"
+    } else {
+        "augmented training images through the frozen backbone, cached validation features"
+    };
     println!(
-        "trainable parameters: {} (adapter + projector + head); features: {:.1}s once, training: {:.1}s for {} epochs\nbest: {}",
+        "trainable parameters: {} (adapter + projector + head); {features}: {:.1}s once, training: {:.1}s for {} epochs\nbest: {}",
         summary.trainable,
         summary.feature_seconds,
         summary.train_seconds,

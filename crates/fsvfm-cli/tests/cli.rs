@@ -700,8 +700,11 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
         "0.1",
         "--warmup-epochs",
         "1",
+        "--augment",
+        "none",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cached training and validation features"));
     // D = 32, r = 4: adapter 2·32·8, projector 8·8 + 8, head 64·2 + 2.
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("trainable parameters: 714"),
@@ -758,10 +761,58 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
         "8",
         "--blr",
         "0.01",
+        "--augment-picture",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let log = std::fs::read_to_string(ft.join("log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 3);
+    // The first augmented batch: 8 faces of 32 px in one row of the grid.
+    let pic = image::open(ft.join("augment_batch.png")).unwrap();
+    assert_eq!((pic.width(), pic.height()), (8 * 34 + 2, 36));
+    // The adapter with the official augmentation trains through the frozen backbone.
+    let aug = dir.path().join("adapter-aug");
+    let o = fsvfm(&[
+        "adapt",
+        "--checkpoint",
+        &p(&run.join("checkpoint-0/online.safetensors")),
+        "--data",
+        &p(&set),
+        "--output",
+        &p(&aug),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--augment-picture",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("augmented training images"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(aug.join("augment_batch.png").is_file());
+    assert_eq!(
+        std::fs::read_to_string(aug.join("log.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    // A RandAugment config timm would not accept is refused before any work.
+    let o = fsvfm(&[
+        "adapt",
+        "--checkpoint",
+        &p(&run.join("checkpoint-0/online.safetensors")),
+        "--data",
+        &p(&set),
+        "--output",
+        &p(&dir.path().join("bad")),
+        "--aa",
+        "rand-m9-q1",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown key"), "{}", stderr(&o));
     let o = fsvfm(&[
         "eval",
         "--checkpoint",

@@ -75,9 +75,7 @@ pub fn load_normalized(path: &Path, size: usize, norm: &MeanStd) -> Result<Vec<f
 /// Decodes an image file and returns `[3, size, size]` RGB in `[0, 1]` (bicubic resize when the
 /// file is not already `size × size`).
 pub fn load_rgb(path: &Path, size: usize) -> Result<Vec<f32>, String> {
-    let img =
-        image::open(path).map_err(|e| format!("{}: cannot decode image: {e}", path.display()))?;
-    let mut rgb = img.to_rgb8();
+    let mut rgb = decode_rgb(path)?;
     if rgb.width() as usize != size || rgb.height() as usize != size {
         rgb = crate::augment::resize(
             &rgb,
@@ -87,6 +85,13 @@ pub fn load_rgb(path: &Path, size: usize) -> Result<Vec<f32>, String> {
         );
     }
     Ok(rgb_to_chw(&rgb))
+}
+
+/// Decodes an image file (PNG, JPEG, WebP) to 8-bit RGB; the error names the file.
+pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, String> {
+    let img =
+        image::open(path).map_err(|e| format!("{}: cannot decode image: {e}", path.display()))?;
+    Ok(img.to_rgb8())
 }
 
 /// An RGB image as `[3, H, W]` floats in `[0, 1]` (torchvision `ToTensor`).

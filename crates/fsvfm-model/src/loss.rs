@@ -118,6 +118,20 @@ pub fn smoothed_cross_entropy(logits: Tensor<2>, targets: &[usize], smoothing: f
     (nll.mul_scalar(1.0 - smoothing) + smooth.mul_scalar(smoothing)).mean()
 }
 
+/// timm `SoftTargetCrossEntropy`: `mean_i Σ_c −t_ic · log softmax(x_i)_c` for soft targets
+/// `targets [N, C]` row-major (Mixup/CutMix targets, or smoothed one-hot rows, which gives
+/// [`smoothed_cross_entropy`]). `logits [N, C]`.
+pub fn soft_target_cross_entropy(logits: Tensor<2>, targets: &[f32]) -> Tensor<1> {
+    let [n, c] = logits.dims();
+    let device = logits.device();
+    let t = Tensor::<2>::from_data(
+        burn::tensor::TensorData::new(targets.to_vec(), [n, c]),
+        &device,
+    );
+    let logp = burn::tensor::activation::log_softmax(logits, 1);
+    (logp * t).sum_dim(1).neg().mean()
+}
+
 /// The Real-Anchor Contrastive loss of the FS-Adapter (spec §7, `RealAnchorConLoss`): SupCon with
 /// one view at temperature `tau` whose positives are real–real pairs only. `c [B, P]` are the
 /// L2-normalised projections, `is_real[i]` marks real samples. With no real sample in the batch the

@@ -1,8 +1,12 @@
 //! FS-Adapter training (spec §7): a frozen backbone, and only the adapter, projector and head
-//! trained with `CE + w_cl · RealAnchorConLoss` (τ = 0.07). This module trains on **cached
-//! features**: with augmentation off the frozen backbone's pooled feature of an image never
-//! changes, so it is computed once (fast inference kernels) and every epoch runs on `[N, D]`
-//! vectors.
+//! trained with `CE + w_cl · RealAnchorConLoss` (τ = 0.07; the CE on Mixup/CutMix soft targets,
+//! the Real-Anchor loss on the pre-mix labels, as the official code).
+//!
+//! Two paths, chosen by whether the training data is random ([`crate::batches::Augmentation::is_random`]):
+//! - **cached features**: with augmentation off the frozen backbone's pooled feature of an image
+//!   never changes, so it is computed once and every epoch runs on `[N, D]` vectors;
+//! - **augmented**: every step decodes and augments its images and runs the frozen backbone on
+//!   them (forward only, no graph), then trains the heads on those features.
 //!
 //! Class order is the official one (ImageFolder order `fake`, `real`): class 0 = fake, class 1 =
 //! real, and the Real-Anchor loss's real class is 1, so checkpoints are interchangeable with the
@@ -14,11 +18,12 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use fsvfm_data::{EvalSample, MeanStd, load_normalized};
-use fsvfm_model::loss::{real_anchor_con_loss, smoothed_cross_entropy};
+use fsvfm_model::loss::{real_anchor_con_loss, smoothed_cross_entropy, soft_target_cross_entropy};
 use fsvfm_model::{FsAdapterClassifier, checkpoint::save_safetensors};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
+use crate::batches::{load_train_batch, smoothed_targets};
 use crate::optim::{AdamW, AdamWSettings, GradBuffer};
 use crate::transfer::{TransferOptions, log_line};
 
@@ -64,7 +69,7 @@ pub struct AdapterTrainer {
     pub optim: AdamW,
     /// Weight of the Real-Anchor loss.
     pub w_cl: f64,
-    /// Label smoothing of the cross-entropy.
+    /// Label smoothing of [`AdapterTrainer::step`] (hard labels).
     pub smoothing: f64,
     /// Temperature of the Real-Anchor loss.
     pub tau: f64,
@@ -84,25 +89,39 @@ impl AdapterTrainer {
         }
     }
 
-    /// The three loss tensors for features `h [N, D]` (row-major) and official class indices.
-    pub fn losses(&self, h: &[f32], targets: &[usize]) -> [Tensor<1>; 3] {
-        let n = targets.len();
+    /// The three loss tensors for features `h [N, D]` (row-major), soft targets `[N, 2]` and the
+    /// official class indices before mixing.
+    pub fn losses(&self, h: &[f32], soft: &[f32], classes: &[usize]) -> [Tensor<1>; 3] {
+        let n = classes.len();
         let d = h.len() / n.max(1);
         let x = Tensor::<2>::from_data(
             TensorData::new(h.to_vec(), [n, d]),
             &self.device.clone().autodiff(),
         );
         let out = self.model.forward_head(x);
-        let ce = smoothed_cross_entropy(out.logits, targets, self.smoothing);
-        let real: Vec<bool> = targets.iter().map(|&t| t == REAL_CLASS).collect();
+        let ce = soft_target_cross_entropy(out.logits, soft);
+        let real: Vec<bool> = classes.iter().map(|&t| t == REAL_CLASS).collect();
         let rac = real_anchor_con_loss(out.contrastive, &real, self.tau);
         let total = ce.clone() + rac.clone().mul_scalar(self.w_cl);
         [ce, rac, total]
     }
 
-    /// One AdamW step at `lr` on a batch; returns its losses (before the step).
+    /// One AdamW step at `lr` on a batch with hard class indices (label-smoothed by
+    /// [`AdapterTrainer::smoothing`]); returns its losses (before the step).
     pub fn step(&mut self, h: &[f32], targets: &[usize], lr: f64) -> AdapterLoss {
-        let [ce, rac, total] = self.losses(h, targets);
+        let soft = smoothed_targets(targets, self.smoothing);
+        self.step_soft(h, &soft, targets, lr)
+    }
+
+    /// [`AdapterTrainer::step`] with soft targets `[N, 2]` and the pre-mix class indices.
+    pub fn step_soft(
+        &mut self,
+        h: &[f32],
+        soft: &[f32],
+        classes: &[usize],
+        lr: f64,
+    ) -> AdapterLoss {
+        let [ce, rac, total] = self.losses(h, soft, classes);
         let v = |t: &Tensor<1>| t.clone().inner().into_scalar::<f32>() as f64;
         let loss = AdapterLoss {
             ce: v(&ce),
@@ -164,17 +183,31 @@ pub fn extract_features(
         if idx.is_empty() {
             continue;
         }
-        let x = Tensor::<4>::from_data(TensorData::new(px, [idx.len(), 3, size, size]), device);
-        let f: Vec<f32> = model
-            .forward_features(x)
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap_or_default();
-        feats.extend(f);
+        feats.extend(backbone_features(
+            &model,
+            px,
+            [idx.len(), 3, size, size],
+            device,
+        ));
         kept.extend(idx);
     }
     (feats, kept, bad)
+}
+
+/// The frozen backbone's pooled features `[N, D]` (row-major) of normalised images `dims`.
+fn backbone_features(
+    model: &FsAdapterClassifier,
+    images: Vec<f32>,
+    dims: [usize; 4],
+    device: &Device,
+) -> Vec<f32> {
+    let x = Tensor::<4>::from_data(TensorData::new(images, dims), device);
+    model
+        .forward_features(x)
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap_or_default()
 }
 
 /// Options of [`adapt`].
@@ -208,8 +241,10 @@ pub struct AdaptEpoch {
 pub struct AdaptSummary {
     /// Trainable parameters.
     pub trainable: usize,
-    /// Seconds spent extracting features (once).
+    /// Seconds spent extracting features once (validation; and training when cached).
     pub feature_seconds: f64,
+    /// Whether training ran on cached features (augmentation off).
+    pub cached: bool,
     /// Seconds of all training epochs.
     pub train_seconds: f64,
     /// The epochs.
@@ -225,7 +260,8 @@ fn shuffle(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     crate::data::permutation(n, seed ^ 0xada7, epoch, u64::MAX)
 }
 
-/// Trains the FS-Adapter of `model` (backbone already loaded) on cached features; writes
+/// Trains the FS-Adapter of `model` (backbone already loaded), on cached features when the
+/// training data is not random, else on augmented images through the frozen backbone; writes
 /// `checkpoint-min_val_loss.safetensors` (official keys), `pretrain_ds_mean_std.txt` and
 /// `log.jsonl` into the output folder.
 pub fn adapt(
@@ -235,13 +271,14 @@ pub fn adapt(
 ) -> Result<AdaptSummary, TrainError> {
     let (w_cl, opts) = (opts.w_cl, &opts.common);
     let (best, mut log) = opts.prepare_output()?;
-    let (train, val) = (&opts.train, &opts.val);
+    let cached = !opts.augment.is_random();
+    let backbone = model.valid();
     let t0 = Instant::now();
     let mut skipped = Vec::new();
     let mut features = |set: &[EvalSample]| {
         let paths: Vec<PathBuf> = set.iter().map(|s| s.image.clone()).collect();
         let (f, kept, bad) = extract_features(
-            &model,
+            &backbone,
             &paths,
             opts.img_size,
             &opts.mean_std,
@@ -252,15 +289,24 @@ pub fn adapt(
         let targets: Vec<usize> = kept.iter().map(|&i| official_class(set[i].label)).collect();
         (f, targets)
     };
-    let (train_h, train_y) = features(train);
-    let (val_h, val_y) = features(val);
+    let (val_h, val_y) = features(&opts.val);
+    let (train_h, train_y) = if cached {
+        features(&opts.train)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let feature_seconds = t0.elapsed().as_secs_f64();
-    if train_y.is_empty() || val_y.is_empty() {
+    let n_train = if cached {
+        train_y.len()
+    } else {
+        opts.train.len()
+    };
+    if n_train == 0 || val_y.is_empty() {
         return Err(TrainError::Data(
             "no readable training or validation images".into(),
         ));
     }
-    let d = train_h.len() / train_y.len();
+    let d = val_h.len() / val_y.len();
     let settings = AdamWSettings {
         beta1: 0.9,
         beta2: 0.999,
@@ -272,23 +318,44 @@ pub fn adapt(
     let trainable = model.trainable_param_count();
     let model = freeze_backbone(model);
     let mut trainer = AdapterTrainer::new(model, AdamW::new(settings), w_cl, &opts.device);
-    let batch = opts.batch_size.min(train_y.len()).max(1);
-    let steps = train_y.len() / batch;
+    trainer.smoothing = opts.augment.mixup.label_smoothing;
+    let batch = opts.batch_size.min(n_train).max(1);
+    let steps = n_train / batch;
     let schedule = opts.schedule(batch);
+    let s = opts.img_size;
     let (mut epochs, mut best_val, t_train) = (Vec::new(), f64::INFINITY, Instant::now());
     for epoch in 0..opts.epochs {
         let te = Instant::now();
-        let order = shuffle(train_y.len(), opts.seed, epoch as u64);
+        let order = shuffle(n_train, opts.seed, epoch as u64);
         let (mut sum, mut finite) = ([0.0f64; 3], 0usize);
         for step in 0..steps {
             let idx = &order[step * batch..(step + 1) * batch];
-            let mut h = Vec::with_capacity(idx.len() * d);
-            for &i in idx {
-                h.extend_from_slice(&train_h[i * d..(i + 1) * d]);
-            }
-            let y: Vec<usize> = idx.iter().map(|&i| train_y[i]).collect();
             let lr = schedule.at(epoch as f64 + step as f64 / steps as f64);
-            let l = trainer.step(&h, &y, lr);
+            let l = if cached {
+                let mut h = Vec::with_capacity(idx.len() * d);
+                for &i in idx {
+                    h.extend_from_slice(&train_h[i * d..(i + 1) * d]);
+                }
+                let y: Vec<usize> = idx.iter().map(|&i| train_y[i]).collect();
+                trainer.step(&h, &y, lr)
+            } else {
+                let b = load_train_batch(
+                    &opts.train,
+                    idx,
+                    s,
+                    &opts.mean_std,
+                    &opts.augment,
+                    opts.seed,
+                    epoch as u64,
+                    step as u64,
+                )?;
+                if opts.augment_picture && epoch == 0 && step == 0 {
+                    let p = opts.output.join("augment_batch.png");
+                    crate::viz::batch_picture(&b.images, b.dims, &opts.mean_std, &p)?;
+                }
+                let h = backbone_features(&backbone, b.images, b.dims, &opts.device);
+                trainer.step_soft(&h, &b.targets, &b.classes, lr)
+            };
             if l.total.is_finite() {
                 sum[0] += l.ce;
                 sum[1] += l.rac;
@@ -326,6 +393,7 @@ pub fn adapt(
     Ok(AdaptSummary {
         trainable,
         feature_seconds,
+        cached,
         train_seconds: t_train.elapsed().as_secs_f64(),
         epochs,
         best,

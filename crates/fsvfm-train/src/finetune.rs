@@ -3,9 +3,9 @@
 //! AdamW (no decay on 1-D parameters, `pos_embed`, `cls_token`), label-smoothed cross-entropy,
 //! warmup + cosine per iteration, selection by the lowest validation loss.
 //!
-//! Not yet: the training augmentations (RandomResizedCrop, RandAugment, random erasing,
-//! mixup/cutmix); images are only resized, as at evaluation. Class order is the official one
-//! (0 = fake, 1 = real).
+//! Training batches go through [`crate::batches`] (RandomResizedCrop, flip, RandAugment, random
+//! erasing, Mixup/CutMix with soft targets; or none), validation images are only resized. Class
+//! order is the official one (0 = fake, 1 = real).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,11 +15,12 @@ use burn::tensor::{Device, Tensor, TensorData};
 use fsvfm_data::{EvalSample, MeanStd, load_normalized};
 use fsvfm_model::VisionTransformer;
 use fsvfm_model::checkpoint::save_safetensors;
-use fsvfm_model::loss::smoothed_cross_entropy;
+use fsvfm_model::loss::soft_target_cross_entropy;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::adapt::{FAKE_CLASS, official_class};
+use crate::batches::{load_train_batch, smoothed_targets};
 use crate::optim::{AdamW, GradBuffer};
 use crate::transfer::{TransferOptions, log_line};
 
@@ -55,7 +56,7 @@ pub struct FinetuneTrainer {
     pub optim: AdamW,
     /// Layer-wise lr decay.
     pub layer_decay: f64,
-    /// Label smoothing.
+    /// Label smoothing of [`FinetuneTrainer::step`] (hard labels).
     pub smoothing: f64,
     depth: usize,
     device: Device,
@@ -76,13 +77,21 @@ impl FinetuneTrainer {
     }
 
     /// One AdamW step at peak-relative `lr` on images `[N, 3, S, S]` (normalised) with official
-    /// class indices; returns the loss before the step.
+    /// class indices (label-smoothed by [`FinetuneTrainer::smoothing`]); returns the loss before
+    /// the step.
     pub fn step(&mut self, images: &[f32], dims: [usize; 4], targets: &[usize], lr: f64) -> f64 {
+        let soft = smoothed_targets(targets, self.smoothing);
+        self.step_soft(images, dims, &soft, lr)
+    }
+
+    /// [`FinetuneTrainer::step`] with soft targets `[N, 2]` (Mixup/CutMix; timm
+    /// `SoftTargetCrossEntropy`).
+    pub fn step_soft(&mut self, images: &[f32], dims: [usize; 4], soft: &[f32], lr: f64) -> f64 {
         let x = Tensor::<4>::from_data(
             TensorData::new(images.to_vec(), dims),
             &self.device.clone().autodiff(),
         );
-        let loss = smoothed_cross_entropy(self.model.forward(x), targets, self.smoothing);
+        let loss = soft_target_cross_entropy(self.model.forward(x), soft);
         let value = loss.clone().inner().into_scalar::<f32>() as f64;
         if value.is_finite() {
             let mut grads = GradBuffer::new();
@@ -169,14 +178,22 @@ pub fn finetune(
             crate::data::permutation(opts.train.len(), opts.seed ^ 0xf17e, epoch as u64, u64::MAX);
         let (mut sum, mut finite) = (0.0, 0usize);
         for step in 0..steps {
-            let (x, y) = load_batch(
+            let b = load_train_batch(
                 &opts.train,
                 &order[step * batch..(step + 1) * batch],
                 s,
                 &opts.mean_std,
+                &opts.augment,
+                opts.seed,
+                epoch as u64,
+                step as u64,
             )?;
+            if opts.augment_picture && epoch == 0 && step == 0 {
+                let p = opts.output.join("augment_batch.png");
+                crate::viz::batch_picture(&b.images, b.dims, &opts.mean_std, &p)?;
+            }
             let lr = schedule.at(epoch as f64 + step as f64 / steps as f64);
-            let l = trainer.step(&x, [y.len(), 3, s, s], &y, lr);
+            let l = trainer.step_soft(&b.images, b.dims, &b.targets, lr);
             if l.is_finite() {
                 sum += l;
                 finite += 1;

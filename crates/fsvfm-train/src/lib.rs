@@ -13,6 +13,7 @@
 //!   [`checkpoint`]: atomic checkpoint folders and exact resume; [`run`]: the loop.
 
 pub mod adapt;
+pub mod batches;
 pub mod checkpoint;
 pub mod collective;
 pub mod data;

@@ -35,8 +35,12 @@ pub struct TransferOptions {
     pub warmup_epochs: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
-    /// Seed of the batch order (and of drop path).
+    /// Seed of the batch order, the augmentation draws and drop path.
     pub seed: u64,
+    /// Training augmentation and label smoothing.
+    pub augment: crate::batches::Augmentation,
+    /// Write `augment_batch.png` (the first training batch, as the model sees it).
+    pub augment_picture: bool,
     /// Device.
     pub device: Device,
 }

@@ -30,6 +30,37 @@ fn to_rgb(chw: &[f32], s: usize, ms: &MeanStd) -> RgbImage {
     })
 }
 
+/// The first (up to 16) images of a normalised batch `[N, 3, S, S]` as a grid of 8 columns:
+/// what the model sees after augmentation and mixing.
+pub fn batch_picture(
+    images: &[f32],
+    dims: [usize; 4],
+    mean_std: &MeanStd,
+    path: &Path,
+) -> Result<(), TrainError> {
+    let [n, _, s, _] = dims;
+    let shown = n.min(16);
+    let cols = shown.min(8);
+    let rows = shown.div_ceil(cols.max(1));
+    let (gap, cell) = (2u32, s as u32);
+    let mut canvas = RgbImage::from_pixel(
+        cols as u32 * (cell + gap) + gap,
+        rows as u32 * (cell + gap) + gap,
+        Rgb([255, 255, 255]),
+    );
+    for i in 0..shown {
+        let tile = to_rgb(&images[i * 3 * s * s..(i + 1) * 3 * s * s], s, mean_std);
+        let (x, y) = ((i % cols) as u32, (i / cols) as u32);
+        image::imageops::replace(
+            &mut canvas,
+            &tile,
+            (gap + x * (cell + gap)) as i64,
+            (gap + y * (cell + gap)) as i64,
+        );
+    }
+    encode_png(&canvas, path)
+}
+
 fn encode_png(img: &RgbImage, path: &Path) -> Result<(), TrainError> {
     let mut bytes = Vec::new();
     img.write_to(

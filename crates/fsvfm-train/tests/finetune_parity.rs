@@ -62,7 +62,12 @@ fn two_finetuning_steps_match_pytorch() {
         let want = r["losses"].1[step] as f64;
         assert!(rel(loss, want) <= 1e-5, "step {step}: {loss} vs {want}");
     }
-    let out = dir.path().join("after.safetensors");
+    assert_params_match(&t, &r, dir.path());
+}
+
+/// Every `after.*` tensor of `r` against the trainer's parameters: ≤ 1e-5 absolute.
+fn assert_params_match(t: &FinetuneTrainer, r: &common::Tensors, dir: &std::path::Path) {
+    let out = dir.join("after.safetensors");
     save_safetensors(&t.model, &out).unwrap();
     let got = read(&out);
     let mut worst = (0.0f32, String::new());
@@ -88,4 +93,54 @@ fn two_finetuning_steps_match_pytorch() {
         worst.0,
         worst.1
     );
+}
+
+/// One step on a Mixup batch (λ 0.7) against timm's `Mixup` + `SoftTargetCrossEntropy`: the
+/// mixed images (≤ 1e-6), the soft targets (≤ 1e-6), the loss (≤ 1e-5 relative) and the
+/// parameters after the step (≤ 1e-5).
+#[test]
+fn a_mixup_step_matches_timm() {
+    use fsvfm_data::augment::{MixDraw, Mixup};
+    let r = read(&fixture("finetune_mixup_step.safetensors"));
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("init.safetensors");
+    write_stripped(&r, "init.", &init);
+    let mut cfg = VitConfig::new(8, 32, 2, 2);
+    cfg.img_size = 32;
+    let device = cpu_device();
+    let (model, _) = WeightFile::open(&init)
+        .unwrap()
+        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
+        .unwrap();
+    let settings = AdamWSettings {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.05,
+    };
+    let mut t = FinetuneTrainer::new(model, AdamW::new(settings), 0.65, &device);
+    let mut x = r["x"].1.clone();
+    let classes: Vec<usize> = r["labels"].1.iter().map(|&v| v as usize).collect();
+    let draw = MixDraw {
+        lam: 0.7,
+        cutmix_box: None,
+    };
+    Mixup::mix_images(&draw, &mut x, 4, 32, 32);
+    let close = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(close(&x, &r["mixed"].1) <= 1e-6, "mixed images");
+    let soft = Mixup::default().targets(&classes, 2, draw.lam);
+    assert!(
+        close(&soft, &r["targets"].1) <= 1e-6,
+        "{soft:?} vs {:?}",
+        r["targets"].1
+    );
+    let loss = t.step_soft(&x, [4, 3, 32, 32], &soft, 1e-3);
+    let want = r["loss"].1[0] as f64;
+    assert!(rel(loss, want) <= 1e-5, "{loss} vs {want}");
+    assert_params_match(&t, &r, dir.path());
 }
