@@ -12,12 +12,18 @@ use fsvfm_model::{
 };
 use fsvfm_train::batches::Augmentation;
 use fsvfm_train::transfer::{TransferOptions, split_validation};
+use fsvfm_train::transfer_recipe::{Method, TransferRecipe};
 
 use crate::eval::{mean_std_near, vit_config_near};
 
-/// What `adapt` and `finetune` share. Unset numbers take the command's recipe default.
+/// What `adapt` and `finetune` share. Unset numbers take the recipe's value.
 #[derive(Args, Debug)]
 pub struct TransferArgs {
+    /// Recipe: `dfd` (cross-dataset deepfake detection), `diff` (diffusion faces) — the paper's
+    /// settings for the encoder's size (S/B/L) — `tiny` (the CPU demo), or a TOML file
+    /// (`base = "dfd"` plus overrides). The resolved recipe is written to `recipe.toml`.
+    #[arg(long, default_value = "dfd")]
+    pub recipe: String,
     /// Encoder: a pre-training checkpoint (ours, e.g. `run/checkpoint-29/online.safetensors`, or an
     /// official `checkpoint-*.pth`).
     #[arg(long)]
@@ -40,21 +46,30 @@ pub struct TransferArgs {
     /// Output folder: checkpoint-min_val_loss.safetensors, model.json, pretrain_ds_mean_std.txt, log.jsonl.
     #[arg(long)]
     pub output: PathBuf,
-    /// Epochs (default: adapt 50, finetune 10, as the paper's DfD recipes).
+    /// Epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Batch size (default: adapt 128, finetune 32).
+    /// Batch size (the recipes use the official effective batch, per-GPU × 2).
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Base learning rate, `lr = blr · batch / 256` (default: adapt 5e-3, finetune 2e-4).
+    /// Base learning rate, `lr = blr · batch / 256`.
     #[arg(long)]
     pub blr: Option<f64>,
-    /// Warmup epochs (default: adapt 5, finetune 1).
+    /// Warmup epochs (then cosine to 1e-6).
     #[arg(long)]
     pub warmup_epochs: Option<f64>,
-    /// AdamW weight decay (default: adapt 0, finetune 0.05).
+    /// AdamW weight decay.
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// Layer-wise lr decay (`finetune`; recipes: 0.6–0.95 by task and size).
+    #[arg(long)]
+    pub layer_decay: Option<f64>,
+    /// Stochastic depth, rising linearly over the blocks (`finetune`; recipes: 0.1).
+    #[arg(long)]
+    pub drop_path: Option<f64>,
+    /// Weight of the Real-Anchor Contrastive loss (`adapt`; recipes: 0.01–0.1).
+    #[arg(long)]
+    pub w_cl: Option<f64>,
     /// Normalisation (`vggface2` or a file); default: the pre-training run's.
     #[arg(long)]
     pub mean_std: Option<String>,
@@ -62,12 +77,12 @@ pub struct TransferArgs {
     /// drop path.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Training augmentation: `recipe` (the official DfD/DiFF one: RandomResizedCrop, flip,
-    /// RandAugment, random erasing, Mixup/CutMix, smoothing 0.1), `fas` (the anti-spoofing one:
-    /// saturation jitter, flip, resize) or `none` (resize only; `adapt` then caches the
-    /// backbone's features once, orders of magnitude faster).
-    #[arg(long, value_enum, default_value_t = AugmentPreset::Recipe)]
-    pub augment: AugmentPreset,
+    /// Training augmentation instead of the recipe's: `official` (the DfD/DiFF one:
+    /// RandomResizedCrop, flip, RandAugment, random erasing, Mixup/CutMix, smoothing 0.1), `fas`
+    /// (the anti-spoofing one: saturation jitter, flip, resize) or `none` (resize only; `adapt`
+    /// then caches the backbone's features once, orders of magnitude faster).
+    #[arg(long, value_enum)]
+    pub augment: Option<AugmentPreset>,
     /// RandAugment config in timm syntax (`rand-m9-mstd0.5-inc1`), or `none`; overrides the preset.
     #[arg(long)]
     pub aa: Option<String>,
@@ -92,7 +107,7 @@ pub struct TransferArgs {
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AugmentPreset {
     /// The official DfD/DiFF recipe.
-    Recipe,
+    Official,
     /// The official FAS recipe.
     Fas,
     /// Resize only.
@@ -100,12 +115,35 @@ pub enum AugmentPreset {
 }
 
 impl TransferArgs {
-    /// The augmentation of `--augment` with the individual overrides applied.
-    pub fn augmentation(&self) -> Result<Augmentation> {
+    /// The recipe of `--recipe` for `method` and an encoder of width `embed_dim`, with every
+    /// command-line override applied.
+    pub fn recipe(&self, method: Method, embed_dim: usize) -> Result<TransferRecipe> {
+        let mut r = TransferRecipe::load(&self.recipe, method, embed_dim)?;
+        r.augment = self.augmentation(r.augment.clone())?;
+        macro_rules! set {
+            ($($field:ident),*) => {$(if let Some(v) = self.$field { r.$field = v; })*};
+        }
+        set!(
+            epochs,
+            batch_size,
+            blr,
+            warmup_epochs,
+            weight_decay,
+            layer_decay,
+            drop_path,
+            w_cl
+        );
+        r.validate().map_err(anyhow::Error::msg)?;
+        Ok(r)
+    }
+
+    /// `base` (the recipe's augmentation) after `--augment` and the individual overrides.
+    fn augmentation(&self, base: Augmentation) -> Result<Augmentation> {
         let mut aug = match self.augment {
-            AugmentPreset::Recipe => Augmentation::default(),
-            AugmentPreset::Fas => Augmentation::fas(),
-            AugmentPreset::None => Augmentation::none(0.1),
+            None => base,
+            Some(AugmentPreset::Official) => Augmentation::default(),
+            Some(AugmentPreset::Fas) => Augmentation::fas(),
+            Some(AugmentPreset::None) => Augmentation::none(0.1),
         };
         if let Some(aa) = &self.aa {
             aug.image.rand_augment = match aa.as_str() {
@@ -143,25 +181,23 @@ impl TransferArgs {
     }
 }
 
-/// Recipe defaults of one command: epochs, batch, blr, warmup, weight decay.
-struct Defaults(usize, usize, f64, f64, f64);
-
-/// Loads the encoder into `model` (strict except for the fresh layers `new_prefixes`), reads the
-/// data and builds the options.
+/// Resolves the recipe, loads the encoder into `model` (strict except for the fresh layers
+/// `new_prefixes`), reads the data and builds the options; writes `recipe.toml`.
 fn prepare<M: Module + ModuleSnapshot>(
     a: &TransferArgs,
-    d: Defaults,
-    model: impl FnOnce(&VitConfig) -> Result<M>,
+    method: Method,
+    model: impl FnOnce(&VitConfig, &TransferRecipe) -> Result<M>,
     new_prefixes: &[&str],
-) -> Result<(M, VitConfig, TransferOptions)> {
+) -> Result<(M, VitConfig, TransferOptions, TransferRecipe)> {
     let mut vit = vit_config_near(&a.checkpoint, a.model.as_deref())?;
     vit.num_classes = 2;
     vit.global_pool = true;
+    let recipe = a.recipe(method, vit.embed_dim)?;
     let device = crate::runtime::device();
     // The new layers are drawn from the seeded device generator.
     device.seed(a.seed);
     let wf = WeightFile::open(&a.checkpoint)?;
-    let (model, report) = wf.load_into(model(&vit)?, LoadMode::Partial)?;
+    let (model, report) = wf.load_into(model(&vit, &recipe)?, LoadMode::Partial)?;
     let missing: Vec<_> = report
         .missing
         .iter()
@@ -195,32 +231,37 @@ fn prepare<M: Module + ModuleSnapshot>(
         eprintln!("left out {}: {}", k.path, k.reason);
     }
     eprintln!(
-        "encoder from {} ({report}); normalisation: {src}; {} training / {} validation images",
+        "encoder from {} ({report}); normalisation: {src}; {} training / {} validation images; recipe {}: {} epochs, batch {}, blr {}",
         a.checkpoint.display(),
         train.len(),
-        val.len()
+        val.len(),
+        recipe.name,
+        recipe.epochs,
+        recipe.batch_size,
+        recipe.blr
     );
+    std::fs::create_dir_all(&a.output)
+        .with_context(|| format!("creating {}", a.output.display()))?;
+    let recipe_path = a.output.join("recipe.toml");
+    fsvfm_data::write_atomic(&recipe_path, recipe.to_toml().as_bytes(), false)
+        .map_err(anyhow::Error::msg)?;
     let opts = TransferOptions {
         train,
         val,
         output: a.output.clone(),
         img_size: vit.img_size,
         mean_std,
-        epochs: a.epochs.unwrap_or(d.0),
-        batch_size: a.batch_size.unwrap_or(d.1),
-        blr: a.blr.unwrap_or(d.2),
-        warmup_epochs: a.warmup_epochs.unwrap_or(d.3),
-        weight_decay: a.weight_decay.unwrap_or(d.4),
+        epochs: recipe.epochs,
+        batch_size: recipe.batch_size,
+        blr: recipe.blr,
+        warmup_epochs: recipe.warmup_epochs,
+        weight_decay: recipe.weight_decay,
         seed: a.seed,
-        augment: a.augmentation()?,
+        augment: recipe.augment.clone(),
         augment_picture: a.augment_picture,
         device,
     };
-    ensure!(
-        opts.epochs > 0 && opts.batch_size > 0,
-        "--epochs and --batch-size must be positive"
-    );
-    Ok((model, vit, opts))
+    Ok((model, vit, opts, recipe))
 }
 
 /// Writes the architecture next to the checkpoint, so `eval` needs no `--model`.
@@ -237,18 +278,15 @@ fn write_model_json(out: &std::path::Path, vit: &VitConfig) -> Result<()> {
 pub struct AdaptArgs {
     #[command(flatten)]
     pub common: TransferArgs,
-    /// Weight of the Real-Anchor Contrastive loss (paper: 0.01–0.1).
-    #[arg(long, default_value_t = 0.01)]
-    pub w_cl: f64,
 }
 
 /// Runs `fsvfm adapt`.
 pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
     use fsvfm_train::adapt::{AdaptOptions, adapt};
-    let (model, vit, common) = prepare(
+    let (model, vit, common, recipe) = prepare(
         &a.common,
-        Defaults(50, 128, 5e-3, 5.0, 0.0),
-        |vit| {
+        Method::Adapter,
+        |vit, _| {
             let cfg = AdapterConfig::new(vit.clone());
             cfg.validate()?;
             Ok(FsAdapterClassifier::new(&cfg, &crate::runtime::device()))
@@ -260,7 +298,7 @@ pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
         model,
         &AdaptOptions {
             common,
-            w_cl: a.w_cl,
+            w_cl: recipe.w_cl,
         },
         |e| {
             eprintln!(
@@ -294,24 +332,17 @@ pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
 pub struct FinetuneArgs {
     #[command(flatten)]
     pub common: TransferArgs,
-    /// Layer-wise lr decay (paper DfD: 0.6–0.9 by size).
-    #[arg(long, default_value_t = 0.65)]
-    pub layer_decay: f64,
-    /// Stochastic depth, rising linearly over the blocks.
-    #[arg(long, default_value_t = 0.1)]
-    pub drop_path: f64,
 }
 
 /// Runs `fsvfm finetune`.
 pub fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
     use fsvfm_train::finetune::{FinetuneOptions, finetune};
-    let drop_path = a.drop_path;
-    let (model, vit, common) = prepare(
+    let (model, vit, common, recipe) = prepare(
         &a.common,
-        Defaults(10, 32, 2e-4, 1.0, 0.05),
-        |vit| {
+        Method::Finetune,
+        |vit, recipe| {
             let mut cfg = vit.clone();
-            cfg.drop_path_rate = drop_path;
+            cfg.drop_path_rate = recipe.drop_path;
             cfg.validate()?;
             Ok(VisionTransformer::new(&cfg, &crate::runtime::device()))
         },
@@ -326,7 +357,7 @@ pub fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
     let output = common.output.clone();
     let opts = FinetuneOptions {
         common,
-        layer_decay: a.layer_decay,
+        layer_decay: recipe.layer_decay,
     };
     let (epochs, best) = finetune(model, fsvfm_train::AdamW::new(settings), &opts, |e| {
         eprintln!(

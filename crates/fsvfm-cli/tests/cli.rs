@@ -762,8 +762,21 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
         "--blr",
         "0.01",
         "--augment-picture",
+        "--recipe",
+        "tiny",
+        "--layer-decay",
+        "0.7",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The resolved recipe, overrides included, is written next to the run.
+    let recipe = std::fs::read_to_string(ft.join("recipe.toml")).unwrap();
+    for line in [
+        "name = \"tiny/vit-s finetune\"",
+        "layer_decay = 0.7",
+        "batch_size = 8",
+    ] {
+        assert!(recipe.contains(line), "{line} not in\n{recipe}");
+    }
     let log = std::fs::read_to_string(ft.join("log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 3);
     // The first augmented batch: 8 faces of 32 px in one row of the grid.

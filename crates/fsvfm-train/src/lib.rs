@@ -27,6 +27,7 @@ pub mod schedule;
 pub mod step;
 pub mod synthetic;
 pub mod transfer;
+pub mod transfer_recipe;
 pub mod viz;
 
 pub use collective::{Collective, SingleWorker, ThreadCollective};

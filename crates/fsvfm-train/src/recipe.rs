@@ -211,7 +211,7 @@ impl PretrainRecipe {
 }
 
 /// Recursive table merge: values of `over` replace those of `base`, sub-tables merge.
-fn merge(base: &mut toml::Table, over: toml::Table) {
+pub(crate) fn merge(base: &mut toml::Table, over: toml::Table) {
     for (k, v) in over {
         match (base.get_mut(&k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),

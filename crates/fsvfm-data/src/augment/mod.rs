@@ -257,6 +257,29 @@ impl From<RandAugment> for String {
     }
 }
 
+/// `Option<RandAugment>` as one string, `"none"` for `None`, so a file can switch off the
+/// RandAugment of the recipe it starts from.
+mod optional_rand_augment {
+    use super::RandAugment;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<RandAugment>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(r) => s.serialize_str(&String::from(r.clone())),
+            None => s.serialize_str("none"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RandAugment>, D::Error> {
+        let s = String::deserialize(d)?;
+        if s == "none" {
+            Ok(None)
+        } else {
+            s.parse().map(Some).map_err(serde::de::Error::custom)
+        }
+    }
+}
+
 /// How the training image reaches the model size.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -282,7 +305,8 @@ pub struct TrainAugment {
     pub interpolation: Filter,
     /// Horizontal flip probability.
     pub hflip: f64,
-    /// RandAugment, if any (timm config string).
+    /// RandAugment, if any (timm config string; `"none"` in files).
+    #[serde(with = "optional_rand_augment")]
     pub rand_augment: Option<RandAugment>,
     /// FAS colour jitter: with probability `.0` the HSV saturation is scaled by U(`.1`, `.2`),
     /// through OpenCV's float HSV round trip (see [`cv2_saturation`]), before the resize.
