@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Side-by-side CPU pre-training-step benchmark: `fsvfm bench --train` (burn flex autodiff) against
-the PyTorch reference step (tools/bench/torch_pretrain_step.py), each configuration in its own
-process, rounds interleaved, medians reported. Writes the table into BENCHMARKS.md between
-markers and the raw runs to bench-out/train.jsonl.
+"""Side-by-side CPU training-step benchmark: `fsvfm bench --train` (pre-training iteration) or
+`fsvfm bench --finetune` (full fine-tuning step) on burn flex autodiff, against the PyTorch
+reference step (tools/bench/torch_pretrain_step.py / torch_finetune_step.py), each configuration
+in its own process, rounds interleaved, medians reported. Writes the table into BENCHMARKS.md
+between the kind's markers and the raw runs to bench-out/<kind>.jsonl.
 
     tools/reference/setup.sh
     cargo build --release -p fsvfm-cli
-    tools/reference/.venv/bin/python tools/bench/run_train_bench.py [--rounds 2] [--models ...]
+    tools/reference/.venv/bin/python tools/bench/run_train_bench.py [--kind finetune] [--rounds 2] [--models ...]
 """
 import argparse
 import json
@@ -18,8 +19,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run_inference_bench import FSVFM, ROOT, cpu_name, run, splice  # noqa: E402
 
-TORCH = [sys.executable, os.path.join(ROOT, "tools", "bench", "torch_pretrain_step.py")]
-BEGIN, END = "<!-- train-bench:begin -->", "<!-- train-bench:end -->"
+KINDS = {
+    "pretrain": dict(flag="--train", script="torch_pretrain_step.py", marker="train-bench",
+                     step="online forward + backward on a 75 %-masked batch, target forward, the three losses, "
+                          "global clip, AdamW, EMA"),
+    "finetune": dict(flag="--finetune", script="torch_finetune_step.py", marker="finetune-bench",
+                     step="the mean-pooled classifier with drop path 0.1 on a Mixup batch, soft-target CE, "
+                          "backward, AdamW over the layer-decay groups"),
+}
 
 
 def main():
@@ -30,16 +37,20 @@ def main():
     ap.add_argument("--iters", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--kind", choices=sorted(KINDS), default="pretrain")
     a = ap.parse_args()
+    kind = KINDS[a.kind]
+    torch_cmd = [sys.executable, os.path.join(ROOT, "tools", "bench", kind["script"])]
+    begin, end = f"<!-- {kind['marker']}:begin -->", f"<!-- {kind['marker']}:end -->"
     common = ["--batch-size", str(a.batch_size), "--iters", str(a.iters), "--warmup", "1"]
     impls = {
-        "fsvfm": lambda m: [FSVFM, "--threads", str(a.threads), "bench", "--train", "--model", m] + common,
-        "torch": lambda m: TORCH + ["--model", m, "--threads", str(a.threads)] + common,
+        "fsvfm": lambda m: [FSVFM, "--threads", str(a.threads), "bench", kind["flag"], "--model", m] + common,
+        "torch": lambda m: torch_cmd + ["--model", m, "--threads", str(a.threads)] + common,
     }
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     results = {}
     os.makedirs(os.path.join(ROOT, "bench-out"), exist_ok=True)
-    with open(os.path.join(ROOT, "bench-out", "train.jsonl"), "w") as raw:
+    with open(os.path.join(ROOT, "bench-out", f"{a.kind}.jsonl"), "w") as raw:
         for r in range(a.rounds):
             for m in a.models:
                 for name, cmd in impls.items():
@@ -51,10 +62,9 @@ def main():
                     print(f"round {r} {m} {name}: {res['img_per_s']:.2f} img/s, "
                           f"peak {res['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
     torch_ver = results[(a.models[0], "torch")][0].get("torch")
-    lines = [BEGIN, "",
+    lines = [begin, "",
              f"Measured {time.strftime('%Y-%m-%d')} on `{cpu_name()}` ({os.cpu_count()} vCPUs), {a.threads} threads, "
-             f"batch {a.batch_size}, 224×224, fp32, random weights; one iteration = online forward + backward on a "
-             f"75 %-masked batch, target forward, the three losses, global clip, AdamW, EMA. {a.rounds} interleaved "
+             f"batch {a.batch_size}, 224×224, fp32, random weights; one iteration = {kind['step']}. {a.rounds} interleaved "
              f"rounds × {a.iters} timed iterations (1 warm-up); img/s = median over rounds of each run's median; "
              f"peak RSS = max over rounds. PyTorch {torch_ver}.",
              "",
@@ -66,9 +76,10 @@ def main():
         lines.append(f"| {m} | {med['fsvfm']:.2f} | {med['torch']:.2f} | **{med['fsvfm'] / med['torch']:.2f}x** | "
                      f"{rss['fsvfm'] / 2**20:.0f} MiB | {rss['torch'] / 2**20:.0f} MiB | "
                      f"{rss['fsvfm'] / rss['torch']:.2f}x |")
-    lines += ["", "Regenerate: `tools/reference/.venv/bin/python tools/bench/run_train_bench.py`.", "", END]
+    lines += ["", f"Regenerate: `tools/reference/.venv/bin/python tools/bench/run_train_bench.py --kind {a.kind}`.",
+              "", end]
     block = "\n".join(lines)
-    splice(a.out, BEGIN, END, block)
+    splice(a.out, begin, end, block)
     print(block)
 
 

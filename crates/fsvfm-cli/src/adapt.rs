@@ -101,6 +101,10 @@ pub struct TransferArgs {
     /// Also write `augment_batch.png`: the first training batch as the model sees it.
     #[arg(long)]
     pub augment_picture: bool,
+    /// Continue the run in `--output` from its `checkpoint-last/` (same command and settings;
+    /// the result equals an uninterrupted run).
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// Named training augmentations (`--augment`).
@@ -259,6 +263,7 @@ fn prepare<M: Module + ModuleSnapshot>(
         seed: a.seed,
         augment: recipe.augment.clone(),
         augment_picture: a.augment_picture,
+        resume: a.resume,
         device,
     };
     Ok((model, vit, opts, recipe))
@@ -304,7 +309,8 @@ pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
             eprintln!(
                 "epoch {:>3}: train {:.4} (ce {:.4} rac {:.4}) | val ce {:.4} acc {:.3} | {:.2}s",
                 e.epoch, e.train.total, e.train.ce, e.train.rac, e.val_loss, e.val_acc, e.seconds
-            )
+            );
+            std::ops::ControlFlow::Continue(())
         },
     )?;
     write_model_json(&output, &vit)?;
@@ -363,7 +369,8 @@ pub fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
         eprintln!(
             "epoch {:>3}: train {:.4} | val ce {:.4} acc {:.3} | {:.1} img/s",
             e.epoch, e.train_loss, e.val_loss, e.val_acc, e.images_per_s
-        )
+        );
+        std::ops::ControlFlow::Continue(())
     })?;
     write_model_json(&output, &vit)?;
     println!(

@@ -28,8 +28,12 @@ pub struct BenchArgs {
     pub warmup: usize,
     /// Time one pre-training iteration instead (online forward/backward on a 75 %-masked batch,
     /// target forward, losses, global clip, AdamW, EMA) of the preset's pre-training networks.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "finetune")]
     pub train: bool,
+    /// Time one full fine-tuning step instead (the mean-pooled classifier with drop path 0.1 on
+    /// a Mixup batch: soft-target CE, backward, layer-decay AdamW).
+    #[arg(long)]
+    pub finetune: bool,
 }
 
 /// `fsvfm bench`: prints one JSON line.
@@ -40,6 +44,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     );
     if a.train {
         return bench_train(&a);
+    }
+    if a.finetune {
+        return bench_finetune(&a);
     }
     let cfg = resolve_config(&a.model)?;
     cfg.validate()?;
@@ -79,6 +86,53 @@ fn report(a: &BenchArgs, kind: &str, mut times: Vec<f64>) {
         "peak_rss_bytes": peak_rss_bytes(),
     });
     println!("{out}");
+}
+
+/// One fine-tuning step per timed step, random weights and images (λ 0.7 Mixup soft targets),
+/// the same step as `tools/bench/torch_finetune_step.py`.
+fn bench_finetune(a: &BenchArgs) -> Result<()> {
+    let mut cfg = resolve_config(&a.model)?;
+    cfg.num_classes = 2;
+    cfg.global_pool = true;
+    cfg.drop_path_rate = 0.1;
+    cfg.validate()?;
+    let device = crate::runtime::device();
+    let model = VisionTransformer::new(&cfg, &device);
+    let settings = fsvfm_train::AdamWSettings {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.05,
+    };
+    let mut trainer = fsvfm_train::finetune::FinetuneTrainer::new(
+        model,
+        fsvfm_train::AdamW::new(settings),
+        0.65,
+        &device,
+    );
+    let (n, s) = (a.batch_size, cfg.img_size);
+    let mut images: Vec<f32> = (0..n * 3 * s * s)
+        .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % 2000) as f32 / 1000.0 - 1.0)
+        .collect();
+    let mix = fsvfm_data::augment::MixDraw {
+        lam: 0.7,
+        cutmix_box: None,
+    };
+    fsvfm_data::augment::Mixup::mix_images(&mix, &mut images, n, s, s);
+    let classes: Vec<usize> = (0..n).map(|i| i % 2).collect();
+    let soft = fsvfm_data::augment::Mixup::default().targets(&classes, 2, mix.lam);
+    let mut times = Vec::with_capacity(a.iters);
+    for i in 0..a.warmup + a.iters {
+        let t = Instant::now();
+        // The returned loss is read back, which forces the step's computation.
+        let _ = trainer.step_soft(&images, [n, 3, s, s], &soft, 1e-4);
+        let _ = trainer.model.cls_token.val().into_data();
+        if i >= a.warmup {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    report(a, "finetune-step", times);
+    Ok(())
 }
 
 /// One pre-training iteration per timed step, random weights and images; the mask keeps the

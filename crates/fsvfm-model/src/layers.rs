@@ -201,6 +201,11 @@ impl Block {
         }
     }
 
+    /// This block's stochastic-depth rate.
+    pub fn drop_path(&self) -> f64 {
+        self.drop_path
+    }
+
     /// `[N, T, D] → [N, T, D]`. Off autodiff devices (inference) the whole block runs in the
     /// fused CPU kernels of [`crate::cpu_kernels`] (drop path is the identity there anyway).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::batches::{load_train_batch, smoothed_targets};
 use crate::optim::{AdamW, AdamWSettings, GradBuffer};
-use crate::transfer::{TransferOptions, log_line};
+use crate::transfer::{TransferOptions, TransferState, log_line};
 
 /// Official class index of fake images.
 pub const FAKE_CLASS: usize = 0;
@@ -262,15 +262,26 @@ fn shuffle(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
 
 /// Trains the FS-Adapter of `model` (backbone already loaded), on cached features when the
 /// training data is not random, else on augmented images through the frozen backbone; writes
-/// `checkpoint-min_val_loss.safetensors` (official keys), `pretrain_ds_mean_std.txt` and
-/// `log.jsonl` into the output folder.
+/// `checkpoint-min_val_loss.safetensors` (official keys), `pretrain_ds_mean_std.txt`,
+/// `log.jsonl` and `checkpoint-last/` (resume) into the output folder. `on_epoch` sees every epoch
+/// after its checkpoint is written and may stop the run there (`ControlFlow::Break`).
 pub fn adapt(
     model: FsAdapterClassifier,
     opts: &AdaptOptions,
-    mut on_epoch: impl FnMut(&AdaptEpoch),
+    mut on_epoch: impl FnMut(&AdaptEpoch) -> std::ops::ControlFlow<()>,
 ) -> Result<AdaptSummary, TrainError> {
     let (w_cl, opts) = (opts.w_cl, &opts.common);
-    let (best, mut log) = opts.prepare_output()?;
+    let settings = opts.settings(serde_json::json!({ "adapter": { "w_cl": w_cl } }));
+    let (best, mut log, resumed) = opts.prepare_output(&settings, &opts.device)?;
+    let (model, optim, start, mut best_val) = match resumed {
+        Some(r) => (
+            opts.restore_model(model)?,
+            Some(r.optim),
+            r.state.next_epoch,
+            r.state.best_val.unwrap_or(f64::INFINITY),
+        ),
+        None => (model, None, 0, f64::INFINITY),
+    };
     let cached = !opts.augment.is_random();
     let backbone = model.valid();
     let t0 = Instant::now();
@@ -307,7 +318,7 @@ pub fn adapt(
         ));
     }
     let d = val_h.len() / val_y.len();
-    let settings = AdamWSettings {
+    let adamw = AdamWSettings {
         beta1: 0.9,
         beta2: 0.999,
         eps: 1e-8,
@@ -317,14 +328,15 @@ pub fn adapt(
     // its parameters are frozen so the optimiser would skip them anyway.
     let trainable = model.trainable_param_count();
     let model = freeze_backbone(model);
-    let mut trainer = AdapterTrainer::new(model, AdamW::new(settings), w_cl, &opts.device);
+    let optim = optim.unwrap_or_else(|| AdamW::new(adamw));
+    let mut trainer = AdapterTrainer::new(model, optim, w_cl, &opts.device);
     trainer.smoothing = opts.augment.mixup.label_smoothing;
     let batch = opts.batch_size.min(n_train).max(1);
     let steps = n_train / batch;
     let schedule = opts.schedule(batch);
     let s = opts.img_size;
-    let (mut epochs, mut best_val, t_train) = (Vec::new(), f64::INFINITY, Instant::now());
-    for epoch in 0..opts.epochs {
+    let (mut epochs, t_train) = (Vec::new(), Instant::now());
+    for epoch in start..opts.epochs {
         let te = Instant::now();
         let order = shuffle(n_train, opts.seed, epoch as u64);
         let (mut sum, mut finite) = ([0.0f64; 3], 0usize);
@@ -386,9 +398,18 @@ pub fn adapt(
             best_val = val_loss;
             save_safetensors(&trainer.model, &best)?;
         }
+        let state = TransferState {
+            next_epoch: epoch + 1,
+            best_val: Some(best_val),
+            settings: settings.clone(),
+        };
+        opts.save_last(&trainer.model, &trainer.optim, &state)?;
         log_line(&mut log, &opts.output, &e)?;
-        on_epoch(&e);
+        let stop = on_epoch(&e).is_break();
         epochs.push(e);
+        if stop {
+            break;
+        }
     }
     Ok(AdaptSummary {
         trainable,

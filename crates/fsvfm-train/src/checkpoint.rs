@@ -51,18 +51,36 @@ pub fn save(
     optim: &AdamW,
     state: &TrainState,
 ) -> Result<PathBuf, TrainError> {
+    write_dir(dir, name, |tmp| {
+        save_safetensors(online, tmp.join("online.safetensors"))?;
+        save_safetensors(target, tmp.join("target.safetensors"))?;
+        save_optimizer(optim, &tmp.join("optimizer.safetensors"))?;
+        write_state(tmp, state)
+    })
+}
+
+/// Writes `state` as the folder's `state.json` (the file whose presence marks it complete).
+pub fn write_state<T: Serialize>(dir: &Path, state: &T) -> Result<(), TrainError> {
+    let json =
+        serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
+    fsvfm_model::checkpoint::write_atomic(&dir.join(STATE), &json)?;
+    Ok(())
+}
+
+/// Fills a temporary folder with `fill`, then renames it to `dir/name` (replacing an older one):
+/// a reader, or a run killed at any point, sees either the old folder or the complete new one.
+pub fn write_dir(
+    dir: &Path,
+    name: &str,
+    fill: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<PathBuf, TrainError> {
     let final_dir = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
-    save_safetensors(online, tmp.join("online.safetensors"))?;
-    save_safetensors(target, tmp.join("target.safetensors"))?;
-    save_optimizer(optim, &tmp.join("optimizer.safetensors"))?;
-    let json =
-        serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-    fsvfm_model::checkpoint::write_atomic(&tmp.join(STATE), &json)?;
+    fill(&tmp)?;
     let old = dir.join(format!(".{name}.old{}", std::process::id()));
     if final_dir.exists() {
         std::fs::rename(&final_dir, &old).map_err(io_error(&final_dir))?;
@@ -74,7 +92,9 @@ pub fn save(
     Ok(final_dir)
 }
 
-fn save_optimizer(optim: &AdamW, path: &Path) -> Result<(), TrainError> {
+/// Writes AdamW's moments (`exp_avg.<name>`, `exp_avg_sq.<name>`, flattened f32) with the update
+/// count and settings in the metadata.
+pub fn save_optimizer(optim: &AdamW, path: &Path) -> Result<(), TrainError> {
     let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (prefix, map) in [
         ("exp_avg", &optim.exp_avg),
@@ -111,7 +131,8 @@ fn save_optimizer(optim: &AdamW, path: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
-fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError> {
+/// Reads what [`save_optimizer`] wrote, onto `device`.
+pub fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError> {
     let bytes = std::fs::read(path).map_err(io_error(path))?;
     let bad = |e: String| TrainError::Checkpoint(format!("{}: {e}", path.display()));
     let (_, header) =
@@ -153,7 +174,7 @@ fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError> {
 }
 
 /// Reads only the `state.json` of a checkpoint folder.
-pub fn read_state(dir: &Path) -> Result<TrainState, TrainError> {
+pub fn read_state<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T, TrainError> {
     let p = dir.join(STATE);
     let bytes = std::fs::read(&p).map_err(io_error(&p))?;
     serde_json::from_slice(&bytes)
@@ -174,7 +195,7 @@ pub struct Loaded {
 
 /// Loads a checkpoint folder; networks are built from the saved recipe and loaded strictly.
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded, TrainError> {
-    let state = read_state(dir)?;
+    let state: TrainState = read_state(dir)?;
     let cfg = &state.recipe.model;
     let ad = device.clone().autodiff();
     let (online, _) = WeightFile::open(dir.join("online.safetensors"))?

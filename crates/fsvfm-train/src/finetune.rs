@@ -22,7 +22,7 @@ use crate::TrainError;
 use crate::adapt::{FAKE_CLASS, official_class};
 use crate::batches::{load_train_batch, smoothed_targets};
 use crate::optim::{AdamW, GradBuffer};
-use crate::transfer::{TransferOptions, log_line};
+use crate::transfer::{TransferOptions, TransferState, epoch_seed, log_line};
 
 /// BEiT layer id of a parameter (burn path names): `cls_token`, `pos_embed`, `patch_embed.*` → 0;
 /// `blocks.k.*` → k + 1; everything else (`fc_norm`, `head`) → `depth + 1`.
@@ -157,23 +157,38 @@ fn load_batch(
 }
 
 /// Fine-tunes `model`; writes `checkpoint-min_val_loss.safetensors` (official classifier keys),
-/// `pretrain_ds_mean_std.txt` and `log.jsonl`. Returns the epochs and the checkpoint path.
+/// `pretrain_ds_mean_std.txt`, `log.jsonl` and `checkpoint-last/` (resume). `on_epoch` sees every
+/// epoch after its checkpoint is written and may stop the run there (`ControlFlow::Break`).
+/// Returns the epochs run by this call and the checkpoint path.
 pub fn finetune(
     model: VisionTransformer,
     optim: AdamW,
     opts: &FinetuneOptions,
-    mut on_epoch: impl FnMut(&FinetuneEpoch),
+    mut on_epoch: impl FnMut(&FinetuneEpoch) -> std::ops::ControlFlow<()>,
 ) -> Result<(Vec<FinetuneEpoch>, PathBuf), TrainError> {
     let (layer_decay, opts) = (opts.layer_decay, &opts.common);
-    let (best, mut log) = opts.prepare_output()?;
-    opts.device.seed(opts.seed);
+    let settings = opts.settings(serde_json::json!({
+        "finetune": { "layer_decay": layer_decay, "drop_path": model.blocks.last().map_or(0.0, |b| b.drop_path()) },
+    }));
+    let (best, mut log, resumed) = opts.prepare_output(&settings, &opts.device)?;
+    let (model, optim, start, mut best_val) = match resumed {
+        Some(r) => (
+            opts.restore_model(model)?,
+            r.optim,
+            r.state.next_epoch,
+            r.state.best_val.unwrap_or(f64::INFINITY),
+        ),
+        None => (model, optim, 0, f64::INFINITY),
+    };
     let mut trainer = FinetuneTrainer::new(model, optim, layer_decay, &opts.device);
     let (s, batch) = (opts.img_size, opts.batch_size.min(opts.train.len()).max(1));
     let steps = opts.train.len() / batch;
     let schedule = opts.schedule(batch);
-    let (mut epochs, mut best_val) = (Vec::new(), f64::INFINITY);
-    for epoch in 0..opts.epochs {
+    let mut epochs = Vec::new();
+    for epoch in start..opts.epochs {
         let t0 = Instant::now();
+        // Drop path draws from the device generator: re-seeded per epoch so a resume replays it.
+        opts.device.seed(epoch_seed(opts.seed, epoch));
         let order =
             crate::data::permutation(opts.train.len(), opts.seed ^ 0xf17e, epoch as u64, u64::MAX);
         let (mut sum, mut finite) = (0.0, 0usize);
@@ -224,9 +239,18 @@ pub fn finetune(
             best_val = e.val_loss;
             save_safetensors(&trainer.model, &best)?;
         }
+        let state = TransferState {
+            next_epoch: epoch + 1,
+            best_val: Some(best_val),
+            settings: settings.clone(),
+        };
+        opts.save_last(&trainer.model, &trainer.optim, &state)?;
         log_line(&mut log, &opts.output, &e)?;
-        on_epoch(&e);
+        let stop = on_epoch(&e).is_break();
         epochs.push(e);
+        if stop {
+            break;
+        }
     }
     Ok((epochs, best))
 }

@@ -1,16 +1,53 @@
 //! What full fine-tuning ([`crate::finetune`]) and FS-Adapter training ([`crate::adapt`]) share:
 //! their options, the checks on the data, the schedule, and the output folder (the
-//! `checkpoint-min_val_loss.safetensors` selected by validation loss, the mean/std copy and a
-//! `log.jsonl`).
+//! `checkpoint-min_val_loss.safetensors` selected by validation loss, the mean/std copy, a
+//! `log.jsonl`, and `checkpoint-last/` to resume from).
+//!
+//! **Resume.** After every epoch `checkpoint-last/` is replaced atomically
+//! ([`crate::checkpoint::write_dir`]): `model.safetensors`, `optimizer.safetensors` and
+//! `state.json` (next epoch, best validation loss, the run's settings). Every random draw of an
+//! epoch is keyed on `(seed, epoch, step)` (batch order, augmentations) or re-seeded at the epoch
+//! start (drop path), so a run killed and resumed with `--resume` ends with the same parameters
+//! as an uninterrupted one (`tests/transfer_resume.rs`).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
+use burn::store::ModuleSnapshot;
 use burn::tensor::Device;
 use fsvfm_data::{EvalSample, MeanStd};
+use fsvfm_model::checkpoint::save_safetensors;
+use fsvfm_model::{LoadMode, WeightFile};
+use serde::{Deserialize, Serialize};
 
+use crate::optim::AdamW;
 use crate::schedule::LrSchedule;
 use crate::{TrainError, io_error};
+
+/// The folder a transfer run resumes from.
+pub const LAST: &str = "checkpoint-last";
+
+/// Where a transfer run stands (`checkpoint-last/state.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransferState {
+    /// The first epoch still to run.
+    pub next_epoch: usize,
+    /// Lowest validation loss so far (`None` before the first epoch).
+    pub best_val: Option<f64>,
+    /// The settings the run started with; a resume must match them.
+    pub settings: serde_json::Value,
+}
+
+/// A run being resumed: its state and optimiser (the model is restored by
+/// [`TransferOptions::restore_model`]).
+#[derive(Debug)]
+pub struct Resumed {
+    /// Where the run stands.
+    pub state: TransferState,
+    /// AdamW state.
+    pub optim: AdamW,
+}
 
 /// Options of a transfer run.
 #[derive(Debug, Clone)]
@@ -41,6 +78,8 @@ pub struct TransferOptions {
     pub augment: crate::batches::Augmentation,
     /// Write `augment_batch.png` (the first training batch, as the model sees it).
     pub augment_picture: bool,
+    /// Continue the run in `output` from its `checkpoint-last/`.
+    pub resume: bool,
     /// Device.
     pub device: Device,
 }
@@ -56,9 +95,63 @@ impl TransferOptions {
         }
     }
 
+    /// What must not change between a run and its resume: schedule, batch, seed, augmentation,
+    /// data sizes, plus the method's own `extra` settings.
+    pub fn settings(&self, extra: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "img_size": self.img_size,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "blr": self.blr,
+            "warmup_epochs": self.warmup_epochs,
+            "weight_decay": self.weight_decay,
+            "seed": self.seed,
+            "augment": self.augment,
+            "train_images": self.train.len(),
+            "val_images": self.val.len(),
+            "method": extra,
+        })
+    }
+
     /// Checks that both sets hold real and fake images, creates the output folder, writes the
-    /// mean/std there, and returns the best-checkpoint path and the opened `log.jsonl`.
-    pub fn prepare_output(&self) -> Result<(PathBuf, File), TrainError> {
+    /// mean/std there, and returns the best-checkpoint path, the opened `log.jsonl` (appended to
+    /// on resume) and, with [`TransferOptions::resume`], the run to continue. A folder that holds
+    /// a run is refused without `resume`, and a resume whose `settings` differ is refused.
+    pub fn prepare_output(
+        &self,
+        settings: &serde_json::Value,
+        device: &Device,
+    ) -> Result<(PathBuf, File, Option<Resumed>), TrainError> {
+        let last = self.output.join(LAST);
+        let resumed = match (self.resume, last.join("state.json").is_file()) {
+            (false, true) => {
+                return Err(TrainError::Config(format!(
+                    "{} already holds a run; pass --resume to continue it, or choose another output folder",
+                    self.output.display()
+                )));
+            }
+            (true, false) => {
+                return Err(TrainError::Config(format!(
+                    "nothing to resume: no complete {LAST}/ in {}",
+                    self.output.display()
+                )));
+            }
+            (true, true) => {
+                let state: TransferState = crate::checkpoint::read_state(&last)?;
+                if &state.settings != settings {
+                    return Err(TrainError::Config(format!(
+                        "--resume needs the run's own settings: {} has {}, this command gives {}",
+                        last.display(),
+                        state.settings,
+                        settings
+                    )));
+                }
+                let optim =
+                    crate::checkpoint::load_optimizer(&last.join("optimizer.safetensors"), device)?;
+                Some(Resumed { state, optim })
+            }
+            (false, false) => None,
+        };
         for (what, set) in [("training", &self.train), ("validation", &self.val)] {
             if !(set.iter().any(|s| s.label == 0) && set.iter().any(|s| s.label == 1)) {
                 return Err(TrainError::Data(format!(
@@ -73,9 +166,46 @@ impl TransferOptions {
             (self.mean_std.to_json_line() + "\n").as_bytes(),
         )?;
         let log_path = self.output.join("log.jsonl");
-        let log = File::create(&log_path).map_err(io_error(&log_path))?;
-        Ok((self.output.join("checkpoint-min_val_loss.safetensors"), log))
+        let log = if resumed.is_some() {
+            File::options().append(true).create(true).open(&log_path)
+        } else {
+            File::create(&log_path)
+        }
+        .map_err(io_error(&log_path))?;
+        Ok((
+            self.output.join("checkpoint-min_val_loss.safetensors"),
+            log,
+            resumed,
+        ))
     }
+
+    /// Loads `checkpoint-last/model.safetensors` into `model` (strict).
+    pub fn restore_model<M: Module + ModuleSnapshot>(&self, model: M) -> Result<M, TrainError> {
+        let path = self.output.join(LAST).join("model.safetensors");
+        Ok(WeightFile::open(&path)?
+            .load_into(model, LoadMode::Strict)?
+            .0)
+    }
+
+    /// Replaces `checkpoint-last/` with the model, optimiser and `state` after an epoch.
+    pub fn save_last<M: Module>(
+        &self,
+        model: &M,
+        optim: &AdamW,
+        state: &TransferState,
+    ) -> Result<(), TrainError> {
+        crate::checkpoint::write_dir(&self.output, LAST, |tmp| {
+            save_safetensors(model, tmp.join("model.safetensors"))?;
+            crate::checkpoint::save_optimizer(optim, &tmp.join("optimizer.safetensors"))?;
+            crate::checkpoint::write_state(tmp, state)
+        })?;
+        Ok(())
+    }
+}
+
+/// The device seed of `epoch` (drop path) in a run seeded `seed`.
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed ^ (epoch as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Appends one JSON line to a run log.
