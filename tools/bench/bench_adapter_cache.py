@@ -53,7 +53,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = os.path.join(tmp, "encoder.safetensors")
         torch.manual_seed(0)
-        save_file({k: v.contiguous() for k, v in classifier(224, 16, d, depth, heads).state_dict().items()}, ckpt)
+        encoder = {k: v.contiguous() for k, v in classifier(224, 16, d, depth, heads).state_dict().items()
+                   if not k.startswith(("head.", "fc_norm."))}
+        save_file(encoder, ckpt)
         rows = {}
         for aug in ("none", "official"):
             rows[aug] = run([FSVFM, "--threads", str(a.threads), "adapt", "--checkpoint", ckpt, "--model", a.model,

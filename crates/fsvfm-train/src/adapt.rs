@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::batches::{load_train_batch, smoothed_targets};
 use crate::optim::{AdamW, AdamWSettings, GradBuffer};
-use crate::transfer::{TransferOptions, TransferState, log_line};
+use crate::transfer::{TransferOptions, TransferState, log_line, save_module};
 
 /// Official class index of fake images.
 pub const FAKE_CLASS: usize = 0;
@@ -275,7 +275,7 @@ pub fn adapt(
     let (best, mut log, resumed) = opts.prepare_output(&settings, &opts.device)?;
     let (model, optim, start, mut best_val) = match resumed {
         Some(r) => (
-            opts.restore_model(model)?,
+            restore_heads(opts, model)?,
             Some(r.optim),
             r.state.next_epoch,
             r.state.best_val.unwrap_or(f64::INFINITY),
@@ -403,7 +403,13 @@ pub fn adapt(
             best_val: Some(best_val),
             settings: settings.clone(),
         };
-        opts.save_last(&trainer.model, &trainer.optim, &state)?;
+        let m = &trainer.model;
+        let weights = |dir: &std::path::Path| {
+            save_module(&m.adapter, dir, "adapter.safetensors")?;
+            save_module(&m.projector, dir, "projector.safetensors")?;
+            save_module(&m.head, dir, "head.safetensors")
+        };
+        opts.save_last(weights, &trainer.optim, &state)?;
         log_line(&mut log, &opts.output, &e)?;
         let stop = on_epoch(&e).is_break();
         epochs.push(e);
@@ -420,6 +426,17 @@ pub fn adapt(
         best,
         skipped,
     })
+}
+
+/// The adapter, projector and head of `checkpoint-last/` on top of `model`'s backbone.
+fn restore_heads(
+    opts: &TransferOptions,
+    mut model: FsAdapterClassifier,
+) -> Result<FsAdapterClassifier, TrainError> {
+    model.adapter = opts.restore(model.adapter, "adapter.safetensors")?;
+    model.projector = opts.restore(model.projector, "projector.safetensors")?;
+    model.head = opts.restore(model.head, "head.safetensors")?;
+    Ok(model)
 }
 
 /// Marks every parameter outside `adapter`, `projector` and `head` as not trainable (the official

@@ -22,7 +22,7 @@ use crate::TrainError;
 use crate::adapt::{FAKE_CLASS, official_class};
 use crate::batches::{load_train_batch, smoothed_targets};
 use crate::optim::{AdamW, GradBuffer};
-use crate::transfer::{TransferOptions, TransferState, epoch_seed, log_line};
+use crate::transfer::{TransferOptions, TransferState, epoch_seed, log_line, save_module};
 
 /// BEiT layer id of a parameter (burn path names): `cls_token`, `pos_embed`, `patch_embed.*` → 0;
 /// `blocks.k.*` → k + 1; everything else (`fc_norm`, `head`) → `depth + 1`.
@@ -173,7 +173,7 @@ pub fn finetune(
     let (best, mut log, resumed) = opts.prepare_output(&settings, &opts.device)?;
     let (model, optim, start, mut best_val) = match resumed {
         Some(r) => (
-            opts.restore_model(model)?,
+            opts.restore(model, "model.safetensors")?,
             r.optim,
             r.state.next_epoch,
             r.state.best_val.unwrap_or(f64::INFINITY),
@@ -244,7 +244,8 @@ pub fn finetune(
             best_val: Some(best_val),
             settings: settings.clone(),
         };
-        opts.save_last(&trainer.model, &trainer.optim, &state)?;
+        let weights = |dir: &std::path::Path| save_module(&trainer.model, dir, "model.safetensors");
+        opts.save_last(weights, &trainer.optim, &state)?;
         log_line(&mut log, &opts.output, &e)?;
         let stop = on_epoch(&e).is_break();
         epochs.push(e);

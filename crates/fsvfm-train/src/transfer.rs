@@ -4,8 +4,10 @@
 //! `log.jsonl`, and `checkpoint-last/` to resume from).
 //!
 //! **Resume.** After every epoch `checkpoint-last/` is replaced atomically
-//! ([`crate::checkpoint::write_dir`]): `model.safetensors`, `optimizer.safetensors` and
-//! `state.json` (next epoch, best validation loss, the run's settings). Every random draw of an
+//! ([`crate::checkpoint::write_dir`]): the trained weights (`model.safetensors` for fine-tuning;
+//! for the adapter only its three trained modules, the frozen backbone comes from the encoder
+//! checkpoint again), `optimizer.safetensors` and `state.json` (next epoch, best validation
+//! loss, the run's settings). Every random draw of an
 //! epoch is keyed on `(seed, epoch, step)` (batch order, augmentations) or re-seeded at the epoch
 //! start (drop path), so a run killed and resumed with `--resume` ends with the same parameters
 //! as an uninterrupted one (`tests/transfer_resume.rs`).
@@ -179,28 +181,39 @@ impl TransferOptions {
         ))
     }
 
-    /// Loads `checkpoint-last/model.safetensors` into `model` (strict).
-    pub fn restore_model<M: Module + ModuleSnapshot>(&self, model: M) -> Result<M, TrainError> {
-        let path = self.output.join(LAST).join("model.safetensors");
+    /// Loads `checkpoint-last/<file>` into `module` (strict).
+    pub fn restore<M: Module + ModuleSnapshot>(
+        &self,
+        module: M,
+        file: &str,
+    ) -> Result<M, TrainError> {
+        let path = self.output.join(LAST).join(file);
         Ok(WeightFile::open(&path)?
-            .load_into(model, LoadMode::Strict)?
+            .load_into(module, LoadMode::Strict)?
             .0)
     }
 
-    /// Replaces `checkpoint-last/` with the model, optimiser and `state` after an epoch.
-    pub fn save_last<M: Module>(
+    /// Replaces `checkpoint-last/` after an epoch: `weights` writes the trained modules into the
+    /// (temporary) folder it is given (see [`save_module`]), then the optimiser and `state`.
+    pub fn save_last(
         &self,
-        model: &M,
+        weights: impl FnOnce(&Path) -> Result<(), TrainError>,
         optim: &AdamW,
         state: &TransferState,
     ) -> Result<(), TrainError> {
         crate::checkpoint::write_dir(&self.output, LAST, |tmp| {
-            save_safetensors(model, tmp.join("model.safetensors"))?;
+            weights(tmp)?;
             crate::checkpoint::save_optimizer(optim, &tmp.join("optimizer.safetensors"))?;
             crate::checkpoint::write_state(tmp, state)
         })?;
         Ok(())
     }
+}
+
+/// Writes `module` as `dir/file` (safetensors, its own parameter names).
+pub fn save_module<M: Module>(module: &M, dir: &Path, file: &str) -> Result<(), TrainError> {
+    save_safetensors(module, dir.join(file))?;
+    Ok(())
 }
 
 /// The device seed of `epoch` (drop path) in a run seeded `seed`.

@@ -140,8 +140,20 @@ fn run_adapt(
     Ok(())
 }
 
+/// Every trained tensor of `checkpoint-last/`, keyed `file/name`.
 fn last_params(out: &Path) -> fsvfm_data::F32Tensors {
-    fsvfm_data::read_f32_safetensors(out.join("checkpoint-last/model.safetensors")).unwrap()
+    let mut all = fsvfm_data::F32Tensors::new();
+    for e in std::fs::read_dir(out.join("checkpoint-last")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".safetensors") && name != "optimizer.safetensors" {
+            for (k, v) in fsvfm_data::read_f32_safetensors(&p).unwrap() {
+                all.insert(format!("{name}/{k}"), v);
+            }
+        }
+    }
+    assert!(!all.is_empty());
+    all
 }
 
 /// burn's CPU device generator (model init, drop path) is process-wide: the two tests take turns.
