@@ -9,6 +9,7 @@ mod mask;
 mod predict;
 mod prepare;
 mod pretrain;
+mod protocol;
 mod report;
 mod runtime;
 mod synth;
@@ -50,6 +51,8 @@ enum Command {
     Finetune(adapt::FinetuneArgs),
     /// Train an FS-Adapter (CE + Real-Anchor loss) on a frozen pre-trained backbone, on cached features.
     Adapt(adapt::AdaptArgs),
+    /// A transfer protocol from a TOML file: train on each set (seeds), test on every set, results table.
+    Protocol(protocol::ProtocolArgs),
     /// Self-supervised FS-VFM pre-training (MIM + ID, CRFR-P masks, EMA target); resumable.
     Pretrain(pretrain::PretrainArgs),
     /// The pre-training loss terms of one batch (verification against the reference), as JSON.
@@ -86,6 +89,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::bench(a),
         Command::Adapt(a) => adapt::adapt_cmd(a),
         Command::Finetune(a) => adapt::finetune_cmd(a),
+        Command::Protocol(a) => protocol::protocol_cmd(a),
         Command::Pretrain(a) => pretrain::pretrain_cmd(a),
         Command::PretrainLoss(a) => pretrain::pretrain_loss(a),
         Command::SyntheticFaces(a) => pretrain::synthetic_faces(a),

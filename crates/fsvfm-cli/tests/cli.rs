@@ -642,12 +642,11 @@ fn eval_scores_an_image_folder_and_writes_the_report() {
     );
 }
 
-#[test]
-fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_results() {
-    let dir = tempfile::tempdir().unwrap();
+/// A one-epoch pre-training run of a 2-block, 32-px ViT on 8 synthetic faces: its folder (the
+/// backbone is `checkpoint-0/online.safetensors`, with its state.json and mean/std).
+fn micro_pretrain(dir: &Path) -> PathBuf {
     let p = |x: &Path| x.to_str().unwrap().to_string();
-    // A micro pre-training run gives the backbone (and its state.json / mean-std).
-    let faces = dir.path().join("faces");
+    let faces = dir.join("faces");
     assert!(
         fsvfm(&[
             "synthetic-faces",
@@ -661,7 +660,7 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
         .status
         .success()
     );
-    let recipe = dir.path().join("micro.toml");
+    let recipe = dir.join("micro.toml");
     std::fs::write(
         &recipe,
         "base = \"tiny\"\nbatch_size = 4\nepochs = 1\n[model]\ndecoder_embed_dim = 24\ndecoder_depth = 1\n\
@@ -669,7 +668,7 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
          patch_size = 8\nembed_dim = 32\ndepth = 2\nnum_heads = 2\n",
     )
     .unwrap();
-    let run = dir.path().join("run");
+    let run = dir.join("run");
     let o = fsvfm(&[
         "pretrain",
         "--config",
@@ -681,6 +680,15 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
         "--quiet",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    run
+}
+
+#[test]
+fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    // A micro pre-training run gives the backbone (and its state.json / mean-std).
+    let run = micro_pretrain(dir.path());
     // Real faces vs synthetic face swaps, ImageFolder layout.
     let set = image_folder(dir.path(), 20, ["5", "6"], true);
     let out = dir.path().join("adapter");
@@ -1164,4 +1172,85 @@ fn synth_makes_masked_fakes_with_provenance() {
     assert_eq!(fakes.len(), 0);
     let skipped = std::fs::read_to_string(out.join("skipped.jsonl")).unwrap();
     assert_eq!(skipped.matches("not a real face").count(), 6, "{skipped}");
+}
+
+#[test]
+fn protocol_trains_per_set_and_seed_and_tabulates_every_test_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = micro_pretrain(dir.path());
+    for (name, seeds) in [
+        ("a", ["11", "12"]),
+        ("b", ["13", "14"]),
+        ("t1", ["15", "16"]),
+        ("t2", ["17", "18"]),
+    ] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        image_folder(&sub, 8, seeds, true);
+    }
+    let cfg = dir.path().join("protocol.toml");
+    let ckpt = run.join("checkpoint-0/online.safetensors");
+    std::fs::write(
+        &cfg,
+        format!(
+            "method = \"adapt\"\ncheckpoint = {:?}\nseeds = [0, 1]\n[options]\naugment = \"none\"\nepochs = 3\n\
+             batch-size = 8\nrecipe = \"tiny\"\n[[train]]\nname = \"A\"\ndata = \"a/set\"\n[[train]]\nname = \"B\"\n\
+             data = \"b/set\"\n[[test]]\nname = \"T1\"\ndata = \"t1/set\"\n[[test]]\nname = \"T2\"\ndata = \"t2/set\"\n",
+            ckpt.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "protocol",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    let o = fsvfm(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    for needle in [
+        "| AUC (train → test) | T1 | T2 | avg |",
+        "| EER (train → test) |",
+        "| A |",
+        "| B |",
+        " ± ",
+    ] {
+        assert!(md.contains(needle), "{needle} not in\n{md}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let runs = json["runs"].as_object().unwrap();
+    assert_eq!(runs.len(), 4, "2 training sets × 2 seeds");
+    assert!(runs["B/seed-1"]["T2"]["auc"].as_f64().is_some());
+    assert!(out.join("A/seed-0/eval/roc-T1.png").is_file());
+    // Seeds differ (new layers, batch order), so the two runs' scores differ.
+    assert_ne!(runs["A/seed-0"]["T1"]["auc"], serde_json::Value::Null);
+    let s0 = std::fs::read_to_string(out.join("A/seed-0/eval/scores-T1.csv")).unwrap();
+    let s1 = std::fs::read_to_string(out.join("A/seed-1/eval/scores-T1.csv")).unwrap();
+    assert_ne!(s0, s1);
+    // A rerun reuses every finished run and writes the same table.
+    let o = fsvfm(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("== adapt"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(out.join("results.md")).unwrap(), md);
+    // An option the command does not have is named.
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg)
+            .unwrap()
+            .replace("epochs = 3", "epoch = 3"),
+    )
+    .unwrap();
+    let o = fsvfm(&[
+        "protocol",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--output",
+        dir.path().join("o2").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--epoch"), "{}", stderr(&o));
 }

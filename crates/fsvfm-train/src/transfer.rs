@@ -232,15 +232,29 @@ pub fn log_line<T: serde::Serialize>(
         .map_err(io_error(&path.join("log.jsonl")))
 }
 
-/// Holds out `fraction` of `samples` (a seeded draw) as the validation set: `(train, val)`.
+/// Holds out `fraction` of `samples` as the validation set, per class (so both classes are in
+/// it: at least one image of each class that has two or more), a seeded draw: `(train, val)`.
 pub fn split_validation(
     samples: Vec<EvalSample>,
     fraction: f64,
     seed: u64,
 ) -> (Vec<EvalSample>, Vec<EvalSample>) {
-    let order = crate::data::permutation(samples.len(), seed ^ 0x5911, 0, u64::MAX);
-    let n_val = ((samples.len() as f64) * fraction).round() as usize;
-    let picked: std::collections::HashSet<usize> = order[..n_val].iter().copied().collect();
+    let mut picked = std::collections::HashSet::new();
+    for label in [0u8, 1] {
+        let of_class: Vec<usize> = (0..samples.len())
+            .filter(|&i| samples[i].label == label)
+            .collect();
+        let order = crate::data::permutation(of_class.len(), seed ^ 0x5911, label as u64, u64::MAX);
+        let mut n_val = ((of_class.len() as f64) * fraction).round() as usize;
+        if fraction > 0.0 && of_class.len() >= 2 {
+            n_val = n_val.max(1);
+        }
+        picked.extend(
+            order[..n_val.min(of_class.len())]
+                .iter()
+                .map(|&k| of_class[k]),
+        );
+    }
     let (val, train): (Vec<_>, Vec<_>) = samples
         .into_iter()
         .enumerate()
@@ -249,4 +263,33 @@ pub fn split_validation(
         train.into_iter().map(|(_, s)| s).collect(),
         val.into_iter().map(|(_, s)| s).collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_split_holds_out_both_classes() {
+        let samples: Vec<EvalSample> = (0..16)
+            .map(|i| EvalSample {
+                image: PathBuf::from(format!("{i}.png")),
+                label: (i % 2) as u8,
+                video: None,
+            })
+            .collect();
+        for seed in 0..20 {
+            let (train, val) = split_validation(samples.clone(), 0.1, seed);
+            assert_eq!(train.len() + val.len(), 16);
+            assert!(val.iter().any(|s| s.label == 0) && val.iter().any(|s| s.label == 1));
+            assert!(train.iter().all(|t| val.iter().all(|v| v.image != t.image)));
+        }
+        let (a, _) = split_validation(samples.clone(), 0.25, 3);
+        let (b, _) = split_validation(samples.clone(), 0.25, 3);
+        assert_eq!(
+            a.iter().map(|s| &s.image).collect::<Vec<_>>(),
+            b.iter().map(|s| &s.image).collect::<Vec<_>>()
+        );
+        assert_eq!(split_validation(samples, 0.0, 1).1.len(), 0);
+    }
 }
