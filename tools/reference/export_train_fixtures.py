@@ -208,6 +208,84 @@ def finetune_mixup_step():
               os.path.join(OUT, "finetune_mixup_step.safetensors"))
 
 
+class FasNet(torch.nn.Module):
+    """The official FAS classifier (`cross_domain_FAS/fas.py`, spec §6.3) around a timm ViT:
+    tokens with token 0 = fc_norm(mean of patches), Linear(D, 512) -> ReLU -> Dropout(0.5), the
+    embedder norm over dim 1 (the token axis: the official quirk) or per sample, and Linear(512, 2)
+    whose weight is L2-normalised over the class axis in place before every use."""
+
+    def __init__(self, vit, d, gen):
+        super().__init__()
+        self.backbone = torch.nn.Module()
+        self.backbone.vit = vit
+        vit.head = torch.nn.Identity()
+        self.embedder = torch.nn.Module()
+        self.embedder.bottleneck_layer_fc = torch.nn.Linear(d, 512)
+        self.classifier = torch.nn.Module()
+        self.classifier.classifier_layer = torch.nn.Linear(512, 2)
+        with torch.no_grad():
+            self.embedder.bottleneck_layer_fc.weight.copy_(torch.randn(512, d, generator=gen) * 0.005)
+            self.embedder.bottleneck_layer_fc.bias.fill_(0.1)
+            self.classifier.classifier_layer.weight.copy_(torch.randn(2, 512, generator=gen) * 0.01)
+            self.classifier.classifier_layer.bias.fill_(0.0)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def tokens(self, x):
+        vit = self.backbone.vit
+        x = vit.patch_embed(x)
+        x = torch.cat([vit.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + vit.pos_embed
+        for blk in vit.blocks:
+            x = blk(x)
+        gp = vit.fc_norm(x[:, 1:, :].mean(dim=1))
+        out = torch.zeros_like(x)
+        out[:, 0, :] = gp
+        out[:, 1:, :] = x[:, 1:, :]
+        return out
+
+    def forward(self, x, token_axis=True):
+        t = self.tokens(x)
+        if token_axis:
+            f = self.drop(F.relu(self.embedder.bottleneck_layer_fc(t)))
+            f = f / (torch.norm(f, p=2, dim=1, keepdim=True).clamp(min=1e-12) ** 0.5 * 2 ** 0.5)
+        else:
+            f = self.drop(F.relu(self.embedder.bottleneck_layer_fc(t[:, 0])))
+            f = f / (torch.norm(f, p=2, dim=1, keepdim=True).clamp(min=1e-12) ** 0.5 * 2 ** 0.5)
+            f = f[:, None, :]
+        w = self.classifier.classifier_layer.weight
+        w.data = w.data / torch.norm(w.data, 2, 0, True)
+        return self.classifier.classifier_layer(f)[:, 0, :]
+
+
+def fas_step():
+    """The FAS classifier: logits of both embedder norms on one batch, then two steps of torch Adam
+    (lr 1e-3, L2 weight decay 1e-4, one group) on the official CE of token 0 with the token-axis
+    norm; dropout off (eval mode) so the values are deterministic."""
+    gen = torch.Generator().manual_seed(97531)
+    vit = classifier(32, 8, 32, 2, 2)
+    randomize(vit, gen)
+    net = FasNet(vit, 32, gen).eval()
+    x = torch.randn(6, 3, 32, 32, generator=gen)
+    y = torch.tensor([1, 0, 1, 0, 1, 0])  # official: real = 1
+    init = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        logits_token = net(x, True).clone()
+        logits_sample = net(x, False).clone()
+    net.load_state_dict(init)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    losses = []
+    for _ in range(2):
+        loss = F.cross_entropy(net(x, True), y)
+        losses.append(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    save_file({**{f"init.{k}": v for k, v in init.items()},
+               **{f"after.{k}": v.detach().contiguous() for k, v in net.state_dict().items()},
+               "x": x, "labels": y.float(), "logits_token_axis": logits_token,
+               "logits_per_sample": logits_sample, "losses": torch.stack(losses)},
+              os.path.join(OUT, "fas_step.safetensors"))
+
+
 def main():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(4321)
@@ -282,6 +360,7 @@ def main():
     adapter_step(gen)
     finetune_step(gen)
     finetune_mixup_step()
+    fas_step()
     print("wrote", OUT)
 
 

@@ -212,15 +212,12 @@ impl Classifier {
         mean_std: Option<&str>,
         fake_index: usize,
     ) -> Result<Self> {
-        use crate::forward::{Loaded, load};
+        use crate::forward::load;
         let cfg = vit_config_near(checkpoint, model)?;
         let size = cfg.img_size;
         let wf = fsvfm_model::WeightFile::open(checkpoint)?;
         let (model, what) = load(&wf, cfg)?;
-        let classes = match &model {
-            Loaded::Vit(m) => m.head.as_ref().map_or(0, |h| h.weight.val().dims()[1]),
-            Loaded::Adapter(m) => m.head.weight.val().dims()[1],
-        };
+        let classes = model.classes();
         ensure!(
             classes >= 2 && fake_index < classes,
             "{} has {classes} output classes: scoring needs a classifier head with class {fake_index} = fake (a pre-training checkpoint must be fine-tuned first)",
@@ -254,16 +251,12 @@ impl Classifier {
     /// P(fake) of each image in `pixels` (`[n, 3, size, size]` normalised, flattened), in
     /// forward passes of at most `batch_size` images.
     pub fn p_fake(&self, pixels: &[f32], batch_size: usize) -> Result<Vec<f64>> {
-        use crate::forward::Loaded;
         use burn::tensor::activation::softmax;
         let per = 3 * self.size * self.size;
         let mut scores = Vec::with_capacity(pixels.len() / per);
         for chunk in pixels.chunks(batch_size.max(1) * per) {
             let x = self.input(chunk);
-            let logits = match &self.model {
-                Loaded::Vit(m) => m.forward(x),
-                Loaded::Adapter(m) => m.forward(x).logits,
-            };
+            let logits = self.model.logits(x);
             let p = softmax(logits, 1)
                 .into_data()
                 .try_to_vec::<f32>()
@@ -279,12 +272,8 @@ impl Classifier {
     /// Last-block class-token attention over the patches (head-averaged), `[n, L]` flattened,
     /// for heat maps.
     pub fn attention(&self, pixels: &[f32]) -> Result<Vec<f32>> {
-        use crate::forward::Loaded;
         let x = self.input(pixels);
-        let maps = match &self.model {
-            Loaded::Vit(m) => m.last_attention(x),
-            Loaded::Adapter(m) => m.last_attention(x),
-        };
+        let maps = self.model.attention(x);
         maps.into_data()
             .try_to_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("reading attention: {e:?}"))

@@ -85,6 +85,45 @@ pub fn resolve_config(model: &str) -> Result<VitConfig> {
 pub(crate) enum Loaded {
     Vit(Box<VisionTransformer>),
     Adapter(Box<FsAdapterClassifier>),
+    Fas(Box<fsvfm_model::FasClassifier>),
+}
+
+impl Loaded {
+    /// Pooled features `[N, D]`.
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Loaded::Vit(m) => m.forward_features(x),
+            Loaded::Adapter(m) => m.forward_features(x),
+            Loaded::Fas(m) => m.backbone.vit.forward_features(x),
+        }
+    }
+
+    /// Logits `[N, classes]` (the features of a head-less encoder).
+    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Loaded::Vit(m) => m.forward(x),
+            Loaded::Adapter(m) => m.forward(x).logits,
+            Loaded::Fas(m) => m.forward(x),
+        }
+    }
+
+    /// Output classes (0 without a head).
+    pub fn classes(&self) -> usize {
+        match self {
+            Loaded::Vit(m) => m.head.as_ref().map_or(0, |h| h.weight.val().dims()[1]),
+            Loaded::Adapter(m) => m.head.weight.val().dims()[1],
+            Loaded::Fas(_) => 2,
+        }
+    }
+
+    /// Last-block class-token attention `[N, L]`.
+    pub fn attention(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Loaded::Vit(m) => m.last_attention(x),
+            Loaded::Adapter(m) => m.last_attention(x),
+            Loaded::Fas(m) => m.backbone.vit.last_attention(x),
+        }
+    }
 }
 
 /// Adapts `cfg`'s readout to what the file holds (class count from `head.weight`, mean-pool vs cls
@@ -131,6 +170,28 @@ pub(crate) fn load(wf: &WeightFile, mut cfg: VitConfig) -> Result<(Loaded, Strin
                 format!("FS-Adapter classifier ({report})"),
             ))
         }
+        CheckpointKind::Fas => {
+            cfg.num_classes = 0;
+            cfg.global_pool = true;
+            cfg.validate()?;
+            // The embedder norm is a training choice, not a weight: `fsvfm fas` writes it beside
+            // the checkpoint.
+            let norm = match wf.path().parent().map(|d| d.join("fas.json")) {
+                Some(p) if p.is_file() => {
+                    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)?;
+                    serde_json::from_value(v["norm"].clone())
+                        .with_context(|| format!("reading {}", p.display()))?
+                }
+                _ => fsvfm_model::FasNorm::PerSample,
+            };
+            let vit = VisionTransformer::new(&cfg, &device);
+            let fresh = fsvfm_model::FasClassifier::new(vit, norm, &device);
+            let (m, report) = wf.load_into(fresh, LoadMode::Strict)?;
+            Ok((
+                Loaded::Fas(Box::new(m)),
+                format!("face anti-spoofing classifier, {norm:?} norm ({report})"),
+            ))
+        }
         CheckpointKind::Classifier => {
             cfg.num_classes = shapes.get("head.weight").map_or(0, |s| s[0]);
             cfg.global_pool = !shapes.contains_key("norm.weight");
@@ -169,9 +230,9 @@ pub fn forward(a: ForwardArgs) -> Result<()> {
     let wf = WeightFile::open(&a.checkpoint)?;
     let (model, what_loaded) = load(&wf, cfg)?;
     eprintln!("loaded {}: {what_loaded}", a.checkpoint.display());
-    if let (What::Logits, Loaded::Vit(m)) = (a.what, &model) {
+    if let What::Logits = a.what {
         ensure!(
-            m.head.is_some(),
+            model.classes() > 0,
             "{} has no classifier head (a pre-training checkpoint?): use --what features",
             a.checkpoint.display()
         );
@@ -190,11 +251,9 @@ pub fn forward(a: ForwardArgs) -> Result<()> {
             ),
             &device,
         );
-        let y = match (&model, a.what) {
-            (Loaded::Vit(m), What::Features) => m.forward_features(x),
-            (Loaded::Vit(m), What::Logits) => m.forward(x),
-            (Loaded::Adapter(m), What::Features) => m.forward_features(x),
-            (Loaded::Adapter(m), What::Logits) => m.forward(x).logits,
+        let y = match a.what {
+            What::Features => model.features(x),
+            What::Logits => model.logits(x),
         };
         width = y.dims()[1];
         out.extend(

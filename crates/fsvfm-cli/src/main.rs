@@ -4,6 +4,7 @@
 mod adapt;
 mod bench;
 mod eval;
+mod fas;
 mod forward;
 mod mask;
 mod predict;
@@ -53,6 +54,8 @@ enum Command {
     Adapt(adapt::AdaptArgs),
     /// A transfer protocol from a TOML file: train on each set (seeds), test on every set, results table.
     Protocol(protocol::ProtocolArgs),
+    /// Cross-domain face anti-spoofing: the FAS head, leave-one-domain-out, seeds, HTER/AUC/TPR@FPR.
+    Fas(fas::FasArgs),
     /// Self-supervised FS-VFM pre-training (MIM + ID, CRFR-P masks, EMA target); resumable.
     Pretrain(pretrain::PretrainArgs),
     /// The pre-training loss terms of one batch (verification against the reference), as JSON.
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Adapt(a) => adapt::adapt_cmd(a),
         Command::Finetune(a) => adapt::finetune_cmd(a),
         Command::Protocol(a) => protocol::protocol_cmd(a),
+        Command::Fas(a) => fas::fas_cmd(a),
         Command::Pretrain(a) => pretrain::pretrain_cmd(a),
         Command::PretrainLoss(a) => pretrain::pretrain_loss(a),
         Command::SyntheticFaces(a) => pretrain::synthetic_faces(a),

@@ -1254,3 +1254,71 @@ fn protocol_trains_per_set_and_seed_and_tabulates_every_test_set() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--epoch"), "{}", stderr(&o));
 }
+
+#[test]
+fn fas_leave_one_out_over_three_domains_with_seeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = micro_pretrain(dir.path());
+    let mut domains = Vec::new();
+    for (name, seeds) in [
+        ("A", ["21", "22"]),
+        ("B", ["23", "24"]),
+        ("C", ["25", "26"]),
+    ] {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        let set = image_folder(&sub, 6, seeds, false);
+        domains.push(format!("{name}={}", set.display()));
+    }
+    let out = dir.path().join("fas");
+    let ckpt = run.join("checkpoint-0/online.safetensors");
+    let mut args = vec![
+        "fas",
+        "--checkpoint",
+        ckpt.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    for d in &domains {
+        args.extend(["--domain", d.as_str()]);
+    }
+    args.extend([
+        "--iterations",
+        "4",
+        "--eval-every",
+        "2",
+        "--per-class",
+        "2",
+        "--seeds",
+        "0,1",
+        "--token-axis-norm",
+    ]);
+    let o = fsvfm(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    for row in ["| A | B, C |", "| B | A, C |", "| C | A, B |"] {
+        assert!(md.contains(row), "{row} not in\n{md}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["A"].as_array().unwrap().len(), 2, "two seeds");
+    // Two evaluations per run, logged; the best-HTER checkpoint evaluates with its token-axis norm.
+    let log = std::fs::read_to_string(out.join("B/seed-1/log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+    let best = out.join("B/seed-1/checkpoint-best_hter.safetensors");
+    let o = fsvfm(&[
+        "eval",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--data",
+        &domains[1],
+        "--output",
+        dir.path().join("eval").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("face anti-spoofing classifier, TokenAxis"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -39,6 +39,8 @@ pub enum CheckpointKind {
     Target,
     /// An FS-Adapter classifier (has `adapter.linear1.weight`).
     Adapter,
+    /// A face anti-spoofing classifier (has `embedder.bottleneck_layer_fc.weight`).
+    Fas,
     /// A ViT classifier (has `head.weight`) or a bare encoder.
     Classifier,
 }
@@ -242,6 +244,8 @@ impl WeightFile {
         let has = |k: &str| self.shapes.contains_key(k);
         if has("adapter.linear1.weight") {
             CheckpointKind::Adapter
+        } else if has("embedder.bottleneck_layer_fc.weight") {
+            CheckpointKind::Fas
         } else if has("decoder_embed.weight") {
             CheckpointKind::Pretrain
         } else if has("rep_decoder_embed.weight") {

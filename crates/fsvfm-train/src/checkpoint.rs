@@ -120,6 +120,7 @@ pub fn save_optimizer(optim: &AdamW, path: &Path) -> Result<(), TrainError> {
         .collect::<Result<Vec<_>, _>>()?;
     let meta = HashMap::from([
         ("step".to_string(), optim.step.to_string()),
+        ("coupled_l2".to_string(), optim.coupled_l2.to_string()),
         (
             "settings".to_string(),
             serde_json::to_string(&optim.settings).unwrap_or_default(),
@@ -170,6 +171,7 @@ pub fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError>
         step,
         exp_avg,
         exp_avg_sq,
+        coupled_l2: meta.get("coupled_l2").is_some_and(|v| v == "true"),
     })
 }
 

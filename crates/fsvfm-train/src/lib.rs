@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod collective;
 pub mod data;
 pub mod ema;
+pub mod fas;
 pub mod finetune;
 pub mod optim;
 pub mod params;

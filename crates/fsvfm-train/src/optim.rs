@@ -158,6 +158,9 @@ pub struct AdamW {
     pub exp_avg: BTreeMap<String, Tensor<1>>,
     /// `exp_avg_sq` per parameter, flattened.
     pub exp_avg_sq: BTreeMap<String, Tensor<1>>,
+    /// Plain Adam with L2 regularisation (torch `Adam(weight_decay=…)`: `g += wd·p` before the
+    /// moments) instead of AdamW's decoupled decay; the FAS recipe's optimiser.
+    pub coupled_l2: bool,
 }
 
 impl AdamW {
@@ -166,6 +169,14 @@ impl AdamW {
         Self {
             settings,
             ..Self::default()
+        }
+    }
+
+    /// torch `Adam` (L2 weight decay added to the gradient) with these settings.
+    pub fn adam(settings: AdamWSettings) -> Self {
+        Self {
+            coupled_l2: true,
+            ..Self::new(settings)
         }
     }
 
@@ -200,10 +211,14 @@ impl AdamW {
             })
             .collect();
         let (exp_avg, exp_avg_sq) = (&mut self.exp_avg, &mut self.exp_avg_sq);
+        let coupled = self.coupled_l2;
         map_params(module, |name, p| {
-            let g = grads.get(name)?.clone();
+            let mut g = grads.get(name)?.clone();
             let (scale, decayed) = groups.get(name).copied().unwrap_or((1.0, true));
             let lr = lr * scale;
+            if coupled && decayed && s.weight_decay != 0.0 {
+                g = g + p.clone().mul_scalar(s.weight_decay);
+            }
             let m = match exp_avg.remove(name) {
                 Some(m) => m.mul_scalar(s.beta1) + g.clone().mul_scalar(1.0 - s.beta1),
                 None => g.clone().mul_scalar(1.0 - s.beta1),
@@ -212,7 +227,7 @@ impl AdamW {
                 Some(v) => v.mul_scalar(s.beta2) + g.square().mul_scalar(1.0 - s.beta2),
                 None => g.square().mul_scalar(1.0 - s.beta2),
             };
-            let p = if decayed && s.weight_decay != 0.0 {
+            let p = if !coupled && decayed && s.weight_decay != 0.0 {
                 p.mul_scalar(1.0 - lr * s.weight_decay)
             } else {
                 p
