@@ -23,8 +23,9 @@ pub struct FasArgs {
     /// Architecture (preset or JSON); default: the `state.json` next to our checkpoints, else ViT-B/16.
     #[arg(long)]
     pub model: Option<String>,
-    /// A domain, `NAME=PATH`: FSFM/FLIP split files (`NAME_{real|fake}_{train|test}.txt` in PATH),
-    /// an ImageFolder (real*/, fake*/ = attacks) or a JSONL manifest. Repeat for every domain.
+    /// A domain, `NAME=PATH`: one of its FSFM/FLIP split files (`txt/casia_fake_train.txt`: the
+    /// train pair feeds the sources, the test pair the target), an ImageFolder (real*/, fake*/ =
+    /// attacks) or a JSONL manifest. Repeat for every domain.
     #[arg(long = "domain", required = true, num_args = 1)]
     pub domains: Vec<String>,
     /// A source used in every run but never a target (the protocol's CelebA-Spoof), `NAME=PATH`.
@@ -130,8 +131,9 @@ pub fn fas_cmd(a: FasArgs) -> Result<()> {
     let wd = a.weight_decay.unwrap_or(if large { 1e-5 } else { 1e-6 });
     let (mean_std, src) = mean_std_near(&a.checkpoint, a.mean_std.as_deref())?;
     let read = |p: &PathBuf, split: &str| -> Result<Vec<fsvfm_data::EvalSample>> {
+        let p = fsvfm_data::eval_set::with_split(p, split);
         let (set, skipped) =
-            fsvfm_data::read_eval_set(p, split, a.root.as_deref()).map_err(anyhow::Error::msg)?;
+            fsvfm_data::read_eval_set(&p, split, a.root.as_deref()).map_err(anyhow::Error::msg)?;
         for k in &skipped {
             eprintln!("left out {}: {}", k.path, k.reason);
         }

@@ -85,6 +85,18 @@ fn fas_split_name(path: &Path) -> Option<(String, String)> {
     matches!(kind, "fake" | "real").then(|| (name.to_string(), split.to_string()))
 }
 
+/// For an FSFM/FLIP split file (`NAME_{fake|real}_SPLIT.txt`), its sibling of `split`
+/// (`NAME_fake_<split>.txt`); any other path unchanged (ImageFolders and manifests choose by
+/// their own split field, or hold one split).
+pub fn with_split(path: &Path, split: &str) -> std::path::PathBuf {
+    match fas_split_name(path) {
+        Some((name, _)) if path.extension().is_some_and(|e| e == "txt") => {
+            path.with_file_name(format!("{name}_fake_{split}.txt"))
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
 fn fas_split(path: &Path, root: Option<&Path>) -> Result<(Vec<EvalSample>, Vec<Skipped>), String> {
     let (name, split) = fas_split_name(path).expect("checked by the caller");
     let txt_dir = path.parent().unwrap_or(Path::new("."));
@@ -308,6 +320,16 @@ mod tests {
         assert_eq!(k.len(), 2, "{k:?}");
         assert!(k[0].reason.contains("missing"));
         assert!(read_eval_set(&txt.join("notes.txt"), "test", None).is_err());
+        // The sibling of another split, for split-file domains; other paths stay as they are.
+        assert_eq!(
+            with_split(&txt.join("casia_real_test.txt"), "train"),
+            txt.join("casia_fake_train.txt")
+        );
+        assert_eq!(
+            with_split(&txt.join("my_set_fake_train.txt"), "test"),
+            txt.join("my_set_fake_test.txt")
+        );
+        assert_eq!(with_split(d.path(), "train"), d.path());
     }
 
     #[test]
