@@ -13,6 +13,7 @@ use fsvfm_train::fas::{FasOptions, train_fas};
 use fsvfm_train::transfer_recipe::size_class;
 
 use crate::eval::{mean_std_near, vit_config_near};
+use crate::protocol::mean_sd;
 
 /// Arguments of `fsvfm fas`.
 #[derive(Args, Debug)]
@@ -75,17 +76,6 @@ fn named(spec: &str) -> Result<(String, PathBuf)> {
         .with_context(|| format!("{spec:?}: expected NAME=PATH"))?;
     ensure!(!n.is_empty(), "{spec:?}: empty name");
     Ok((n.to_string(), PathBuf::from(p)))
-}
-
-fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
 }
 
 /// Runs `fsvfm fas`.

@@ -230,8 +230,8 @@ pub fn protocol_cmd(a: ProtocolArgs) -> Result<()> {
     Ok(())
 }
 
-/// Mean and sample standard deviation (0 for one value).
-fn mean_std(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation (0 for one value): the "± over seeds" of the tables.
+pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
     let var = if v.len() > 1 {
@@ -276,10 +276,10 @@ fn results_table(p: &Protocol, results: &[Vec<Vec<(f64, f64)>>]) -> String {
                     .iter()
                     .map(|x| if pick == 0 { x.0 } else { x.1 })
                     .collect();
-                let (m, s) = mean_std(&v);
+                let (m, s) = mean_sd(&v);
                 let _ = write!(md, " {:.2} ± {:.2} |", 100.0 * m, 100.0 * s);
             }
-            let (m, s) = mean_std(&per_seed_avg);
+            let (m, s) = mean_sd(&per_seed_avg);
             let _ = writeln!(md, " {:.2} ± {:.2} |", 100.0 * m, 100.0 * s);
         }
     }

@@ -18,14 +18,14 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use fsvfm_data::{EvalSample, MeanStd, load_normalized};
+use fsvfm_model::FsAdapterClassifier;
 use fsvfm_model::loss::{real_anchor_con_loss, smoothed_cross_entropy, soft_target_cross_entropy};
-use fsvfm_model::{FsAdapterClassifier, checkpoint::save_safetensors};
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::batches::{load_train_batch, smoothed_targets};
+use crate::batches::smoothed_targets;
 use crate::optim::{AdamW, AdamWSettings, GradBuffer};
-use crate::transfer::{TransferOptions, TransferState, log_line, save_module};
+use crate::transfer::{TransferOptions, save_module};
 
 /// Official class index of fake images.
 pub const FAKE_CLASS: usize = 0;
@@ -334,7 +334,6 @@ pub fn adapt(
     let batch = opts.batch_size.min(n_train).max(1);
     let steps = n_train / batch;
     let schedule = opts.schedule(batch);
-    let s = opts.img_size;
     let (mut epochs, t_train) = (Vec::new(), Instant::now());
     for epoch in start..opts.epochs {
         let te = Instant::now();
@@ -351,20 +350,7 @@ pub fn adapt(
                 let y: Vec<usize> = idx.iter().map(|&i| train_y[i]).collect();
                 trainer.step(&h, &y, lr)
             } else {
-                let b = load_train_batch(
-                    &opts.train,
-                    idx,
-                    s,
-                    &opts.mean_std,
-                    &opts.augment,
-                    opts.seed,
-                    epoch as u64,
-                    step as u64,
-                )?;
-                if opts.augment_picture && epoch == 0 && step == 0 {
-                    let p = opts.output.join("augment_batch.png");
-                    crate::viz::batch_picture(&b.images, b.dims, &opts.mean_std, &p)?;
-                }
+                let b = opts.train_batch(idx, epoch, step)?;
                 let h = backbone_features(&backbone, b.images, b.dims, &opts.device);
                 trainer.step_soft(&h, &b.targets, &b.classes, lr)
             };
@@ -394,23 +380,23 @@ pub fn adapt(
             skipped: steps - finite,
             seconds: te.elapsed().as_secs_f64(),
         };
-        if val_loss < best_val {
-            best_val = val_loss;
-            save_safetensors(&trainer.model, &best)?;
-        }
-        let state = TransferState {
-            next_epoch: epoch + 1,
-            best_val: Some(best_val),
-            settings: settings.clone(),
-        };
         let m = &trainer.model;
         let weights = |dir: &std::path::Path| {
             save_module(&m.adapter, dir, "adapter.safetensors")?;
             save_module(&m.projector, dir, "projector.safetensors")?;
             save_module(&m.head, dir, "head.safetensors")
         };
-        opts.save_last(weights, &trainer.optim, &state)?;
-        log_line(&mut log, &opts.output, &e)?;
+        let at = (epoch, val_loss, &mut best_val);
+        opts.end_epoch(
+            m,
+            weights,
+            &trainer.optim,
+            at,
+            &best,
+            &settings,
+            &mut log,
+            &e,
+        )?;
         let stop = on_epoch(&e).is_break();
         epochs.push(e);
         if stop {

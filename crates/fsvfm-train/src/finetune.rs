@@ -14,15 +14,14 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use fsvfm_data::{EvalSample, MeanStd, load_normalized};
 use fsvfm_model::VisionTransformer;
-use fsvfm_model::checkpoint::save_safetensors;
 use fsvfm_model::loss::soft_target_cross_entropy;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::adapt::{FAKE_CLASS, official_class};
-use crate::batches::{load_train_batch, smoothed_targets};
+use crate::batches::smoothed_targets;
 use crate::optim::{AdamW, GradBuffer};
-use crate::transfer::{TransferOptions, TransferState, epoch_seed, log_line, save_module};
+use crate::transfer::{TransferOptions, epoch_seed, save_module};
 
 /// BEiT layer id of a parameter (burn path names): `cls_token`, `pos_embed`, `patch_embed.*` → 0;
 /// `blocks.k.*` → k + 1; everything else (`fc_norm`, `head`) → `depth + 1`.
@@ -193,20 +192,7 @@ pub fn finetune(
             crate::data::permutation(opts.train.len(), opts.seed ^ 0xf17e, epoch as u64, u64::MAX);
         let (mut sum, mut finite) = (0.0, 0usize);
         for step in 0..steps {
-            let b = load_train_batch(
-                &opts.train,
-                &order[step * batch..(step + 1) * batch],
-                s,
-                &opts.mean_std,
-                &opts.augment,
-                opts.seed,
-                epoch as u64,
-                step as u64,
-            )?;
-            if opts.augment_picture && epoch == 0 && step == 0 {
-                let p = opts.output.join("augment_batch.png");
-                crate::viz::batch_picture(&b.images, b.dims, &opts.mean_std, &p)?;
-            }
+            let b = opts.train_batch(&order[step * batch..(step + 1) * batch], epoch, step)?;
             let lr = schedule.at(epoch as f64 + step as f64 / steps as f64);
             let l = trainer.step_soft(&b.images, b.dims, &b.targets, lr);
             if l.is_finite() {
@@ -235,18 +221,18 @@ pub fn finetune(
             val_acc: correct as f64 / opts.val.len() as f64,
             images_per_s: (steps * batch) as f64 / train_secs.max(1e-9),
         };
-        if e.val_loss < best_val {
-            best_val = e.val_loss;
-            save_safetensors(&trainer.model, &best)?;
-        }
-        let state = TransferState {
-            next_epoch: epoch + 1,
-            best_val: Some(best_val),
-            settings: settings.clone(),
-        };
         let weights = |dir: &std::path::Path| save_module(&trainer.model, dir, "model.safetensors");
-        opts.save_last(weights, &trainer.optim, &state)?;
-        log_line(&mut log, &opts.output, &e)?;
+        let at = (epoch, e.val_loss, &mut best_val);
+        opts.end_epoch(
+            &trainer.model,
+            weights,
+            &trainer.optim,
+            at,
+            &best,
+            &settings,
+            &mut log,
+            &e,
+        )?;
         let stop = on_epoch(&e).is_break();
         epochs.push(e);
         if stop {

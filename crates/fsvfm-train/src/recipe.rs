@@ -127,38 +127,12 @@ impl PretrainRecipe {
 
     /// A preset name, or a TOML file (optionally `base = "<preset>"` plus overrides).
     pub fn load(name_or_path: &str) -> Result<Self, TrainError> {
-        if let Some(r) = Self::preset(name_or_path) {
-            return Ok(r);
-        }
-        let path = std::path::Path::new(name_or_path);
-        if !path.exists() {
-            return Err(TrainError::Config(format!(
-                "'{name_or_path}' is neither a recipe ({}) nor a TOML file",
-                RECIPES.join(", ")
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(crate::io_error(path))?;
-        Self::from_toml(&text).map_err(|e| TrainError::Config(format!("{name_or_path}: {e}")))
+        load_named(name_or_path, Self::preset, &RECIPES, Self::from_toml)
     }
 
     /// Parses a recipe from TOML text.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        let mut table: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
-        let merged = match table.remove("base") {
-            Some(toml::Value::String(base)) => {
-                let preset = Self::preset(&base).ok_or_else(|| {
-                    format!("unknown base recipe '{base}' ({})", RECIPES.join(", "))
-                })?;
-                let mut v = toml::Table::try_from(&preset).map_err(|e| e.to_string())?;
-                merge(&mut v, table);
-                v
-            }
-            Some(_) => return Err("`base` must be a recipe name".into()),
-            None => table,
-        };
-        let r: Self = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e| format!("{e}"))?;
+        let r: Self = from_toml_with_base(text, Self::preset, &RECIPES)?;
         r.validate()?;
         Ok(r)
     }
@@ -208,6 +182,52 @@ impl PretrainRecipe {
             epochs: self.epochs as f64,
         }
     }
+}
+
+/// `preset(name_or_path)`, or else the TOML file at that path parsed by `parse`; errors name the
+/// known presets.
+pub(crate) fn load_named<T>(
+    name_or_path: &str,
+    preset: impl Fn(&str) -> Option<T>,
+    names: &[&str],
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, TrainError> {
+    if let Some(r) = preset(name_or_path) {
+        return Ok(r);
+    }
+    let path = std::path::Path::new(name_or_path);
+    if !path.exists() {
+        return Err(TrainError::Config(format!(
+            "'{name_or_path}' is neither a recipe ({}) nor a TOML file",
+            names.join(", ")
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(crate::io_error(path))?;
+    parse(&text).map_err(|e| TrainError::Config(format!("{name_or_path}: {e}")))
+}
+
+/// Deserialises TOML text that may start from a preset (`base = "<name>"`, then overrides merged
+/// over the preset's own TOML) or give every field.
+pub(crate) fn from_toml_with_base<T: Serialize + serde::de::DeserializeOwned>(
+    text: &str,
+    preset: impl Fn(&str) -> Option<T>,
+    names: &[&str],
+) -> Result<T, String> {
+    let mut table: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+    let merged = match table.remove("base") {
+        Some(toml::Value::String(base)) => {
+            let preset = preset(&base)
+                .ok_or_else(|| format!("unknown base recipe '{base}' ({})", names.join(", ")))?;
+            let mut v = toml::Table::try_from(&preset).map_err(|e| e.to_string())?;
+            merge(&mut v, table);
+            v
+        }
+        Some(_) => return Err("`base` must be a recipe name".into()),
+        None => table,
+    };
+    toml::Value::Table(merged)
+        .try_into()
+        .map_err(|e| format!("{e}"))
 }
 
 /// Recursive table merge: values of `over` replace those of `base`, sub-tables merge.

@@ -181,6 +181,59 @@ impl TransferOptions {
         ))
     }
 
+    /// The training batch of `idx` at `(epoch, step)` ([`crate::batches::load_train_batch`]);
+    /// the very first one is also drawn to `augment_batch.png` when asked.
+    pub fn train_batch(
+        &self,
+        idx: &[usize],
+        epoch: usize,
+        step: usize,
+    ) -> Result<crate::batches::TrainBatch, TrainError> {
+        let b = crate::batches::load_train_batch(
+            &self.train,
+            idx,
+            self.img_size,
+            &self.mean_std,
+            &self.augment,
+            self.seed,
+            epoch as u64,
+            step as u64,
+        )?;
+        if self.augment_picture && epoch == 0 && step == 0 {
+            let p = self.output.join("augment_batch.png");
+            crate::viz::batch_picture(&b.images, b.dims, &self.mean_std, &p)?;
+        }
+        Ok(b)
+    }
+
+    /// The end of an epoch: the model becomes the best checkpoint when `val_loss` improves on
+    /// `best_val`, `checkpoint-last/` is replaced (`weights` writes the trained modules) and the
+    /// epoch's `row` is logged.
+    #[allow(clippy::too_many_arguments)]
+    pub fn end_epoch<M: Module, R: Serialize>(
+        &self,
+        model: &M,
+        weights: impl FnOnce(&Path) -> Result<(), TrainError>,
+        optim: &AdamW,
+        (epoch, val_loss, best_val): (usize, f64, &mut f64),
+        best: &Path,
+        settings: &serde_json::Value,
+        log: &mut File,
+        row: &R,
+    ) -> Result<(), TrainError> {
+        if val_loss < *best_val {
+            *best_val = val_loss;
+            save_safetensors(model, best)?;
+        }
+        let state = TransferState {
+            next_epoch: epoch + 1,
+            best_val: Some(*best_val),
+            settings: settings.clone(),
+        };
+        self.save_last(weights, optim, &state)?;
+        log_line(log, &self.output, row)
+    }
+
     /// Loads `checkpoint-last/<file>` into `module` (strict).
     pub fn restore<M: Module + ModuleSnapshot>(
         &self,

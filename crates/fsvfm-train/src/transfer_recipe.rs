@@ -129,42 +129,18 @@ impl TransferRecipe {
 
     /// A preset name or a TOML file (optionally `base = "<preset>"` plus overrides).
     pub fn load(name_or_path: &str, method: Method, embed_dim: usize) -> Result<Self, TrainError> {
-        if let Some(r) = Self::preset(name_or_path, method, embed_dim) {
-            return Ok(r);
-        }
-        let path = std::path::Path::new(name_or_path);
-        if !path.exists() {
-            return Err(TrainError::Config(format!(
-                "'{name_or_path}' is neither a transfer recipe ({}) nor a TOML file",
-                TRANSFER_RECIPES.join(", ")
-            )));
-        }
-        let text = std::fs::read_to_string(path).map_err(crate::io_error(path))?;
-        Self::from_toml(&text, method, embed_dim)
-            .map_err(|e| TrainError::Config(format!("{name_or_path}: {e}")))
+        crate::recipe::load_named(
+            name_or_path,
+            |n| Self::preset(n, method, embed_dim),
+            &TRANSFER_RECIPES,
+            |text| Self::from_toml(text, method, embed_dim),
+        )
     }
 
     /// Parses a recipe from TOML text.
     pub fn from_toml(text: &str, method: Method, embed_dim: usize) -> Result<Self, String> {
-        let mut table: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
-        let merged = match table.remove("base") {
-            Some(toml::Value::String(base)) => {
-                let preset = Self::preset(&base, method, embed_dim).ok_or_else(|| {
-                    format!(
-                        "unknown base recipe '{base}' ({})",
-                        TRANSFER_RECIPES.join(", ")
-                    )
-                })?;
-                let mut v = toml::Table::try_from(&preset).map_err(|e| e.to_string())?;
-                crate::recipe::merge(&mut v, table);
-                v
-            }
-            Some(_) => return Err("`base` must be a recipe name".into()),
-            None => table,
-        };
-        let r: Self = toml::Value::Table(merged)
-            .try_into()
-            .map_err(|e| format!("{e}"))?;
+        let preset = |n: &str| Self::preset(n, method, embed_dim);
+        let r: Self = crate::recipe::from_toml_with_base(text, preset, &TRANSFER_RECIPES)?;
         r.validate()?;
         Ok(r)
     }

@@ -35,12 +35,11 @@ fn layer_decay_scales_match_the_official_rule() {
     assert!(!finetune_group("fc_norm.gamma", &[32], 2, 0.65).1);
 }
 
-#[test]
-fn two_finetuning_steps_match_pytorch() {
-    let r = read(&fixture("finetune_step.safetensors"));
-    let dir = tempfile::tempdir().unwrap();
-    let init = dir.path().join("init.safetensors");
-    write_stripped(&r, "init.", &init);
+/// The fixture's `init.*` weights in a 2-block, 32-px classifier, with AdamW (wd 0.05) and
+/// layer decay 0.65, as the reference script's optimiser.
+fn trainer_at_init(r: &common::Tensors, dir: &std::path::Path) -> FinetuneTrainer {
+    let init = dir.join("init.safetensors");
+    write_stripped(r, "init.", &init);
     let mut cfg = VitConfig::new(8, 32, 2, 2);
     cfg.img_size = 32;
     let device = cpu_device();
@@ -54,7 +53,14 @@ fn two_finetuning_steps_match_pytorch() {
         eps: 1e-8,
         weight_decay: 0.05,
     };
-    let mut t = FinetuneTrainer::new(model, AdamW::new(settings), 0.65, &device);
+    FinetuneTrainer::new(model, AdamW::new(settings), 0.65, &device)
+}
+
+#[test]
+fn two_finetuning_steps_match_pytorch() {
+    let r = read(&fixture("finetune_step.safetensors"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut t = trainer_at_init(&r, dir.path());
     let x = &r["x"].1;
     let y: Vec<usize> = r["labels"].1.iter().map(|&v| v as usize).collect();
     for (step, lr) in [1e-3, 5e-4].into_iter().enumerate() {
@@ -103,22 +109,7 @@ fn a_mixup_step_matches_timm() {
     use fsvfm_data::augment::{MixDraw, Mixup};
     let r = read(&fixture("finetune_mixup_step.safetensors"));
     let dir = tempfile::tempdir().unwrap();
-    let init = dir.path().join("init.safetensors");
-    write_stripped(&r, "init.", &init);
-    let mut cfg = VitConfig::new(8, 32, 2, 2);
-    cfg.img_size = 32;
-    let device = cpu_device();
-    let (model, _) = WeightFile::open(&init)
-        .unwrap()
-        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
-        .unwrap();
-    let settings = AdamWSettings {
-        beta1: 0.9,
-        beta2: 0.999,
-        eps: 1e-8,
-        weight_decay: 0.05,
-    };
-    let mut t = FinetuneTrainer::new(model, AdamW::new(settings), 0.65, &device);
+    let mut t = trainer_at_init(&r, dir.path());
     let mut x = r["x"].1.clone();
     let classes: Vec<usize> = r["labels"].1.iter().map(|&v| v as usize).collect();
     let draw = MixDraw {
