@@ -105,6 +105,13 @@ pub struct TransferArgs {
     /// the result equals an uninterrupted run).
     #[arg(long)]
     pub resume: bool,
+    /// Repeat the smaller class every epoch until real and fake are equally frequent (FSFM
+    /// balances by extracting 4× more frames per real video; this does it at training time).
+    #[arg(long)]
+    pub balance: bool,
+    /// No progress bar (the per-epoch lines stay).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Named training augmentations (`--augment`).
@@ -264,9 +271,26 @@ fn prepare<M: Module + ModuleSnapshot>(
         augment: recipe.augment.clone(),
         augment_picture: a.augment_picture,
         resume: a.resume,
+        balance: a.balance,
+        on_step: (!a.quiet).then(step_bar),
         device,
     };
     Ok((model, vit, opts, recipe))
+}
+
+/// A progress bar over each epoch's steps (restarted at step 1, cleared at the last step so the
+/// epoch's summary line follows).
+fn step_bar() -> fsvfm_train::transfer::StepHook {
+    let bar = std::sync::Mutex::new(None::<indicatif::ProgressBar>);
+    fsvfm_train::transfer::StepHook(std::sync::Arc::new(move |done, steps| {
+        let mut bar = bar.lock().unwrap_or_else(|e| e.into_inner());
+        let b = bar.get_or_insert_with(|| crate::pretrain::progress_bar(steps as u64));
+        b.set_position(done as u64);
+        if done == steps {
+            b.finish_and_clear();
+            *bar = None;
+        }
+    }))
 }
 
 /// Writes the architecture next to the checkpoint, so `eval` needs no `--model`.

@@ -1194,7 +1194,7 @@ fn protocol_trains_per_set_and_seed_and_tabulates_every_test_set() {
         &cfg,
         format!(
             "method = \"adapt\"\ncheckpoint = {:?}\nseeds = [0, 1]\n[options]\naugment = \"none\"\nepochs = 3\n\
-             batch-size = 8\nrecipe = \"tiny\"\n[[train]]\nname = \"A\"\ndata = \"a/set\"\n[[train]]\nname = \"B\"\n\
+             batch-size = 8\nrecipe = \"tiny\"\nbalance = true\n[[train]]\nname = \"A\"\ndata = \"a/set\"\n[[train]]\nname = \"B\"\n\
              data = \"b/set\"\n[[test]]\nname = \"T1\"\ndata = \"t1/set\"\n[[test]]\nname = \"T2\"\ndata = \"t2/set\"\n",
             ckpt.to_str().unwrap()
         ),

@@ -23,9 +23,9 @@ use fsvfm_model::loss::{real_anchor_con_loss, smoothed_cross_entropy, soft_targe
 use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
-use crate::batches::smoothed_targets;
+use crate::batches::{epoch_order, smoothed_targets};
 use crate::optim::{AdamW, AdamWSettings, GradBuffer};
-use crate::transfer::{TransferOptions, save_module};
+use crate::transfer::{StepHook, TransferOptions, save_module};
 
 /// Official class index of fake images.
 pub const FAKE_CLASS: usize = 0;
@@ -255,11 +255,6 @@ pub struct AdaptSummary {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// The batch order of `epoch` (a stream of the seed apart from the pre-training data order).
-fn shuffle(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    crate::data::permutation(n, seed ^ 0xada7, epoch, u64::MAX)
-}
-
 /// Trains the FS-Adapter of `model` (backbone already loaded), on cached features when the
 /// training data is not random, else on augmented images through the frozen backbone; writes
 /// `checkpoint-min_val_loss.safetensors` (official keys), `pretrain_ds_mean_std.txt`,
@@ -307,11 +302,14 @@ pub fn adapt(
         (Vec::new(), Vec::new())
     };
     let feature_seconds = t0.elapsed().as_secs_f64();
-    let n_train = if cached {
-        train_y.len()
+    // The classes of what the steps index: the kept features, or the images themselves.
+    let train_classes: Vec<usize> = if cached {
+        train_y.clone()
     } else {
-        opts.train.len()
+        opts.train.iter().map(|x| official_class(x.label)).collect()
     };
+    let first = epoch_order(&train_classes, opts.seed, 0, opts.balance);
+    let n_train = first.len();
     if n_train == 0 || val_y.is_empty() {
         return Err(TrainError::Data(
             "no readable training or validation images".into(),
@@ -337,7 +335,7 @@ pub fn adapt(
     let (mut epochs, t_train) = (Vec::new(), Instant::now());
     for epoch in start..opts.epochs {
         let te = Instant::now();
-        let order = shuffle(n_train, opts.seed, epoch as u64);
+        let order = epoch_order(&train_classes, opts.seed, epoch as u64, opts.balance);
         let (mut sum, mut finite) = ([0.0f64; 3], 0usize);
         for step in 0..steps {
             let idx = &order[step * batch..(step + 1) * batch];
@@ -354,6 +352,7 @@ pub fn adapt(
                 let h = backbone_features(&backbone, b.images, b.dims, &opts.device);
                 trainer.step_soft(&h, &b.targets, &b.classes, lr)
             };
+            StepHook::call(&opts.on_step, step + 1, steps);
             if l.total.is_finite() {
                 sum[0] += l.ce;
                 sum[1] += l.rac;

@@ -125,6 +125,26 @@ pub fn load_train_batch(
     })
 }
 
+/// The training order of `epoch` over samples of official `classes`: a seeded permutation, or
+/// with `balance` one in which the smaller class is repeated (cycling through its own shuffled
+/// order) until both classes are equally frequent — the role of FSFM's 4× more frames per real
+/// video, for sets that are not balanced at extraction.
+pub fn epoch_order(classes: &[usize], seed: u64, epoch: u64, balance: bool) -> Vec<usize> {
+    let base = crate::data::permutation(classes.len(), seed ^ 0x04de, epoch, u64::MAX);
+    if !balance {
+        return base;
+    }
+    let by_class: [Vec<usize>; 2] =
+        std::array::from_fn(|c| base.iter().copied().filter(|&i| classes[i] == c).collect());
+    let most = by_class.iter().map(Vec::len).max().unwrap_or(0);
+    let mut all: Vec<usize> = Vec::with_capacity(2 * most);
+    for group in by_class.iter().filter(|g| !g.is_empty()) {
+        all.extend((0..most).map(|k| group[k % group.len()]));
+    }
+    let mix = crate::data::permutation(all.len(), seed ^ 0xba1a, epoch, u64::MAX);
+    mix.into_iter().map(|k| all[k]).collect()
+}
+
 /// Smoothed one-hot targets `[N, classes]` of hard class indices (no mixing).
 pub fn smoothed_targets(classes: &[usize], smoothing: f64) -> Vec<f32> {
     Mixup {
@@ -132,4 +152,35 @@ pub fn smoothed_targets(classes: &[usize], smoothing: f64) -> Vec<f32> {
         ..Mixup::default()
     }
     .targets(classes, 2, 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_order_repeats_the_smaller_class() {
+        // 9 fake (class 0) and 3 real (class 1).
+        let classes: Vec<usize> = (0..12).map(|i| (i % 4 == 0) as usize).collect();
+        let plain = epoch_order(&classes, 1, 0, false);
+        let mut sorted = plain.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..12).collect::<Vec<_>>(), "a permutation");
+        let bal = epoch_order(&classes, 1, 0, true);
+        assert_eq!(bal.len(), 18);
+        let real: Vec<usize> = bal.iter().copied().filter(|&i| classes[i] == 1).collect();
+        assert_eq!(real.len(), 9);
+        // Each real image three times, each fake once.
+        for i in [0, 4, 8] {
+            assert_eq!(real.iter().filter(|&&r| r == i).count(), 3);
+        }
+        assert_eq!(bal, epoch_order(&classes, 1, 0, true), "seeded");
+        assert_ne!(
+            bal,
+            epoch_order(&classes, 1, 1, true),
+            "a new order each epoch"
+        );
+        // A one-class set is left as it is.
+        assert_eq!(epoch_order(&[1, 1, 1], 0, 0, true).len(), 3);
+    }
 }

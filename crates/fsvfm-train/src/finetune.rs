@@ -19,9 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::TrainError;
 use crate::adapt::{FAKE_CLASS, official_class};
-use crate::batches::smoothed_targets;
+use crate::batches::{epoch_order, smoothed_targets};
 use crate::optim::{AdamW, GradBuffer};
-use crate::transfer::{TransferOptions, epoch_seed, save_module};
+use crate::transfer::{StepHook, TransferOptions, epoch_seed, save_module};
 
 /// BEiT layer id of a parameter (burn path names): `cls_token`, `pos_embed`, `patch_embed.*` → 0;
 /// `blocks.k.*` → k + 1; everything else (`fc_norm`, `head`) → `depth + 1`.
@@ -180,21 +180,23 @@ pub fn finetune(
         None => (model, optim, 0, f64::INFINITY),
     };
     let mut trainer = FinetuneTrainer::new(model, optim, layer_decay, &opts.device);
-    let (s, batch) = (opts.img_size, opts.batch_size.min(opts.train.len()).max(1));
-    let steps = opts.train.len() / batch;
+    let classes: Vec<usize> = opts.train.iter().map(|x| official_class(x.label)).collect();
+    let first = epoch_order(&classes, opts.seed, 0, opts.balance);
+    let (s, batch) = (opts.img_size, opts.batch_size.min(first.len()).max(1));
+    let steps = first.len() / batch;
     let schedule = opts.schedule(batch);
     let mut epochs = Vec::new();
     for epoch in start..opts.epochs {
         let t0 = Instant::now();
         // Drop path draws from the device generator: re-seeded per epoch so a resume replays it.
         opts.device.seed(epoch_seed(opts.seed, epoch));
-        let order =
-            crate::data::permutation(opts.train.len(), opts.seed ^ 0xf17e, epoch as u64, u64::MAX);
+        let order = epoch_order(&classes, opts.seed, epoch as u64, opts.balance);
         let (mut sum, mut finite) = (0.0, 0usize);
         for step in 0..steps {
             let b = opts.train_batch(&order[step * batch..(step + 1) * batch], epoch, step)?;
             let lr = schedule.at(epoch as f64 + step as f64 / steps as f64);
             let l = trainer.step_soft(&b.images, b.dims, &b.targets, lr);
+            StepHook::call(&opts.on_step, step + 1, steps);
             if l.is_finite() {
                 sum += l;
                 finite += 1;

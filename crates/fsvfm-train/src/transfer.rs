@@ -27,6 +27,25 @@ use crate::optim::AdamW;
 use crate::schedule::LrSchedule;
 use crate::{TrainError, io_error};
 
+/// A per-step callback `(step done, steps per epoch)`.
+#[derive(Clone)]
+pub struct StepHook(pub std::sync::Arc<dyn Fn(usize, usize) + Send + Sync>);
+
+impl std::fmt::Debug for StepHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StepHook")
+    }
+}
+
+impl StepHook {
+    /// Reports step `done` of `steps`.
+    pub fn call(hook: &Option<StepHook>, done: usize, steps: usize) {
+        if let Some(h) = hook {
+            (h.0)(done, steps);
+        }
+    }
+}
+
 /// The folder a transfer run resumes from.
 pub const LAST: &str = "checkpoint-last";
 
@@ -82,6 +101,10 @@ pub struct TransferOptions {
     pub augment_picture: bool,
     /// Continue the run in `output` from its `checkpoint-last/`.
     pub resume: bool,
+    /// Repeat the smaller class each epoch until real and fake are equally frequent.
+    pub balance: bool,
+    /// Called after every training step with `(step done, steps per epoch)` (progress bars).
+    pub on_step: Option<StepHook>,
     /// Device.
     pub device: Device,
 }
@@ -109,6 +132,7 @@ impl TransferOptions {
             "weight_decay": self.weight_decay,
             "seed": self.seed,
             "augment": self.augment,
+            "balance": self.balance,
             "train_images": self.train.len(),
             "val_images": self.val.len(),
             "method": extra,

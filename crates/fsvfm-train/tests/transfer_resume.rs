@@ -77,6 +77,8 @@ fn options(
         augment: Augmentation::default(),
         augment_picture: false,
         resume,
+        balance: false,
+        on_step: None,
         device: cpu_device(),
     }
 }
