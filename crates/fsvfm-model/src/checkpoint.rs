@@ -123,6 +123,19 @@ pub struct WeightFile {
     shapes: BTreeMap<String, Vec<usize>>,
 }
 
+/// A safetensors file starts with its JSON header's length (u64, little endian) and the header's
+/// `{`. The length's low byte can be anything, 0x80 included, which is also pickle's first byte:
+/// so this is checked before [`is_pytorch`].
+fn is_safetensors(head: &[u8; 9], file_len: u64) -> bool {
+    let n = u64::from_le_bytes(head[..8].try_into().expect("8 bytes"));
+    head[8] == b'{' && n.checked_add(8).is_some_and(|end| end <= file_len)
+}
+
+/// A zip archive (torch ≥ 1.6) or a pickle stream (legacy `torch.save`: `0x80`, protocol 2–5).
+fn is_pytorch(head: &[u8; 9]) -> bool {
+    head.starts_with(b"PK\x03\x04") || (head[0] == 0x80 && (2..=5).contains(&head[1]))
+}
+
 impl WeightFile {
     /// Opens `path` and reads its tensor names and shapes (no tensor data). The format comes from
     /// the file's first bytes (safetensors header vs zip / pickle), not its extension.
@@ -131,8 +144,8 @@ impl WeightFile {
         let io = |e: std::io::Error| {
             ModelError::Checkpoint(format!("cannot read {}: {e}", path.display()))
         };
-        let mut head = [0u8; 8];
-        {
+        let mut head = [0u8; 9];
+        let len = {
             use std::io::Read;
             let mut f = std::fs::File::open(&path).map_err(io)?;
             f.read_exact(&mut head).map_err(|_| {
@@ -141,12 +154,12 @@ impl WeightFile {
                     path.display()
                 ))
             })?;
-        }
-        let is_torch = head.starts_with(b"PK\x03\x04") || head[0] == 0x80;
-        if is_torch {
-            Self::open_pytorch(path)
-        } else {
+            f.metadata().map_err(io)?.len()
+        };
+        if is_safetensors(&head, len) || !is_pytorch(&head) {
             Self::open_safetensors(path)
+        } else {
+            Self::open_pytorch(path)
         }
     }
 
@@ -450,4 +463,40 @@ pub fn official_shapes<M: Module + ModuleSnapshot>(model: &M) -> BTreeMap<String
         .into_iter()
         .map(|t| (t.name.clone(), t.shape.iter().copied().collect()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors file whose header length ends in the byte 0x80 (pickle's first byte) is
+    /// still read as safetensors: a real fine-tuning checkpoint had a 4992-byte (0x1380) header.
+    #[test]
+    fn safetensors_header_length_ending_in_0x80_is_not_pickle() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = vec![0u8; 16];
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &data).unwrap();
+        let mut found = false;
+        for pad in 0..512 {
+            let meta = std::collections::HashMap::from([("pad".to_string(), "x".repeat(pad))]);
+            let bytes = safetensors::serialize([("w", view.clone())], Some(meta)).unwrap();
+            if bytes[0] != 0x80 {
+                continue;
+            }
+            let p = dir.path().join("w.safetensors");
+            std::fs::write(&p, &bytes).unwrap();
+            let wf = WeightFile::open(&p).unwrap();
+            assert_eq!(wf.format(), WeightFormat::Safetensors);
+            assert_eq!(wf.shapes()["w"], vec![4]);
+            found = true;
+            break;
+        }
+        assert!(found, "no padding gave a header length ending in 0x80");
+        // And a pickle stream is still taken for PyTorch (and refused here as not a checkpoint).
+        let p = dir.path().join("x.pth");
+        std::fs::write(&p, b"\x80\x02}q\x00(X\x01\x00\x00\x00aq\x01K\x01u.").unwrap();
+        let e = WeightFile::open(&p).unwrap_err().to_string();
+        assert!(e.contains("PyTorch"), "{e}");
+    }
 }
