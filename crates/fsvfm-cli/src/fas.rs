@@ -129,6 +129,8 @@ pub fn fas_cmd(a: FasArgs) -> Result<()> {
         }
         Ok(set)
     };
+    // Opened once (its header); every run loads the weights into a fresh model.
+    let wf = WeightFile::open(&a.checkpoint)?;
     let norm = if a.token_axis_norm {
         FasNorm::TokenAxis
     } else {
@@ -166,7 +168,6 @@ pub fn fas_cmd(a: FasArgs) -> Result<()> {
             eprintln!("== target {target}, sources {source_names:?}, seed {seed} ==");
             let device = crate::runtime::device();
             device.seed(seed);
-            let wf = WeightFile::open(&a.checkpoint)?;
             let (vit, report) =
                 wf.load_into(VisionTransformer::new(&vit_cfg, &device), LoadMode::Partial)?;
             let missing: Vec<_> = report

@@ -178,6 +178,37 @@ pub fn fas_metrics(
     fsvfm_eval::evaluate(&set).map_err(|e| TrainError::Data(e.to_string()))
 }
 
+/// One official per-(source, class) loader: position `pos` is image `pos mod n` of the shuffle
+/// of pass `pos / n`, so it cycles through its images; the pass's shuffle is drawn once.
+struct Cycle {
+    pool: Vec<usize>,
+    key: u64,
+    pass: Option<usize>,
+    order: Vec<usize>,
+}
+
+impl Cycle {
+    fn new(pool: Vec<usize>, seed: u64, source: usize) -> Self {
+        let key = seed ^ ((source as u64) << 32) ^ ((pool[0] as u64) << 8);
+        Self {
+            pool,
+            key,
+            pass: None,
+            order: Vec::new(),
+        }
+    }
+
+    fn at(&mut self, pos: usize) -> usize {
+        let n = self.pool.len();
+        let pass = pos / n;
+        if self.pass != Some(pass) {
+            self.order = crate::data::permutation(n, self.key, pass as u64, u64::MAX);
+            self.pass = Some(pass);
+        }
+        self.pool[self.order[pos % n]]
+    }
+}
+
 /// Trains `model` on the sources and keeps the checkpoint with the best target HTER.
 pub fn train_fas(
     model: FasClassifier,
@@ -191,10 +222,11 @@ pub fn train_fas(
     let mut log = std::fs::File::create(&log_path).map_err(crate::io_error(&log_path))?;
     let best_path = opts.output.join("checkpoint-best_hter.safetensors");
     // Per source, its real and attack images (the official per-class loaders).
-    let pools: Vec<[Vec<usize>; 2]> = opts
+    let mut pools: Vec<[Cycle; 2]> = opts
         .sources
         .iter()
-        .map(|(name, set)| {
+        .enumerate()
+        .map(|(d, (name, set))| {
             let real: Vec<usize> = (0..set.len()).filter(|&i| set[i].label == 0).collect();
             let fake: Vec<usize> = (0..set.len()).filter(|&i| set[i].label == 1).collect();
             if real.is_empty() || fake.is_empty() {
@@ -202,7 +234,10 @@ pub fn train_fas(
                     "source {name} needs real and attack images"
                 )));
             }
-            Ok([real, fake])
+            Ok([
+                Cycle::new(real, opts.seed, d),
+                Cycle::new(fake, opts.seed, d),
+            ])
         })
         .collect::<Result<_, _>>()?;
     let s = opts.img_size;
@@ -220,18 +255,10 @@ pub fn train_fas(
         // Sample k of class c of source d at iteration `it` is the (it·per_class + k)-th of a
         // per-(source, class, pass) shuffle: every loader cycles through its images.
         let mut picks: Vec<(usize, usize)> = Vec::new();
-        for (d, pool) in pools.iter().enumerate() {
+        for (d, pool) in pools.iter_mut().enumerate() {
             for class_pool in pool {
                 for k in 0..opts.per_class {
-                    let pos = it * opts.per_class + k;
-                    let (pass, at) = (pos / class_pool.len(), pos % class_pool.len());
-                    let order = crate::data::permutation(
-                        class_pool.len(),
-                        opts.seed ^ ((d as u64) << 32) ^ (class_pool[0] as u64) << 8,
-                        pass as u64,
-                        u64::MAX,
-                    );
-                    picks.push((d, class_pool[order[at]]));
+                    picks.push((d, class_pool.at(it * opts.per_class + k)));
                 }
             }
         }
