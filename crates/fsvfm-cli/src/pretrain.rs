@@ -55,6 +55,10 @@ pub struct PretrainArgs {
     /// No progress bar (log lines per epoch only).
     #[arg(long)]
     pub quiet: bool,
+    /// Write the freshly initialised networks as `checkpoint-init/` (with the data's mean/std) and
+    /// stop: the random-initialisation baseline of an ablation.
+    #[arg(long, conflicts_with_all = ["resume", "resume_from"])]
+    pub init_only: bool,
 }
 
 struct Progress {
@@ -158,6 +162,7 @@ pub fn pretrain_cmd(a: PretrainArgs) -> Result<()> {
             .transpose()?,
         stop_after: None,
         resume_epochs: if resuming { a.epochs } else { None },
+        init_only: a.init_only,
     };
     let bar = (!a.quiet).then(|| progress_bar(0));
     let mut progress = Progress { bar };

@@ -71,7 +71,27 @@ pub const WEIGHT_REGION: f64 = 0.007;
 /// See [`WEIGHT_REGION`].
 pub const WEIGHT_SIM: f64 = 0.1;
 
-/// All losses of one pre-training step.
+/// The weights `w_fr`, `w_sim` of the total loss. [`Default`] is the official recipe
+/// ([`WEIGHT_REGION`], [`WEIGHT_SIM`]); `{0, 0}` with random masking is plain MAE (the ablation
+/// baseline of `fsvfm demo`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossWeights {
+    /// Weight of the covered-region reconstruction `L_rec^fr`.
+    pub region: f64,
+    /// Weight of the instance-discrimination loss `L_sim`.
+    pub sim: f64,
+}
+
+impl Default for LossWeights {
+    fn default() -> Self {
+        Self {
+            region: WEIGHT_REGION,
+            sim: WEIGHT_SIM,
+        }
+    }
+}
+
+/// All losses of one pre-training step, with the official weights.
 ///
 /// `imgs [N, C, H, W]`, `pred [N, L, p·p·C]`, `mask` and `region` `[N, L]` (1 = masked / in the
 /// covered region), `p` from the online and `z` from the target network `[N, P]`.
@@ -86,13 +106,39 @@ pub fn pretrain_losses(
     patch: usize,
     norm_pix: bool,
 ) -> PretrainLosses {
+    pretrain_losses_weighted(
+        imgs,
+        pred,
+        mask,
+        region,
+        p,
+        z,
+        patch,
+        norm_pix,
+        LossWeights::default(),
+    )
+}
+
+/// [`pretrain_losses`] with other weights of the two auxiliary terms.
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain_losses_weighted(
+    imgs: Tensor<4>,
+    pred: Tensor<3>,
+    mask: Tensor<2>,
+    region: Tensor<2>,
+    p: Tensor<2>,
+    z: Tensor<2>,
+    patch: usize,
+    norm_pix: bool,
+    weights: LossWeights,
+) -> PretrainLosses {
     let e = patch_errors(imgs, pred, patch, norm_pix);
     let rec_masked = masked_mean(e.clone(), mask);
     let rec_region = masked_mean(e, region);
     let sim = sim_loss(p, z);
     let total = rec_masked.clone()
-        + rec_region.clone().mul_scalar(WEIGHT_REGION)
-        + sim.clone().mul_scalar(WEIGHT_SIM);
+        + rec_region.clone().mul_scalar(weights.region)
+        + sim.clone().mul_scalar(weights.sim);
     PretrainLosses {
         rec_masked,
         rec_region,

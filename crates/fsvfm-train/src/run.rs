@@ -116,6 +116,9 @@ pub struct PretrainOptions {
     /// On resume, change the total number of epochs (the cosine schedules stretch accordingly, so
     /// the continuation is no longer the original run's).
     pub resume_epochs: Option<usize>,
+    /// Write the freshly initialised networks (and the data's mean/std) as `checkpoint-init/`
+    /// and stop: the random-initialisation baseline of an ablation, loadable like any checkpoint.
+    pub init_only: bool,
 }
 
 /// The result of a run.
@@ -255,7 +258,8 @@ pub fn pretrain(
                 &device,
                 r.model.encoder.patch_size,
                 r.model.norm_pix_loss,
-            );
+            )
+            .with_weights(r.loss_weights());
             (trainer, loaded.state, samples)
         }
         None => {
@@ -277,7 +281,8 @@ pub fn pretrain(
                 &device,
                 recipe.model.encoder.patch_size,
                 recipe.model.norm_pix_loss,
-            );
+            )
+            .with_weights(recipe.loss_weights());
             let state = TrainState {
                 next_epoch: 0,
                 iteration: 0,
@@ -286,6 +291,23 @@ pub fn pretrain(
                 recipe,
                 mean_std,
             };
+            if opts.init_only {
+                let p = checkpoint::save(
+                    &opts.output,
+                    "checkpoint-init",
+                    &trainer.online,
+                    &trainer.target,
+                    &trainer.optim,
+                    &state,
+                )?;
+                obs.message(&format!("initial networks written to {}", p.display()));
+                return Ok(PretrainSummary {
+                    last_checkpoint: Some(p),
+                    epoch_losses: Vec::new(),
+                    nonfinite_batches: 0,
+                    interrupted: false,
+                });
+            }
             (trainer, state, samples)
         }
     };

@@ -4,7 +4,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use fsvfm_model::loss::{PretrainLosses, pretrain_losses};
+use fsvfm_model::loss::{LossWeights, PretrainLosses, pretrain_losses_weighted};
 use fsvfm_model::{FsfmPretrain, PatchMask, TargetNetwork};
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +116,7 @@ pub struct PretrainTrainer {
     device: Device,
     patch: usize,
     norm_pix: bool,
+    weights: LossWeights,
 }
 
 impl PretrainTrainer {
@@ -143,7 +144,14 @@ impl PretrainTrainer {
             device: plain,
             patch,
             norm_pix,
+            weights: LossWeights::default(),
         }
+    }
+
+    /// Other weights of the auxiliary losses than the official ones (ablations).
+    pub fn with_weights(mut self, weights: LossWeights) -> Self {
+        self.weights = weights;
+        self
     }
 
     /// The plain (non-autodiff) device.
@@ -160,15 +168,20 @@ impl PretrainTrainer {
         let mask = PatchMask::new(n, l, batch.mask.clone())?;
         let out = self.online.forward(Tensor::from_data(data(), &ad), &mask)?;
         // Target: full view, plain device (no graph, fast kernels), then into the graph as a constant.
-        let z = self
-            .target
-            .forward(Tensor::from_data(data(), &self.device))?;
-        let z = Tensor::from_inner(z);
+        // Without the ID loss it is not run: a zero `z` makes `L_sim` (and its gradient) 0.
+        let z = if self.weights.sim == 0.0 {
+            Tensor::zeros(out.p.dims(), &ad)
+        } else {
+            let z = self
+                .target
+                .forward(Tensor::from_data(data(), &self.device))?;
+            Tensor::from_inner(z)
+        };
         let as_float = |m: &[u8]| {
             let v: Vec<f32> = m.iter().map(|&b| b as f32).collect();
             Tensor::<2>::from_data(TensorData::new(v, [n, l]), &ad)
         };
-        Ok(pretrain_losses(
+        Ok(pretrain_losses_weighted(
             Tensor::from_data(data(), &ad),
             out.pred,
             as_float(&batch.mask),
@@ -177,6 +190,7 @@ impl PretrainTrainer {
             z,
             self.patch,
             self.norm_pix,
+            self.weights,
         ))
     }
 

@@ -10,6 +10,14 @@ use fsvfm_train::{
     HostBatch, PretrainOptions, PretrainRecipe, PretrainTrainer, Resume, Silent, pretrain,
 };
 
+/// The device RNG (initialisation, drop path) is process-global: runs in parallel tests would
+/// interleave their draws.
+static DEVICE_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn lock() -> std::sync::MutexGuard<'static, ()> {
+    DEVICE_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A recipe small enough for a test: 32-pixel faces, 8-pixel patches (4×4 grid), width 32.
 fn micro_recipe(epochs: usize) -> PretrainRecipe {
     PretrainRecipe::from_toml(&format!(
@@ -48,6 +56,7 @@ fn options(data: &Path, out: &Path, recipe: PretrainRecipe, resume: Resume) -> P
         mean_std: None,
         stop_after: None,
         resume_epochs: None,
+        init_only: false,
     }
 }
 
@@ -62,6 +71,7 @@ fn tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<u8>)> {
 
 #[test]
 fn killed_and_resumed_run_ends_bit_identical() {
+    let _rng = lock();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     write_synthetic_faces(&data, 14, 32, 3, false).unwrap(); // 3 steps of 4 per epoch, 2 left over
@@ -127,6 +137,7 @@ fn killed_and_resumed_run_ends_bit_identical() {
 
 #[test]
 fn loss_falls_and_bad_inputs_are_reported() {
+    let _rng = lock();
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     write_synthetic_faces(&data, 16, 32, 11, false).unwrap();
@@ -164,6 +175,7 @@ fn loss_falls_and_bad_inputs_are_reported() {
 
 #[test]
 fn a_non_finite_batch_changes_nothing() {
+    let _rng = lock();
     let recipe = micro_recipe(1);
     let device = cpu_device();
     let online = fsvfm_model::FsfmPretrain::new(&recipe.model, &device.clone().autodiff());
@@ -194,4 +206,56 @@ fn a_non_finite_batch_changes_nothing() {
     let info = t.update(1e-3, Some(1.0));
     assert!(!info.applied);
     assert_eq!(t.optim.step, 0);
+}
+
+/// The two ablation baselines of `fsvfm demo`: `init_only` writes the initial networks, which
+/// equal the first state of a real run with the same seed; weights `{0, 0}` with random masking
+/// train plain MAE (no ID or region term in any logged total).
+#[test]
+fn init_only_and_mae_weights() {
+    let _rng = lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_synthetic_faces(&data, 8, 32, 5, false).unwrap();
+    let mut opts = options(&data, &tmp.path().join("init"), micro_recipe(1), Resume::No);
+    opts.init_only = true;
+    let s = pretrain(&opts, &mut Silent).unwrap();
+    let dir = s.last_checkpoint.unwrap();
+    assert!(dir.ends_with("checkpoint-init"), "{}", dir.display());
+    assert!(s.epoch_losses.is_empty());
+    assert!(dir.join("state.json").is_file());
+    assert!(tmp.path().join("init/pretrain_ds_mean_std.txt").is_file());
+    let init = tensors(&dir.join("online.safetensors"));
+    // An init-only folder is not a resumable run.
+    assert!(
+        pretrain(
+            &options(&data, &tmp.path().join("init"), micro_recipe(1), Resume::Latest),
+            &mut Silent
+        )
+        .is_err()
+    );
+
+    let mut mae = micro_recipe(2);
+    mae.strategy = fsvfm_masking::Strategy::Random;
+    mae.weight_region = 0.0;
+    mae.weight_sim = 0.0;
+    let out = tmp.path().join("mae");
+    pretrain(&options(&data, &out, mae, Resume::No), &mut Silent).unwrap();
+    let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+    let mut iters = 0;
+    for line in log.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["kind"] != "iter" {
+            continue;
+        }
+        iters += 1;
+        let l = &v["loss"];
+        assert_eq!(l["sim"].as_f64(), Some(0.0), "{line}");
+        assert_eq!(l["total"].as_f64(), l["rec_masked"].as_f64(), "{line}");
+    }
+    assert!(iters > 0);
+    // Same seed, so the MAE run started from the init-only networks; training moved them.
+    let after = tensors(&out.join("checkpoint-1/online.safetensors"));
+    assert_eq!(init.len(), after.len());
+    assert!(init["blocks.0.attn.qkv.weight"] != after["blocks.0.attn.qkv.weight"]);
 }
