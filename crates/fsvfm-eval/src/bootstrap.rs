@@ -218,6 +218,55 @@ where
     Ok(interval(estimate, values, skipped, config.confidence))
 }
 
+/// Percentile interval of a statistic of several score vectors on the same samples, e.g. the AUC
+/// difference of two detectors on one test set: every resample draws the same frames for all
+/// vectors (a paired bootstrap), so what the detectors share (the hard and easy images) cancels
+/// in the difference.
+///
+/// `stat(labels, scores)` receives the resampled labels and, per input vector in order, its
+/// resampled scores; the estimate is `stat` on the full data. Frames only
+/// ([`ResampleUnit::Videos`] is refused: no video ids here). Single-class resamples are skipped
+/// and counted as in [`bootstrap_ci`].
+pub fn bootstrap_paired<F>(
+    labels: &[u8],
+    scores: &[&[f64]],
+    config: &BootstrapConfig,
+    mut stat: F,
+) -> Result<ConfidenceInterval, EvalError>
+where
+    F: FnMut(&[u8], &[Vec<f64>]) -> Result<f64, EvalError>,
+{
+    if config.unit != ResampleUnit::Frames {
+        return Err(EvalError::InvalidArgument(
+            "a paired bootstrap resamples frames".into(),
+        ));
+    }
+    if let Some(s) = scores.iter().find(|s| s.len() != labels.len()) {
+        return Err(EvalError::InvalidArgument(format!(
+            "{} scores for {} labels",
+            s.len(),
+            labels.len()
+        )));
+    }
+    let full: Vec<Vec<f64>> = scores.iter().map(|s| s.to_vec()).collect();
+    let estimate = stat(labels, &full)?;
+    // The resampler draws from a set whose "scores" are the sample indices; each resample is then
+    // gathered from every vector with the same indices.
+    let index_set = ScoreSet::new(
+        labels.to_vec(),
+        (0..labels.len()).map(|i| i as f64).collect(),
+    )?;
+    let (values, skipped) = resample_values(&index_set, config, |r| {
+        let idx: Vec<usize> = r.scores().iter().map(|&i| i as usize).collect();
+        let drawn: Vec<Vec<f64>> = scores
+            .iter()
+            .map(|s| idx.iter().map(|&i| s[i]).collect())
+            .collect();
+        stat(r.labels(), &drawn)
+    })?;
+    Ok(interval(estimate, values, skipped, config.confidence))
+}
+
 /// Intervals for every [`Metrics`] field available on `set`, all from the same resamples (so the
 /// intervals are paired across metrics); one [`evaluate`] per resample.
 pub fn bootstrap_metrics(

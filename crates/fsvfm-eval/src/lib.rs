@@ -37,7 +37,7 @@ mod threshold;
 
 pub use bootstrap::{
     BootstrapConfig, BootstrapReport, ConfidenceInterval, ResampleUnit, bootstrap_ci,
-    bootstrap_metrics, format_intervals,
+    bootstrap_metrics, bootstrap_paired, format_intervals,
 };
 pub use csv_input::{DEFAULT_VIDEO_COLUMN, evaluate_csv, read_scores, read_scores_csv};
 pub use error::{EvalError, Position};

@@ -268,3 +268,62 @@ fn all_metrics_at_once() {
     );
     assert!(table.contains("video EER"), "{table}");
 }
+
+/// The paired bootstrap of a difference: its estimate is the plain difference, identical
+/// detectors give exactly 0, a clearly better detector gets an interval above 0, and pairing makes
+/// the interval of the difference of two correlated detectors much narrower than their separate
+/// intervals added (what an unpaired comparison would have to use).
+#[test]
+fn paired_bootstrap_of_an_auc_difference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let n = 300;
+    let labels: Vec<u8> = (0..n).map(|i| (i % 2) as u8).collect();
+    let base: Vec<f64> = labels
+        .iter()
+        .map(|&l| 0.5 * l as f64 + rng.random_range(0.0..1.0))
+        .collect();
+    // The same detector with a little extra noise: strongly correlated with `base`.
+    let noisy: Vec<f64> = base
+        .iter()
+        .map(|s| s + rng.random_range(-0.1..0.1))
+        .collect();
+    let chance: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..1.0)).collect();
+    let cfg = BootstrapConfig {
+        n_resamples: 500,
+        seed: 1,
+        ..Default::default()
+    };
+    let diff = |l: &[u8], s: &[Vec<f64>]| Ok(roc_auc(l, &s[0])? - roc_auc(l, &s[1])?);
+
+    let same = fsvfm_eval::bootstrap_paired(&labels, &[&base, &base], &cfg, diff).unwrap();
+    assert_eq!((same.estimate, same.lower, same.upper), (0.0, 0.0, 0.0));
+
+    let better = fsvfm_eval::bootstrap_paired(&labels, &[&base, &chance], &cfg, diff).unwrap();
+    let expected = roc_auc(&labels, &base).unwrap() - roc_auc(&labels, &chance).unwrap();
+    assert_eq!(better.estimate, expected);
+    assert!(better.lower > 0.1, "{better:?}");
+    assert_eq!(better.n_used + better.n_skipped, 500);
+
+    let close = fsvfm_eval::bootstrap_paired(&labels, &[&base, &noisy], &cfg, diff).unwrap();
+    let width = |c: &fsvfm_eval::ConfidenceInterval| c.upper - c.lower;
+    let single = |s: &[f64]| {
+        let set = ScoreSet::new(labels.clone(), s.to_vec()).unwrap();
+        bootstrap_ci(&set, &cfg, auc).unwrap()
+    };
+    let unpaired = width(&single(&base)) + width(&single(&noisy));
+    assert!(
+        width(&close) < 0.25 * unpaired,
+        "paired {} vs unpaired {unpaired}",
+        width(&close)
+    );
+    // Same seed, same draws.
+    let again = fsvfm_eval::bootstrap_paired(&labels, &[&base, &noisy], &cfg, diff).unwrap();
+    assert_eq!(close, again);
+    // Bad input is refused.
+    assert!(fsvfm_eval::bootstrap_paired(&labels, &[&base[..10]], &cfg, diff).is_err());
+    let videos = BootstrapConfig {
+        unit: ResampleUnit::Videos,
+        ..cfg
+    };
+    assert!(fsvfm_eval::bootstrap_paired(&labels, &[&base], &videos, diff).is_err());
+}
