@@ -3,6 +3,8 @@
 
 mod adapt;
 mod bench;
+mod demo;
+mod demo_report;
 mod eval;
 mod fas;
 mod forward;
@@ -34,6 +36,9 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The main job on real faces: identity split, prepare, forgeries, pre-training with the
+    /// ablation (random init, MAE, FS-VFM), FS-Adapter and fine-tuning, evaluation, report.html.
+    Demo(demo::DemoArgs),
     /// Run a model on a `.npy` batch and write features or logits (`[N, 3, H, W]` normalised float32 in).
     Forward(forward::ForwardArgs),
     /// Convert an official `.pth` checkpoint to safetensors, or safetensors to an official-layout `.pth`.
@@ -83,6 +88,7 @@ fn run(cli: Cli) -> Result<()> {
     runtime::configure_threads(cli.threads)?;
     runtime::configure_device(&cli.device)?;
     match cli.command {
+        Command::Demo(a) => demo::demo_cmd(a, cli.threads, &cli.device),
         Command::Forward(a) => forward::forward(a),
         Command::Convert(a) => forward::convert(a),
         Command::Inspect(a) => forward::inspect(a),

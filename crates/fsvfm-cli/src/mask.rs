@@ -78,6 +78,9 @@ pub fn mask(a: MaskArgs) -> Result<()> {
         } else {
             render_mask(&face, grid, &sample.mask, &sample.region_mask, &style)?
         };
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         save_png(&picture, out).with_context(|| format!("writing {}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }

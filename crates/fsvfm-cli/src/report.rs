@@ -55,7 +55,19 @@ fn axes(img: &mut RgbImage, x0: i64, y0: i64, w: i64, h: i64) {
 }
 
 fn roc_png(s: &SetScores, m: &Metrics, path: &Path) -> Result<()> {
-    let roc = roc_curve(&s.labels, s.scores, false)?;
+    let title = format!("{}  auc {:.4}  eer {:.4}", s.name, m.auc, m.eer);
+    roc_picture(&title, &[("", s.labels.as_slice(), s.scores, BLUE)], path)
+}
+
+/// Colours of the curves of [`roc_picture`] (matplotlib's first three).
+pub const CURVE_COLOURS: [[u8; 3]; 3] = [BLUE, [255, 127, 14], [44, 160, 44]];
+
+/// One curve of [`roc_picture`]: `(legend, labels, scores, colour)`; an empty legend draws none.
+pub type Curve<'a> = (&'a str, &'a [u8], &'a [f64], [u8; 3]);
+
+/// ROC curves of several detectors on one picture (`fpr` of the reals across, `tpr` of the
+/// fakes up).
+pub fn roc_picture(title: &str, curves: &[Curve], path: &Path) -> Result<()> {
     let (pad, side) = (30i64, 300i64);
     let mut img = RgbImage::from_pixel(
         (side + 2 * pad) as u32,
@@ -75,16 +87,22 @@ fn roc_png(s: &SetScores, m: &Metrics, path: &Path) -> Result<()> {
             pad + side - (t * side as f64).round() as i64,
         )
     };
-    for i in 1..roc.len() {
-        draw_line(
-            &mut img,
-            pt(roc.fpr()[i - 1], roc.tpr()[i - 1]),
-            pt(roc.fpr()[i], roc.tpr()[i]),
-            BLUE,
-        );
+    for (k, (legend, labels, scores, colour)) in curves.iter().enumerate() {
+        let roc = roc_curve(labels, scores, false)?;
+        for i in 1..roc.len() {
+            draw_line(
+                &mut img,
+                pt(roc.fpr()[i - 1], roc.tpr()[i - 1]),
+                pt(roc.fpr()[i], roc.tpr()[i]),
+                *colour,
+            );
+        }
+        if !legend.is_empty() {
+            let y = (pad + side - 14 * (curves.len() - k) as i64 - 4) as u32;
+            draw_text(&mut img, (pad + side / 2) as u32, y, legend, *colour, 1);
+        }
     }
-    let title = format!("{}  auc {:.4}  eer {:.4}", s.name, m.auc, m.eer);
-    draw_text(&mut img, pad as u32, 8, &title, [0, 0, 0], 1);
+    draw_text(&mut img, pad as u32, 8, title, [0, 0, 0], 1);
     draw_text(
         &mut img,
         (pad + side - 60) as u32,

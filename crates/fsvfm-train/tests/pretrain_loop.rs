@@ -229,7 +229,12 @@ fn init_only_and_mae_weights() {
     // An init-only folder is not a resumable run.
     assert!(
         pretrain(
-            &options(&data, &tmp.path().join("init"), micro_recipe(1), Resume::Latest),
+            &options(
+                &data,
+                &tmp.path().join("init"),
+                micro_recipe(1),
+                Resume::Latest
+            ),
             &mut Silent
         )
         .is_err()
