@@ -947,6 +947,7 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str) -> Result<()>
     args.extend([
         s("--checkpoint"),
         s("transfer/finetune-fsvfm/SBI/seed-0/checkpoint-min_val_loss.safetensors"),
+        s("--crops"),
         s("--heatmap"),
         s("figures/attention"),
         s("--format"),

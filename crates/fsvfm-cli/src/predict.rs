@@ -57,6 +57,10 @@ pub struct PredictArgs {
     /// Write results here instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
+    /// The inputs are face crops already (as `prepare` writes them, and as `eval` scores them):
+    /// no detection, each image resized to the model's input as `eval` does. Images only.
+    #[arg(long, conflicts_with = "all_faces")]
+    crops: bool,
     /// Write attention heat maps (crop + last-block class-token attention) into this folder.
     #[arg(long)]
     heatmap: Option<PathBuf>,
@@ -123,7 +127,14 @@ struct Decoded {
     errors: Vec<Record>,
 }
 
-fn decode_input(p: &FacePipeline, input: &Input, frames: usize) -> Result<Decoded> {
+/// Faces of one input: detected and cropped by `p`, or with `p = None` (`--crops`) the image
+/// itself, resized to `size` as `eval` does.
+fn decode_input(
+    p: Option<&FacePipeline>,
+    input: &Input,
+    frames: usize,
+    size: u32,
+) -> Result<Decoded> {
     let file = input.path.display().to_string();
     let mut d = Decoded {
         video: is_video_file(&input.path),
@@ -160,13 +171,31 @@ fn decode_input(p: &FacePipeline, input: &Input, frames: usize) -> Result<Decode
         }
     };
     for (frame, img) in images {
-        let crops = p.crops(&img)?;
+        let crops: Vec<(Option<[f32; 4]>, RgbImage)> = match p {
+            Some(p) => p
+                .crops(&img)?
+                .into_iter()
+                .map(|(det, _, crop)| {
+                    let b = det.bbox;
+                    (Some([b.x0, b.y0, b.x1, b.y1]), crop)
+                })
+                .collect(),
+            None if img.dimensions() == (size, size) => vec![(None, img)],
+            None => {
+                let crop = fsvfm_data::augment::resize(
+                    &img,
+                    size,
+                    size,
+                    fsvfm_data::augment::Filter::Bicubic,
+                );
+                vec![(None, crop)]
+            }
+        };
         if crops.is_empty() {
             d.errors
                 .push(Record::error(&file, frame, "no face detected".into()));
         }
-        for (k, (det, _, crop)) in crops.into_iter().enumerate() {
-            let b = det.bbox;
+        for (k, (bbox, crop)) in crops.into_iter().enumerate() {
             let mut name = input.name.clone();
             if let Some(f) = frame {
                 name += &format!("_frame_{f:05}");
@@ -179,7 +208,7 @@ fn decode_input(p: &FacePipeline, input: &Input, frames: usize) -> Result<Decode
                     file: file.clone(),
                     frame,
                     face_index: Some(k),
-                    bbox: Some([b.x0, b.y0, b.x1, b.y1]),
+                    bbox,
                     p_fake: None,
                     video_frames: None,
                     heatmap: None,
@@ -245,16 +274,23 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
         a.mean_std.as_deref(),
         a.fake_index,
     )?;
-    let assets = Assets::in_dir_or_home(a.models.as_deref())?;
-    let pipeline = FacePipeline::load(
-        &assets,
-        PipelineOptions {
-            all_faces: a.all_faces,
-            size: clf.size as u32,
-            ..PipelineOptions::default()
-        },
-    )
-    .context("loading the face models")?;
+    let pipeline = if a.crops {
+        None
+    } else {
+        let assets = Assets::in_dir_or_home(a.models.as_deref())?;
+        Some(
+            FacePipeline::load(
+                &assets,
+                PipelineOptions {
+                    all_faces: a.all_faces,
+                    size: clf.size as u32,
+                    ..PipelineOptions::default()
+                },
+            )
+            .context("loading the face models")?,
+        )
+    };
+    let size = clf.size as u32;
     let mut inputs = Vec::new();
     for i in &a.inputs {
         inputs.extend(list_inputs(i)?);
@@ -284,7 +320,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     for files in inputs.chunks(chunk) {
         let decoded: Vec<Result<Decoded>> = files
             .par_iter()
-            .map(|i| decode_input(&pipeline, i, a.frames))
+            .map(|i| decode_input(pipeline.as_ref(), i, a.frames, size))
             .collect();
         let decoded: Vec<Decoded> = decoded.into_iter().collect::<Result<_>>()?;
         let mut pixels = Vec::new();

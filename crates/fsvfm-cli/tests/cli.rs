@@ -623,6 +623,18 @@ fn eval_scores_an_image_folder_and_writes_the_report() {
     let p_fake = 1.0 / (1.0 + ((l[1] - l[0]) as f64).exp());
     let score: f64 = row[2].parse().unwrap();
     assert!((score - p_fake).abs() < 1e-5, "{score} vs {p_fake}");
+    // `predict --crops` scores the image as it is, as eval does, without the face models.
+    let o = Command::new(env!("CARGO_BIN_EXE_fsvfm"))
+        .env("FSVFM_HOME", dir.path().join("no-models"))
+        .args(["predict", row[0], "--crops", "--checkpoint"])
+        .args([ckpt.to_str().unwrap(), "--model", &cfg, "--mean-std", "vggface2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rec: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    let p = rec["p_fake"].as_f64().unwrap();
+    assert!((p - score).abs() < 1e-5, "predict --crops {p} vs eval {score}");
     // A pre-training checkpoint has no head: the error says what to do.
     let o = fsvfm(&[
         "eval",
