@@ -567,20 +567,22 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// `(path, region_map)` of the manifest entry with the smallest path (lines come in the order
+/// `prepare`'s workers finished, so "the first line" would change between runs).
 fn first_manifest_entry(manifest: &Path) -> Result<(String, String)> {
     let text = std::fs::read_to_string(manifest)
         .with_context(|| format!("reading {}", manifest.display()))?;
-    let line = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .with_context(|| format!("{} is empty: no face was found", manifest.display()))?;
-    let v: serde_json::Value = serde_json::from_str(line)?;
-    let field = |k: &str| {
-        v[k].as_str()
-            .map(str::to_string)
-            .with_context(|| format!("{}: no `{k}` in the first entry", manifest.display()))
-    };
-    Ok((field("path")?, field("region_map")?))
+    let mut best: Option<(String, String)> = None;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: not JSON: {line}", manifest.display()))?;
+        if let (Some(p), Some(m)) = (v["path"].as_str(), v["region_map"].as_str())
+            && best.as_ref().is_none_or(|(b, _)| p < b.as_str())
+        {
+            best = Some((p.to_string(), m.to_string()));
+        }
+    }
+    best.with_context(|| format!("{}: no face with a region map", manifest.display()))
 }
 
 /// The first `n` image names of a folder, sorted.

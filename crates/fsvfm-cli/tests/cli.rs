@@ -627,14 +627,23 @@ fn eval_scores_an_image_folder_and_writes_the_report() {
     let o = Command::new(env!("CARGO_BIN_EXE_fsvfm"))
         .env("FSVFM_HOME", dir.path().join("no-models"))
         .args(["predict", row[0], "--crops", "--checkpoint"])
-        .args([ckpt.to_str().unwrap(), "--model", &cfg, "--mean-std", "vggface2"])
+        .args([
+            ckpt.to_str().unwrap(),
+            "--model",
+            &cfg,
+            "--mean-std",
+            "vggface2",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let rec: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
     let p = rec["p_fake"].as_f64().unwrap();
-    assert!((p - score).abs() < 1e-5, "predict --crops {p} vs eval {score}");
+    assert!(
+        (p - score).abs() < 1e-5,
+        "predict --crops {p} vs eval {score}"
+    );
     // A pre-training checkpoint has no head: the error says what to do.
     let o = fsvfm(&[
         "eval",

@@ -123,6 +123,9 @@ fn read_manifest(path: &Path) -> Result<(Vec<PretrainSample>, Vec<Skipped>), Str
             (_, None) => skipped.push(skip("no \"region_map\"".into())),
         }
     }
+    // `prepare` appends lines as its parallel workers finish: sorted, a run does not depend on
+    // that order (the same faces give the same batches).
+    samples.sort_by(|a, b| a.image.cmp(&b.image));
     Ok((samples, skipped))
 }
 
@@ -242,6 +245,20 @@ mod tests {
                 && k[1].reason.contains("region_map")
                 && k[2].reason.contains("JSON")
         );
+    }
+
+    /// `prepare` writes manifest lines in completion order: the samples come out sorted, so two
+    /// manifests of the same faces give the same run.
+    #[test]
+    fn manifest_order_does_not_matter() {
+        let d = tempfile::tempdir().unwrap();
+        let line = |n: &str| format!("{{\"path\":\"{n}.png\",\"region_map\":\"{n}.npy\"}}\n");
+        let (m1, m2) = (d.path().join("1.jsonl"), d.path().join("2.jsonl"));
+        std::fs::write(&m1, line("b") + &line("a") + &line("c")).unwrap();
+        std::fs::write(&m2, line("c") + &line("b") + &line("a")).unwrap();
+        let (s1, _) = discover(&m1).unwrap();
+        assert_eq!(s1, discover(&m2).unwrap().0);
+        assert!(s1[0].image.ends_with("a.png") && s1[2].image.ends_with("c.png"));
     }
 
     #[test]
