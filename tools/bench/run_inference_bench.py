@@ -56,19 +56,25 @@ def main():
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-sizes", nargs="+", type=int, default=[8, 1])
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     a = ap.parse_args()
     env = dict(os.environ)
     for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # see the env notes: they slow a current numpy/torch
         env.pop(k, None)
+    def ours(precision):
+        return lambda m, t, b: [FSVFM, "--threads", str(t), "--precision", precision, "bench", "--model", m,
+                                "--batch-size", str(b), "--iters", str(a.iters), "--warmup", "2"]
+
+    def torch(*extra):
+        return lambda m, t, b: TORCH + ["--model", m, "--threads", str(t), "--batch-size", str(b),
+                                        "--iters", str(a.iters), "--warmup", "2", *extra]
+
     impls = {
-        "fsvfm fp32": lambda m, t: [FSVFM, "--threads", str(t), "bench", "--model", m, "--batch-size", str(a.batch_size),
-                                    "--iters", str(a.iters), "--warmup", "2"],
-        "torch fp32": lambda m, t: TORCH + ["--model", m, "--threads", str(t), "--batch-size", str(a.batch_size),
-                                            "--iters", str(a.iters), "--warmup", "2"],
-        "torch bf16 autocast": lambda m, t: TORCH + ["--model", m, "--threads", str(t), "--batch-size",
-                                                     str(a.batch_size), "--iters", str(a.iters), "--warmup", "2", "--bf16"],
+        "fsvfm fp32": ours("fp32"),
+        "fsvfm bf16": ours("bf16"),
+        "torch fp32": torch(),
+        "torch bf16 autocast": torch("--bf16"),
     }
     results = {}
     os.makedirs(os.path.join(ROOT, "bench-out"), exist_ok=True)
@@ -76,31 +82,39 @@ def main():
     for r in range(a.rounds):
         for m in a.models:
             for t in a.threads:
-                for name, cmd in impls.items():
-                    res = run(cmd(m, t), env)
-                    res.update({"round": r, "config": name})
-                    raw.write(json.dumps(res) + "\n")
-                    raw.flush()
-                    results.setdefault((m, t, name), []).append(res)
-                    print(f"round {r} {m} T{t} {name}: {res['img_per_s']:.2f} img/s, "
-                          f"peak {res['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
-    torch_ver = next(v[0].get("torch") for k, v in results.items() if k[2].startswith("torch"))
+                for b in a.batch_sizes:
+                    for name, cmd in impls.items():
+                        res = run(cmd(m, t, b), env)
+                        res.update({"round": r, "config": name, "batch": b})
+                        raw.write(json.dumps(res) + "\n")
+                        raw.flush()
+                        results.setdefault((m, t, b, name), []).append(res)
+                        print(f"round {r} {m} T{t} B{b} {name}: {res['img_per_s']:.2f} img/s, "
+                              f"peak {res['peak_rss_bytes'] / 2**20:.0f} MiB", flush=True)
+    torch_ver = next(v[0].get("torch") for k, v in results.items() if k[3].startswith("torch"))
     lines = [BEGIN, "",
-             f"Measured {time.strftime('%Y-%m-%d')} on `{cpu_name()}` ({os.cpu_count()} vCPUs), batch {a.batch_size}, "
-             f"224×224, random weights, {a.rounds} interleaved rounds × {a.iters} timed iterations (2 warm-up); "
-             f"img/s = median over rounds of each run's median; peak RSS = max over rounds. "
-             f"PyTorch {torch_ver} with timm, `torch.set_num_threads(T)`, `inference_mode`.",
+             f"Measured {time.strftime('%Y-%m-%d')} on `{cpu_name()}` ({os.cpu_count()} vCPUs), 224×224, random "
+             f"weights, {a.rounds} interleaved rounds × {a.iters} timed iterations (2 warm-up); img/s = median over "
+             f"rounds of each run's median (batch 1: latency = 1000 / img/s ms); peak RSS = max over rounds. "
+             f"PyTorch {torch_ver} with timm, `torch.set_num_threads(T)`, `inference_mode`; fsvfm "
+             f"`--precision fp32|bf16`.",
              "",
-             "| model | threads | fsvfm img/s | torch fp32 img/s | torch bf16 img/s | **fsvfm / torch fp32** | fsvfm / torch bf16 | fsvfm peak RSS | torch fp32 peak RSS | RSS ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | threads | batch | fsvfm fp32 img/s | fsvfm bf16 img/s | torch fp32 img/s | torch bf16 img/s | "
+             "**fp32 / torch fp32** | **bf16 / torch bf16** | bf16 / torch fp32 | fsvfm peak RSS (fp32 / bf16) | "
+             "torch fp32 peak RSS | RSS ratio (fp32) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in a.models:
         for t in a.threads:
-            med = {n: statistics.median(x["img_per_s"] for x in results[(m, t, n)]) for n in impls}
-            rss = {n: max(x["peak_rss_bytes"] for x in results[(m, t, n)]) for n in impls}
-            ours, tf, tb = med["fsvfm fp32"], med["torch fp32"], med["torch bf16 autocast"]
-            lines.append(f"| {m} | {t} | {ours:.2f} | {tf:.2f} | {tb:.2f} | **{ours / tf:.2f}x** | {ours / tb:.2f}x | "
-                         f"{rss['fsvfm fp32'] / 2**20:.0f} MiB | {rss['torch fp32'] / 2**20:.0f} MiB | "
-                         f"{rss['fsvfm fp32'] / rss['torch fp32']:.2f}x |")
+            for b in a.batch_sizes:
+                med = {n: statistics.median(x["img_per_s"] for x in results[(m, t, b, n)]) for n in impls}
+                rss = {n: max(x["peak_rss_bytes"] for x in results[(m, t, b, n)]) for n in impls}
+                f32, b16 = med["fsvfm fp32"], med["fsvfm bf16"]
+                tf, tb = med["torch fp32"], med["torch bf16 autocast"]
+                lines.append(
+                    f"| {m} | {t} | {b} | {f32:.2f} | {b16:.2f} | {tf:.2f} | {tb:.2f} | **{f32 / tf:.2f}x** | "
+                    f"**{b16 / tb:.2f}x** | {b16 / tf:.2f}x | {rss['fsvfm fp32'] / 2**20:.0f} / "
+                    f"{rss['fsvfm bf16'] / 2**20:.0f} MiB | {rss['torch fp32'] / 2**20:.0f} MiB | "
+                    f"{rss['fsvfm fp32'] / rss['torch fp32']:.2f}x |")
     lines += ["", "Regenerate: `tools/reference/.venv/bin/python tools/bench/run_inference_bench.py` "
               "(after `tools/reference/setup.sh` and `cargo build --release -p fsvfm-cli`).", "", END]
     block = "\n".join(lines)

@@ -30,6 +30,12 @@ struct Cli {
     /// Compute device: `cpu`, or `cuda[:N]` in builds with the `cuda` feature.
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
+    /// Precision of the CPU inference kernels: `fp32`, or `bf16` (the blocks' linear layers on
+    /// AVX-512 BF16 with fp32 accumulation; faster, ~1e-2 relative error). Applies to every
+    /// inference forward of the command (predict, eval, forward, bench, a frozen backbone's
+    /// feature cache, the EMA target of pre-training); training's own steps stay fp32.
+    #[arg(long, global = true, default_value = "fp32", value_parser = ["fp32", "bf16"])]
+    precision: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,6 +45,8 @@ enum Command {
     /// The main job on real faces: identity split, prepare, forgeries, pre-training with the
     /// ablation (random init, MAE, FS-VFM), FS-Adapter and fine-tuning, evaluation, report.html.
     Demo(demo::DemoArgs),
+    /// Split real face photos by identity into train / val / test lists (the demo's first stage).
+    SplitIdentities(demo::SplitArgs),
     /// Run a model on a `.npy` batch and write features or logits (`[N, 3, H, W]` normalised float32 in).
     Forward(forward::ForwardArgs),
     /// Convert an official `.pth` checkpoint to safetensors, or safetensors to an official-layout `.pth`.
@@ -87,8 +95,18 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     runtime::configure_threads(cli.threads)?;
     runtime::configure_device(&cli.device)?;
+    runtime::configure_precision(&cli.precision)?;
+    // Inference-only commands never change a model's weights after loading: each block's host
+    // copy (and bf16 pack) is made once instead of per forward.
+    let inference_only = match &cli.command {
+        Command::Predict(_) | Command::Eval(_) | Command::Forward(_) => true,
+        Command::Bench(b) => !b.train && !b.finetune,
+        _ => false,
+    };
+    fsvfm_model::cpu_kernels::set_frozen_weights(inference_only);
     match cli.command {
-        Command::Demo(a) => demo::demo_cmd(a, cli.threads, &cli.device),
+        Command::Demo(a) => demo::demo_cmd(a, cli.threads, &cli.device, &cli.precision),
+        Command::SplitIdentities(a) => demo::split_cmd(a),
         Command::Forward(a) => forward::forward(a),
         Command::Convert(a) => forward::convert(a),
         Command::Inspect(a) => forward::inspect(a),

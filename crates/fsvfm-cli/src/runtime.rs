@@ -66,3 +66,20 @@ pub fn device() -> burn::tensor::Device {
         .cloned()
         .unwrap_or_else(fsvfm_model::cpu_device)
 }
+
+/// Selects the precision of the CPU inference kernels (`--precision fp32|bf16`); bf16 on a CPU
+/// without AVX-512 BF16 warns and stays fp32.
+pub fn configure_precision(name: &str) -> Result<()> {
+    use fsvfm_model::cpu_kernels::{Precision, set_precision};
+    let want = match name {
+        "fp32" => Precision::Fp32,
+        "bf16" => Precision::Bf16,
+        other => anyhow::bail!("--precision must be fp32 or bf16, not {other:?}"),
+    };
+    if set_precision(want) != want {
+        eprintln!(
+            "warning: this CPU has no AVX-512 BF16 (vdpbf16ps): --precision bf16 runs in fp32"
+        );
+    }
+    Ok(())
+}

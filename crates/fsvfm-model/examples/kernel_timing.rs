@@ -1,7 +1,10 @@
-//! Times the CPU kernels at ViT-S/16 batch-8 shapes (1 thread unless RAYON_NUM_THREADS says so):
+//! Times the CPU kernels at ViT-S/16 batch-8 shapes (1 thread unless RAYON_NUM_THREADS says so),
+//! fp32 and bf16 GEMMs, and this core's peak rates of `vfmadd231ps` (fp32 FMA) and `vdpbf16ps`
+//! (bf16 dot product) on independent accumulators:
 //! `cargo run --release -p fsvfm-model --example kernel_timing`
 use std::time::Instant;
 
+use fsvfm_model::bf16_gemm;
 use fsvfm_model::cpu_kernels::{attention_from_qkv, gelu_inplace, linear};
 
 fn time<F: FnMut()>(name: &str, flops: f64, mut f: F) {
@@ -39,7 +42,15 @@ fn main() {
         time(name, 2.0 * (m * k * o) as f64, || {
             std::hint::black_box(linear(&xi, &w, None, m, k, o));
         });
+        if bf16_gemm::available() {
+            let packed = bf16_gemm::PackedB::pack(&w, k, o);
+            let mut c = vec![0f32; m * o];
+            time(&format!("{name} bf16"), 2.0 * (m * k * o) as f64, || {
+                bf16_gemm::matmul_acc_bf16(&mut c, &xi, &packed, m);
+            });
+        }
     }
+    peaks();
     let qkv: Vec<f32> = (0..m * 3 * d)
         .map(|i| ((i * 13 % 101) as f32 - 50.0) / 60.0)
         .collect();
@@ -57,4 +68,58 @@ fn main() {
         .collect();
     time("gelu 1576x1536", 0.0, || gelu_inplace(&mut h));
     let _ = x;
+}
+
+/// Peak GFLOP/s of one core: 24 independent zmm accumulators, so only throughput counts.
+fn peaks() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        #[target_feature(enable = "avx512f")]
+        unsafe fn fma(n: usize) -> f32 {
+            let a = _mm512_set1_ps(1.0001);
+            let mut acc = [_mm512_setzero_ps(); 24];
+            for _ in 0..n {
+                for x in acc.iter_mut() {
+                    *x = _mm512_fmadd_ps(a, a, *x);
+                }
+            }
+            let mut s = _mm512_setzero_ps();
+            for x in acc {
+                s = _mm512_add_ps(s, x);
+            }
+            _mm512_reduce_add_ps(s)
+        }
+        #[target_feature(enable = "avx512f,avx512bf16")]
+        unsafe fn dp(n: usize) -> f32 {
+            // SAFETY: same size, any bit pattern is a valid vector.
+            let a: __m512bh = unsafe { std::mem::transmute(_mm512_set1_epi32(0x3f80_3f80)) };
+            let mut acc = [_mm512_setzero_ps(); 24];
+            for _ in 0..n {
+                for x in acc.iter_mut() {
+                    *x = _mm512_dpbf16_ps(*x, a, a);
+                }
+            }
+            let mut s = _mm512_setzero_ps();
+            for x in acc {
+                s = _mm512_add_ps(s, x);
+            }
+            _mm512_reduce_add_ps(s)
+        }
+        let n = 20_000_000usize;
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            let t = Instant::now();
+            // SAFETY: the feature was detected.
+            std::hint::black_box(unsafe { fma(n) });
+            let g = (n * 24 * 16 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9;
+            println!("{:<28} {g:7.1} GFLOP/s (1 core)", "peak vfmadd231ps fp32");
+        }
+        if bf16_gemm::available() {
+            let t = Instant::now();
+            // SAFETY: the features were detected.
+            std::hint::black_box(unsafe { dp(n) });
+            let g = (n * 24 * 16 * 4) as f64 / t.elapsed().as_secs_f64() / 1e9;
+            println!("{:<28} {g:7.1} GFLOP/s (1 core)", "peak vdpbf16ps bf16");
+        }
+    }
 }

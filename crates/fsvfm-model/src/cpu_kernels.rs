@@ -10,6 +10,16 @@
 //!   projection `[N, T, 3D]` (timm's `3, H, hd` layout) with strided single-threaded GEMMs,
 //!   a vectorised softmax in between, and writing the head's output into `[N, T, D]` at its
 //!   column offset, so the head split/merge permutes disappear too.
+//! - Precision ([`set_precision`]): fp32 by default; bf16 runs the four linear layers of each
+//!   block on [`crate::bf16_gemm`] (`vdpbf16ps`, fp32 accumulation) where the CPU has AVX-512
+//!   BF16.
+//! - Frozen weights ([`set_frozen_weights`], the inference commands): in bf16 each block's packs
+//!   are made at the first forward and reused.
+//!
+//! Why host kernels inside this crate rather than custom burn ops or a separate inference crate:
+//! the blocks already run on host buffers between one copy in and one out (`run_blocks`), the
+//! same modules, weights and parity fixtures serve training and inference, and everything
+//! outside the blocks (patch embedding, pooling, heads: < 3 % of the FLOPs) stays burn's.
 
 use rayon::prelude::*;
 
@@ -414,6 +424,76 @@ fn rows_of(bias: Option<&[f32]>, m: usize, n: usize) -> Vec<f32> {
     v
 }
 
+/// Numeric precision of the inference kernels' linear layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// fp32 everywhere (the default: the parity tests' ≤ 1e-4).
+    Fp32,
+    /// The four linear layers of each block (qkv, proj, fc1, fc2; ~90 % of a ViT's FLOPs) take
+    /// bf16 inputs and weights with fp32 accumulation ([`crate::bf16_gemm`]); attention,
+    /// LayerNorm, GELU, residuals and everything outside the blocks stay fp32.
+    Bf16,
+}
+
+static BF16: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Selects the precision of the inference kernels for the whole process. Returns the precision
+/// in effect: bf16 needs AVX-512 BF16 (`vdpbf16ps`), else fp32 stays.
+pub fn set_precision(p: Precision) -> Precision {
+    let on = p == Precision::Bf16 && crate::bf16_gemm::available();
+    BF16.store(on, std::sync::atomic::Ordering::Relaxed);
+    precision()
+}
+
+/// The precision in effect.
+pub fn precision() -> Precision {
+    if BF16.load(std::sync::atomic::Ordering::Relaxed) {
+        Precision::Bf16
+    } else {
+        Precision::Fp32
+    }
+}
+
+static FROZEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Declares that no model of this process changes its weights after its first forward (the
+/// inference commands: `predict`, `eval`, `forward`, `bench`). In bf16 each block's weights are
+/// then packed once and reused by every later forward instead of per forward.
+pub fn set_frozen_weights(on: bool) {
+    FROZEN.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`set_frozen_weights`] is on.
+pub fn frozen_weights() -> bool {
+    FROZEN.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `dst += x · w` in the precision in effect (`packed`: `w` already packed for bf16).
+fn matmul_acc_in_precision(
+    dst: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    packed: Option<&crate::bf16_gemm::PackedB>,
+    m: usize,
+    k: usize,
+    n: usize,
+) {
+    if precision() == Precision::Bf16 || packed.is_some() {
+        match packed {
+            Some(p) => {
+                assert_eq!(p.shape(), (k, n), "packed weight shape");
+                crate::bf16_gemm::matmul_acc_bf16(dst, x, p, m)
+            }
+            None => {
+                let p = crate::bf16_gemm::PackedB::pack(w, k, n);
+                crate::bf16_gemm::matmul_acc_bf16(dst, x, &p, m);
+            }
+        }
+    } else {
+        matmul_acc(dst, x, w, m, k, n);
+    }
+}
+
 /// `x[m, k] · w[k, n] + bias` as a new `[m, n]` buffer (bias folded in as the GEMM's initial value).
 pub fn linear(
     x: &[f32],
@@ -423,8 +503,22 @@ pub fn linear(
     k: usize,
     n: usize,
 ) -> Vec<f32> {
+    linear_packed(x, w, None, bias, m, k, n)
+}
+
+/// [`linear`] with `w` optionally pre-packed for bf16.
+#[allow(clippy::too_many_arguments)]
+fn linear_packed(
+    x: &[f32],
+    w: &[f32],
+    packed: Option<&crate::bf16_gemm::PackedB>,
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
     let mut out = rows_of(bias, m, n);
-    matmul_acc(&mut out, x, w, m, k, n);
+    matmul_acc_in_precision(&mut out, x, w, packed, m, k, n);
     out
 }
 
@@ -438,6 +532,21 @@ pub fn linear_residual(
     k: usize,
     n: usize,
 ) {
+    linear_residual_packed(dst, x, w, None, bias, m, k, n)
+}
+
+/// [`linear_residual`] with `w` optionally pre-packed for bf16.
+#[allow(clippy::too_many_arguments)]
+fn linear_residual_packed(
+    dst: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    packed: Option<&crate::bf16_gemm::PackedB>,
+    bias: Option<&[f32]>,
+    m: usize,
+    k: usize,
+    n: usize,
+) {
     if let Some(b) = bias {
         dst.par_chunks_mut(n).for_each(|row| {
             for (d, b) in row.iter_mut().zip(b) {
@@ -445,7 +554,7 @@ pub fn linear_residual(
             }
         });
     }
-    matmul_acc(dst, x, w, m, k, n);
+    matmul_acc_in_precision(dst, x, w, packed, m, k, n);
 }
 
 /// Σ (v − mean)² with 16 independent accumulators (vectorises).
@@ -533,18 +642,47 @@ pub struct HostBlock {
     pub fc1: (Vec<f32>, Option<Vec<f32>>),
     /// `mlp.fc2` `[hidden, D]`.
     pub fc2: (Vec<f32>, Option<Vec<f32>>),
+    /// qkv, proj, fc1, fc2 weights packed for the bf16 GEMM ([`HostBlock::pack_bf16`]).
+    pub packed: Option<Box<[crate::bf16_gemm::PackedB; 4]>>,
+}
+
+impl HostBlock {
+    /// Packs the four linear weights for the bf16 GEMM once (no-op when packed already) and
+    /// drops their fp32 copies: a packed block is for the bf16 precision only.
+    pub fn pack_bf16(&mut self) {
+        if self.packed.is_some() {
+            return;
+        }
+        let (d, h) = (self.dim, self.hidden);
+        let pack = crate::bf16_gemm::PackedB::pack;
+        self.packed = Some(Box::new([
+            pack(&self.qkv.0, d, 3 * d),
+            pack(&self.proj.0, d, d),
+            pack(&self.fc1.0, d, h),
+            pack(&self.fc2.0, h, d),
+        ]));
+        for w in [
+            &mut self.qkv.0,
+            &mut self.proj.0,
+            &mut self.fc1.0,
+            &mut self.fc2.0,
+        ] {
+            *w = Vec::new();
+        }
+    }
 }
 
 /// One block on `x [N·T, D]` in place: `x += proj(attn(LN1 x))`, `x += fc2(GELU(fc1(LN2 x)))`,
 /// biases and residuals folded into the GEMMs.
 pub fn block_forward(x: &mut [f32], n: usize, t: usize, b: &HostBlock) {
     let (d, m) = (b.dim, n * t);
+    let pk = |i: usize| b.packed.as_ref().map(|p| &p[i]);
     let h = layer_norm(x, d, &b.norm1.0, b.norm1.1.as_deref(), b.eps);
-    let qkv = linear(&h, &b.qkv.0, b.qkv.1.as_deref(), m, d, 3 * d);
+    let qkv = linear_packed(&h, &b.qkv.0, pk(0), b.qkv.1.as_deref(), m, d, 3 * d);
     let a = attention_from_qkv(&qkv, n, t, d, b.heads);
-    linear_residual(x, &a, &b.proj.0, b.proj.1.as_deref(), m, d, d);
+    linear_residual_packed(x, &a, &b.proj.0, pk(1), b.proj.1.as_deref(), m, d, d);
     let h = layer_norm(x, d, &b.norm2.0, b.norm2.1.as_deref(), b.eps);
-    let mut u = linear(&h, &b.fc1.0, b.fc1.1.as_deref(), m, d, b.hidden);
+    let mut u = linear_packed(&h, &b.fc1.0, pk(2), b.fc1.1.as_deref(), m, d, b.hidden);
     gelu_inplace(&mut u);
-    linear_residual(x, &u, &b.fc2.0, b.fc2.1.as_deref(), m, b.hidden, d);
+    linear_residual_packed(x, &u, &b.fc2.0, pk(3), b.fc2.1.as_deref(), m, b.hidden, d);
 }

@@ -269,7 +269,38 @@ impl Block {
             norm2: host_norm(&self.norm2),
             fc1: host_linear(&self.mlp.fc1),
             fc2: host_linear(&self.mlp.fc2),
+            packed: None,
         }
+    }
+
+    /// The host block for a forward. In bf16 under [`crate::cpu_kernels::set_frozen_weights`],
+    /// packed once per block and kept (the packs replace the fp32 copies: half their size);
+    /// otherwise copied now and dropped after the block (an fp32 cache would hold a second copy
+    /// of every weight for ~6 % of speed).
+    fn host_for_forward(&self) -> std::sync::Arc<crate::cpu_kernels::HostBlock> {
+        use crate::cpu_kernels::{Precision, frozen_weights, precision};
+        if !frozen_weights() || precision() != Precision::Bf16 {
+            return std::sync::Arc::new(self.host());
+        }
+        type Cache = std::collections::HashMap<
+            burn::module::ParamId,
+            std::sync::Arc<crate::cpu_kernels::HostBlock>,
+        >;
+        static CACHE: std::sync::OnceLock<std::sync::Mutex<Cache>> = std::sync::OnceLock::new();
+        // The qkv weight's id names the block: ids are unique per parameter of a process.
+        let key = self.attn.qkv.weight.id;
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(h) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return h.clone();
+        }
+        let mut h = self.host();
+        h.pack_bf16();
+        let h = std::sync::Arc::new(h);
+        cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, h.clone());
+        h
     }
 }
 
@@ -283,7 +314,7 @@ pub fn run_blocks(blocks: &[Block], x: Tensor<3>) -> Tensor<3> {
     let [n, t, d] = x.dims();
     let mut v = host_f32(x);
     for b in blocks {
-        crate::cpu_kernels::block_forward(&mut v, n, t, &b.host());
+        crate::cpu_kernels::block_forward(&mut v, n, t, &b.host_for_forward());
     }
     Tensor::from_data(TensorData::new(v, [n, t, d]), &device)
 }

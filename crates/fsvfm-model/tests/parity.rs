@@ -2,10 +2,9 @@
 //! `tools/reference/export_model_fixtures.py`. Tolerance: max |diff| ≤ 1e-4 in fp32 (the issue's
 //! bound; observed differences are ~1e-6, float reassociation only).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Tensor;
 use fsvfm_model::checkpoint::official_shapes;
 use fsvfm_model::loss::pretrain_losses;
 use fsvfm_model::pos_embed::sincos_2d;
@@ -16,52 +15,8 @@ use fsvfm_model::{
 
 const TOL: f32 = 1e-4;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-struct Reference {
-    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
-    meta: serde_json::Value,
-}
-
-impl Reference {
-    fn load() -> Self {
-        let tensors = fsvfm_data::read_f32_safetensors(fixture("reference.safetensors"))
-            .expect("reference fixtures");
-        let meta =
-            serde_json::from_slice(&std::fs::read(fixture("reference.json")).unwrap()).unwrap();
-        Self { tensors, meta }
-    }
-
-    fn values(&self, name: &str) -> &[f32] {
-        &self
-            .tensors
-            .get(name)
-            .unwrap_or_else(|| panic!("fixture {name}"))
-            .1
-    }
-
-    fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Tensor<D> {
-        let (shape, data) = &self.tensors[name];
-        Tensor::from_data(TensorData::new(data.clone(), shape.clone()), device)
-    }
-
-    fn config<T: serde::de::DeserializeOwned>(&self, case: &str) -> T {
-        serde_json::from_value(self.meta["cases"][case]["config"].clone()).unwrap()
-    }
-}
-
-fn max_abs_diff<const D: usize>(got: Tensor<D>, want: &[f32]) -> f32 {
-    let got = got.into_data().try_to_vec::<f32>().unwrap();
-    assert_eq!(got.len(), want.len(), "element count");
-    got.iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
-}
+mod common;
+use common::{Reference, fixture, max_abs_diff};
 
 fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &[f32]) {
     let d = max_abs_diff(got, want);
