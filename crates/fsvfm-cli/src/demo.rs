@@ -13,7 +13,8 @@
 //! folder as working directory, so the report can list each one as the exact command to rerun it
 //! by hand. Each stage's record in `stages.json` holds a key (SHA-256 of its command and of its
 //! inputs' output hashes) and the hash of its outputs; a rerun reuses a stage whose key and outputs
-//! are unchanged and redoes it (and then whatever depends on changed outputs) otherwise. A stage
+//! are unchanged and redoes it (and then whatever depends on changed outputs) otherwise; the key
+//! also holds the fsvfm version, so an upgrade redoes everything. A stage
 //! is recorded only after it succeeded, and an unrecorded stage's outputs are cleared before it
 //! runs, so an interrupted run (Ctrl-C: forwarded to the running command, whose files are written
 //! atomically) leaves nothing that a rerun would take for finished.
@@ -291,6 +292,10 @@ impl Runner {
             Action::Internal(text, _) => text.clone(),
         };
         let mut h = Sha256::new();
+        // Another release of fsvfm may compute a stage differently (a development build of the
+        // same version does not count: `--fresh` then).
+        h.update(env!("CARGO_PKG_VERSION").as_bytes());
+        h.update(b"\0");
         h.update(name.as_bytes());
         h.update(b"\0");
         h.update(command.as_bytes());
@@ -499,6 +504,60 @@ pub(crate) fn split_by_identity(photos: &[PathBuf], limit: usize) -> [Vec<PathBu
     out
 }
 
+/// Arguments of `fsvfm split-identities`.
+#[derive(Args, Debug)]
+pub struct SplitArgs {
+    /// Folder of real face photos, one identity per file name (trailing digits, spaces,
+    /// underscores and dashes ignored).
+    #[arg(long)]
+    pub photos: PathBuf,
+    /// Output folder: train.txt, val.txt, test.txt (photo paths) and split.json (counts).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// At most this many identities (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+}
+
+/// Runs `fsvfm split-identities` (the demo's first stage).
+pub fn split_cmd(a: SplitArgs) -> Result<()> {
+    let photos = list_photos(&a.photos)?;
+    write_split(&photos, &a.photos, a.limit, &a.output)
+}
+
+/// Splits `photos` by identity ([`split_by_identity`]) into `out/{train,val,test}.txt` and
+/// `out/split.json`; refuses fewer than 30 photos or an empty split.
+fn write_split(photos: &[PathBuf], dir: &Path, limit: usize, out: &Path) -> Result<()> {
+    ensure!(
+        photos.len() >= 30,
+        "{} photos in {}: the demo needs at least 30 (one identity per file name)",
+        photos.len(),
+        dir.display()
+    );
+    let splits = split_by_identity(photos, limit);
+    let mut counts = serde_json::Map::new();
+    let mut seen = std::collections::HashSet::new();
+    for (name, files) in ["train", "val", "test"].iter().zip(&splits) {
+        let ids: std::collections::BTreeSet<String> =
+            files.iter().map(|p| identity_of(p)).collect();
+        ensure!(
+            ids.iter().all(|i| seen.insert(i.clone())),
+            "an identity in two splits"
+        );
+        ensure!(!files.is_empty(), "the {name} split is empty");
+        let text: String = files.iter().map(|p| format!("{}\n", p.display())).collect();
+        write_text(&out.join(format!("{name}.txt")), &text)?;
+        counts.insert(
+            name.to_string(),
+            serde_json::json!({"photos": files.len(), "identities": ids.len()}),
+        );
+    }
+    write_text(
+        &out.join("split.json"),
+        &serde_json::to_string_pretty(&counts)?,
+    )
+}
+
 fn list_photos(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("listing {}", dir.display()))?
@@ -636,7 +695,7 @@ fn s(v: &str) -> String {
 }
 
 /// Runs `fsvfm demo`.
-pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str) -> Result<()> {
+pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str, precision: &str) -> Result<()> {
     let started = Instant::now();
     install_signal_handlers();
     let plan = Plan::new(&a);
@@ -648,6 +707,9 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str) -> Result<()>
     }
     if device != "cpu" {
         global.extend([s("--device"), device.to_string()]);
+    }
+    if precision != "fp32" {
+        global.extend([s("--precision"), precision.to_string()]);
     }
     let stages: BTreeMap<String, StageRecord> = match std::fs::read(out.join("stages.json")) {
         Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
@@ -686,46 +748,29 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str) -> Result<()>
         .map(|p| format!("{}\n", p.display()))
         .collect();
     let identities = plan.identities;
+    let listing_hash = hex(&Sha256::digest(listing.as_bytes()));
+    let mut split_cmd = vec![
+        s("fsvfm split-identities --photos"),
+        shell_word(&photos_dir.display().to_string()),
+        s("--output data/split"),
+    ];
+    if identities > 0 {
+        split_cmd.push(format!("--limit {identities}"));
+    }
     r.stage(
         "split",
         &["data/split"],
         &[],
         Action::Internal(
+            // The listing hash is part of the stage key: other photos, another split.
             format!(
-                "# lists written by fsvfm demo: identities (file stem without trailing digits) of the {} \
-                 photos in {} (listing hash {}) ordered by SHA-256 of the name, {} of them, \
-                 70 % / 10 % / 20 % into data/split/{{train,val,test}}.txt",
+                "{}   # {} photos, listing SHA-256 {}",
+                split_cmd.join(" "),
                 photos.len(),
-                photos_dir.display(),
-                &hex(&Sha256::digest(listing.as_bytes()))[..12],
-                if identities == 0 { "all".to_string() } else { format!("at most {identities}") }
+                &listing_hash[..16]
             ),
             Box::new(move |out: &Path| {
-                ensure!(
-                    photos.len() >= 30,
-                    "{} photos in {}: the demo needs at least 30 (one identity per file name)",
-                    photos.len(),
-                    photos_dir.display()
-                );
-                let splits = split_by_identity(&photos, identities);
-                let mut counts = serde_json::Map::new();
-                let mut seen = std::collections::HashSet::new();
-                for (name, files) in ["train", "val", "test"].iter().zip(&splits) {
-                    let ids: std::collections::BTreeSet<String> =
-                        files.iter().map(|p| identity_of(p)).collect();
-                    ensure!(ids.iter().all(|i| seen.insert(i.clone())), "an identity in two splits");
-                    ensure!(!files.is_empty(), "the {name} split is empty");
-                    let text: String = files.iter().map(|p| format!("{}\n", p.display())).collect();
-                    write_text(&out.join(format!("data/split/{name}.txt")), &text)?;
-                    counts.insert(
-                        name.to_string(),
-                        serde_json::json!({"photos": files.len(), "identities": ids.len()}),
-                    );
-                }
-                write_text(
-                    &out.join("data/split/split.json"),
-                    &serde_json::to_string_pretty(&counts)?,
-                )
+                write_split(&photos, &photos_dir, identities, &out.join("data/split"))
             }),
         ),
     )?;
