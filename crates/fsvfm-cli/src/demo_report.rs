@@ -305,6 +305,21 @@ pub fn write(
     };
 
     // Results first (they feed the summary at the top).
+    let mut results_head = vec![s_("method"), s_("encoder")];
+    for (_, t) in TESTS {
+        results_head.push(format!("{t} AUC"));
+        results_head.push(format!("{t} EER"));
+    }
+    results_head.push("avg AUC".into());
+    let compare_head: Vec<String> = [
+        "method",
+        "test set",
+        "(c) − (a) random",
+        "(c) − (b) MAE",
+        "verdict",
+    ]
+    .map(s_)
+    .to_vec();
     let mut results_rows = Vec::new();
     let mut compare_rows = Vec::new();
     let mut verdicts = Vec::new();
@@ -577,13 +592,7 @@ pub fn write(
         plan.finetune_seeds.len(),
         plan.bootstrap
     )));
-    let mut head = vec![s_("method"), s_("encoder")];
-    for (_, t) in TESTS {
-        head.push(format!("{t} AUC"));
-        head.push(format!("{t} EER"));
-    }
-    head.push("avg AUC".into());
-    b.push(Block::Table(head, results_rows.clone()));
+    b.push(Block::Table(results_head.clone(), results_rows.clone()));
     b.push(Block::Heading(
         3,
         "Does the full FS-VFM beat the baselines?".into(),
@@ -594,18 +603,7 @@ pub fn write(
          \"(c) better than both\" only when both intervals lie above zero."
             .into(),
     ));
-    b.push(Block::Table(
-        [
-            "method",
-            "test set",
-            "(c) − (a) random",
-            "(c) − (b) MAE",
-            "verdict",
-        ]
-        .map(s_)
-        .to_vec(),
-        compare_rows.clone(),
-    ));
+    b.push(Block::Table(compare_head.clone(), compare_rows.clone()));
     b.push(Block::Para(format!("{verdict}{caveat}")));
 
     // ROC curves (seed 0 of each encoder).
@@ -722,30 +720,8 @@ pub fn write(
         .context("writing report.html")?;
 
     let mut summary = render_md(&[
-        Block::Table(
-            {
-                let mut h = vec![s_("method"), s_("encoder")];
-                for (_, t) in TESTS {
-                    h.push(format!("{t} AUC"));
-                    h.push(format!("{t} EER"));
-                }
-                h.push("avg AUC".into());
-                h
-            },
-            results_rows,
-        ),
-        Block::Table(
-            [
-                "method",
-                "test set",
-                "(c) − (a) random",
-                "(c) − (b) MAE",
-                "verdict",
-            ]
-            .map(s_)
-            .to_vec(),
-            compare_rows,
-        ),
+        Block::Table(results_head, results_rows),
+        Block::Table(compare_head, compare_rows),
     ]);
     summary += &format!("{verdict}{caveat}\n");
     Ok(summary)
