@@ -413,20 +413,22 @@ pub fn write(
          it says nothing about the released models."
     };
 
+    let recorded = || order.iter().filter_map(|n| stages.get(n));
     let total: f64 = setup_seconds
-        + order
-            .iter()
-            .filter_map(|n| stages.get(n))
+        + recorded()
             .filter(|r| !r.reused)
             .map(|r| r.seconds)
             .sum::<f64>();
+    let produced: f64 = recorded().map(|r| r.seconds).sum();
     b.push(Block::Heading(1, "fsvfm demo report".into()));
     b.push(Block::Para(format!(
         "Self-supervised pre-training on real faces, transfer to forgery detection, and \
          generalisation to a forgery kind never seen in training, with the ablation of the \
-         pre-training. Run{}: {} of stage time in this invocation ({} stage(s) reused from an \
-         earlier one). Everything below was computed from the files in this folder.",
+         pre-training. Run{}: {} of stage time produced these results; this invocation took {} \
+         ({} stage(s) reused from an earlier one). Everything below was computed from the files in \
+         this folder.",
         if plan.quick { " `--quick`" } else { "" },
+        fmt_secs(produced),
         fmt_secs(total),
         order
             .iter()
