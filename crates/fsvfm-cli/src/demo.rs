@@ -218,11 +218,7 @@ fn hash_outputs(root: &Path, outputs: &[String]) -> Result<String> {
     for o in outputs {
         walk(root, Path::new(o), &mut h)?;
     }
-    Ok(hex(&h.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(format!("{:x}", h.finalize()))
 }
 
 /// The last non-empty line of a log (progress for the spinner, the cause of a failure).
@@ -311,7 +307,7 @@ impl Runner {
             h.update(b"\0");
             h.update(rec.output_hash.as_bytes());
         }
-        let key = hex(&h.finalize());
+        let key = format!("{:x}", h.finalize());
         self.order.push(name.to_string());
         let k = self.order.len();
         let prefix = format!("[{k:>2}/{}] {name}", self.total);
@@ -479,7 +475,7 @@ pub(crate) fn split_by_identity(photos: &[PathBuf], limit: usize) -> [Vec<PathBu
     }
     let mut ids: Vec<(String, String)> = by_id
         .keys()
-        .map(|id| (hex(&Sha256::digest(id.as_bytes())), id.clone()))
+        .map(|id| (format!("{:x}", Sha256::digest(id.as_bytes())), id.clone()))
         .collect();
     ids.sort();
     if limit > 0 {
@@ -558,18 +554,13 @@ fn write_split(photos: &[PathBuf], dir: &Path, limit: usize, out: &Path) -> Resu
     )
 }
 
+/// The image files of `dir` (as `prepare` recognises them), sorted by path.
 fn list_photos(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                ["jpg", "jpeg", "png", "webp", "bmp"].contains(&e.to_lowercase().as_str())
-            })
-        })
-        .collect();
-    v.sort();
-    Ok(v)
+    Ok(fsvfm_data::sorted_entries(dir)
+        .map_err(anyhow::Error::msg)?
+        .into_iter()
+        .filter(|p| fsvfm_data::is_image_file(p))
+        .collect())
 }
 
 /// Face models and photos: present, or fetched with the embedded setup script.
@@ -646,15 +637,12 @@ fn first_manifest_entry(manifest: &Path) -> Result<(String, String)> {
 
 /// The first `n` image names of a folder, sorted.
 fn first_images(dir: &Path, n: usize) -> Result<Vec<String>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .filter(|n| n.ends_with(".png") || n.ends_with(".jpg"))
-        .collect();
-    names.sort();
-    names.truncate(n);
-    Ok(names)
+    Ok(list_photos(dir)?
+        .iter()
+        .take(n)
+        .filter_map(|p| p.file_name())
+        .map(|f| f.to_string_lossy().to_string())
+        .collect())
 }
 
 fn pretrain_toml(plan: &Plan, mae: bool) -> String {
@@ -748,7 +736,7 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str, precision: &s
         .map(|p| format!("{}\n", p.display()))
         .collect();
     let identities = plan.identities;
-    let listing_hash = hex(&Sha256::digest(listing.as_bytes()));
+    let listing_hash = format!("{:x}", Sha256::digest(listing.as_bytes()));
     let mut split_cmd = vec![
         s("fsvfm split-identities --photos"),
         shell_word(&photos_dir.display().to_string()),

@@ -180,16 +180,7 @@ fn decode_input(
                     (Some([b.x0, b.y0, b.x1, b.y1]), crop)
                 })
                 .collect(),
-            None if img.dimensions() == (size, size) => vec![(None, img)],
-            None => {
-                let crop = fsvfm_data::augment::resize(
-                    &img,
-                    size,
-                    size,
-                    fsvfm_data::augment::Filter::Bicubic,
-                );
-                vec![(None, crop)]
-            }
+            None => vec![(None, fsvfm_data::image_io::to_input_size(img, size))],
         };
         if crops.is_empty() {
             d.errors

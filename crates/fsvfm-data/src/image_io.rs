@@ -75,16 +75,17 @@ pub fn load_normalized(path: &Path, size: usize, norm: &MeanStd) -> Result<Vec<f
 /// Decodes an image file and returns `[3, size, size]` RGB in `[0, 1]` (bicubic resize when the
 /// file is not already `size × size`).
 pub fn load_rgb(path: &Path, size: usize) -> Result<Vec<f32>, String> {
-    let mut rgb = decode_rgb(path)?;
-    if rgb.width() as usize != size || rgb.height() as usize != size {
-        rgb = crate::augment::resize(
-            &rgb,
-            size as u32,
-            size as u32,
-            crate::augment::Filter::Bicubic,
-        );
+    Ok(rgb_to_chw(&to_input_size(decode_rgb(path)?, size as u32)))
+}
+
+/// The image as a model input of `size × size`: unchanged when it already is, else Pillow's
+/// bicubic resize (what evaluation and `predict --crops` feed the model).
+pub fn to_input_size(rgb: image::RgbImage, size: u32) -> image::RgbImage {
+    if rgb.dimensions() == (size, size) {
+        rgb
+    } else {
+        crate::augment::resize(&rgb, size, size, crate::augment::Filter::Bicubic)
     }
-    Ok(rgb_to_chw(&rgb))
 }
 
 /// Decodes an image file (PNG, JPEG, WebP) to 8-bit RGB; the error names the file.

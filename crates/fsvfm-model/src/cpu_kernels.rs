@@ -478,19 +478,16 @@ fn matmul_acc_in_precision(
     k: usize,
     n: usize,
 ) {
-    if precision() == Precision::Bf16 || packed.is_some() {
-        match packed {
-            Some(p) => {
-                assert_eq!(p.shape(), (k, n), "packed weight shape");
-                crate::bf16_gemm::matmul_acc_bf16(dst, x, p, m)
-            }
-            None => {
-                let p = crate::bf16_gemm::PackedB::pack(w, k, n);
-                crate::bf16_gemm::matmul_acc_bf16(dst, x, &p, m);
-            }
+    match (packed, precision()) {
+        (Some(p), _) => {
+            assert_eq!(p.shape(), (k, n), "packed weight shape");
+            crate::bf16_gemm::matmul_acc_bf16(dst, x, p, m)
         }
-    } else {
-        matmul_acc(dst, x, w, m, k, n);
+        (None, Precision::Bf16) => {
+            let p = crate::bf16_gemm::PackedB::pack(w, k, n);
+            crate::bf16_gemm::matmul_acc_bf16(dst, x, &p, m);
+        }
+        (None, Precision::Fp32) => matmul_acc(dst, x, w, m, k, n),
     }
 }
 
