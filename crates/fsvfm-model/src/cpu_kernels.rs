@@ -148,22 +148,21 @@ fn sum_of(v: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn softmax_rows_generic(s: &mut [f32], cols: usize, scale: f32) {
-    for row in s.chunks_exact_mut(cols) {
+fn softmax_rows_generic(s: &mut [f32], cols: usize, scale: f32, inv_sums: &mut [f32]) {
+    for (row, inv) in s.chunks_exact_mut(cols).zip(inv_sums) {
         let max = max_of(row);
         for v in row.iter_mut() {
             *v = exp_neg((*v - max) * scale);
         }
-        let inv = 1.0 / sum_of(row);
-        for v in row.iter_mut() {
-            *v *= inv;
-        }
+        *inv = 1.0 / sum_of(row);
     }
 }
 
 dispatch_simd!(
-    /// Row-wise `softmax(scale · s)` of a `[rows, cols]` matrix, in place.
-    fn softmax_rows(s: &mut [f32], cols: usize, scale: f32) => softmax_rows_generic
+    /// Row-wise `softmax(scale · s)` of a `[rows, cols]` matrix, in place, except the division
+    /// by the row sums: their inverses go to `inv_sums [rows]`, to be applied to the (hd-wide)
+    /// rows of `p · v` instead of the (T-wide) rows of `p`.
+    fn softmax_rows(s: &mut [f32], cols: usize, scale: f32, inv_sums: &mut [f32]) => softmax_rows_generic
 );
 
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]`, or `+=` with `accumulate`: row-major `dst` and `lhs` with the
@@ -210,22 +209,41 @@ unsafe fn gemm_rows(
 /// Multi-head self-attention from the fused projection: `qkv [N, T, 3D]` → `out [N, T, D]`,
 /// `softmax(q kᵀ / √hd) v` per head with `hd = D / heads`.
 pub fn attention_from_qkv(qkv: &[f32], n: usize, t: usize, d: usize, heads: usize) -> Vec<f32> {
+    let mut out = Vec::new();
+    attention_into(&mut out, qkv, n, t, d, heads);
+    out
+}
+
+thread_local! {
+    /// Per-thread `[T, T]` scores and `[T]` inverse row sums of [`attention_into`] (reused:
+    /// nothing inside a job re-enters it on the same thread).
+    static SCORES: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new()))
+    };
+}
+
+/// [`attention_from_qkv`] into `out` (its allocation reused).
+fn attention_into(out: &mut Vec<f32>, qkv: &[f32], n: usize, t: usize, d: usize, heads: usize) {
     assert_eq!(qkv.len(), n * t * 3 * d, "qkv buffer size");
     assert!(heads > 0 && d.is_multiple_of(heads), "heads must divide D");
     let hd = d / heads;
     let scale = (hd as f32).powf(-0.5);
     // Not zeroed: the second GEMM of the (sample, head) jobs writes every element (read_dst false),
     // and the jobs tile [N, T, D] exactly; the length is set once they are done.
-    let mut out: Vec<f32> = Vec::with_capacity(n * t * d);
+    out.clear();
+    out.reserve(n * t * d);
     // Raw addresses so tasks for different heads can write disjoint columns of one sample.
     let out_addr = out.as_mut_ptr() as usize;
-    (0..n * heads).into_par_iter().for_each_init(
-        || vec![0f32; t * t],
-        |scores, job| {
-            let (b, h) = (job / heads, job % heads);
-            let base = qkv[b * t * 3 * d..].as_ptr();
-            // SAFETY: all reads stay inside sample b's [T, 3D] slice; the write covers rows of
-            // sample b and columns [h·hd, (h+1)·hd), disjoint across jobs; `out` outlives the loop.
+    (0..n * heads).into_par_iter().for_each(|job| {
+        let (b, h) = (job / heads, job % heads);
+        let base = qkv[b * t * 3 * d..].as_ptr();
+        SCORES.with(|cell| {
+            let (scores, inv) = &mut *cell.borrow_mut();
+            scores.resize(t * t, 0.0);
+            inv.resize(t, 0.0);
+            // SAFETY: all reads stay inside sample b's [T, 3D] slice; the writes cover rows of
+            // sample b and columns [h·hd, (h+1)·hd), disjoint across jobs; `out` has capacity
+            // for [N, T, D] and outlives the loop.
             unsafe {
                 let q = base.add(h * hd);
                 let k = base.add(d + h * hd);
@@ -240,8 +258,9 @@ pub fn attention_from_qkv(qkv: &[f32], n: usize, t: usize, d: usize, heads: usiz
                     (k, 1, row),
                     gemm::Parallelism::None,
                 );
-                softmax_rows(scores, t, scale);
-                // out[T, hd] = p[T, T] · v[T, hd], written with row stride D.
+                softmax_rows(scores, t, scale, inv);
+                // out[T, hd] = e[T, T] · v[T, hd], written with row stride D, then each row
+                // divided by its softmax sum.
                 let dst = (out_addr as *mut f32).add(b * t * d + h * hd);
                 gemm_rows(
                     (t, hd, t),
@@ -251,12 +270,16 @@ pub fn attention_from_qkv(qkv: &[f32], n: usize, t: usize, d: usize, heads: usiz
                     (v, row, 1),
                     gemm::Parallelism::None,
                 );
+                for (i, &s) in inv.iter().enumerate() {
+                    for c in std::slice::from_raw_parts_mut(dst.add(i * d), hd) {
+                        *c *= s;
+                    }
+                }
             }
-        },
-    );
-    // SAFETY: all n·t·d elements were written by the jobs above (see the allocation).
+        });
+    });
+    // SAFETY: all n·t·d elements were written by the jobs above (see the reservation).
     unsafe { out.set_len(n * t * d) };
-    out
 }
 
 #[cfg(test)]
@@ -377,8 +400,28 @@ mod tests {
     }
 }
 
-/// Threads for the big GEMMs: rayon's pool (`--threads`), as burn flex uses.
+thread_local! {
+    /// Set while this thread runs a share of the batch on its own ([`split_batch`]).
+    static SERIAL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on each of `parts` (disjoint shares of a batch), one rayon task each, with the big
+/// GEMMs inside single-threaded: with as many equal shares as threads, the threads never wait
+/// for each other inside a block (no fork/join per GEMM, no shared packing).
+pub fn split_batch<T: Send, F: Fn(T) + Sync>(parts: Vec<T>, f: F) {
+    parts.into_par_iter().for_each(|p| {
+        let before = SERIAL.with(|s| s.replace(true));
+        f(p);
+        SERIAL.with(|s| s.set(before));
+    });
+}
+
+/// Threads for the big GEMMs: rayon's pool (`--threads`), as burn flex uses; one inside
+/// [`split_batch`].
 fn gemm_parallelism() -> gemm::Parallelism {
+    if SERIAL.with(|s| s.get()) {
+        return gemm::Parallelism::None;
+    }
     match rayon::current_num_threads() {
         0 | 1 => gemm::Parallelism::None,
         n => gemm::Parallelism::Rayon(n),
@@ -404,15 +447,18 @@ pub fn matmul_acc(dst: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: 
     }
 }
 
-/// `[m, n]` rows each initialised to `bias` (or zeros), filled on all threads; with a bias the
-/// buffer is written once, not zeroed first (at ViT shapes that zeroing was ~3 % of the forward).
-fn rows_of(bias: Option<&[f32]>, m: usize, n: usize) -> Vec<f32> {
+/// `out ← [m, n]` rows each set to `bias` (or zeros), filled on all threads, reusing `out`'s
+/// allocation; with a bias the buffer is written once, not zeroed first (at ViT shapes that
+/// zeroing was ~3 % of the forward).
+fn rows_into(out: &mut Vec<f32>, bias: Option<&[f32]>, m: usize, n: usize) {
+    out.clear();
     let Some(b) = bias else {
-        return vec![0f32; m * n];
+        out.resize(m * n, 0.0);
+        return;
     };
     assert_eq!(b.len(), n, "bias length");
-    let mut v: Vec<f32> = Vec::with_capacity(m * n);
-    v.spare_capacity_mut()[..m * n]
+    out.reserve(m * n);
+    out.spare_capacity_mut()[..m * n]
         .par_chunks_mut(n)
         .for_each(|row| {
             for (dst, &x) in row.iter_mut().zip(b) {
@@ -420,8 +466,7 @@ fn rows_of(bias: Option<&[f32]>, m: usize, n: usize) -> Vec<f32> {
             }
         });
     // SAFETY: every one of the m·n elements was written just above.
-    unsafe { v.set_len(m * n) };
-    v
+    unsafe { out.set_len(m * n) };
 }
 
 /// Numeric precision of the inference kernels' linear layers.
@@ -500,12 +545,15 @@ pub fn linear(
     k: usize,
     n: usize,
 ) -> Vec<f32> {
-    linear_packed(x, w, None, bias, m, k, n)
+    let mut out = Vec::new();
+    linear_into(&mut out, x, w, None, bias, m, k, n);
+    out
 }
 
-/// [`linear`] with `w` optionally pre-packed for bf16.
+/// [`linear`] into `out` (its allocation reused), with `w` optionally pre-packed for bf16.
 #[allow(clippy::too_many_arguments)]
-fn linear_packed(
+fn linear_into(
+    out: &mut Vec<f32>,
     x: &[f32],
     w: &[f32],
     packed: Option<&crate::bf16_gemm::PackedB>,
@@ -513,10 +561,9 @@ fn linear_packed(
     m: usize,
     k: usize,
     n: usize,
-) -> Vec<f32> {
-    let mut out = rows_of(bias, m, n);
-    matmul_acc_in_precision(&mut out, x, w, packed, m, k, n);
-    out
+) {
+    rows_into(out, bias, m, n);
+    matmul_acc_in_precision(out, x, w, packed, m, k, n);
 }
 
 /// `dst += x · w + bias` in place (the residual branch add folded into the GEMM).
@@ -601,11 +648,26 @@ dispatch_simd!(fn layer_norm_rows(x: &[f32], out: &mut [std::mem::MaybeUninit<f3
 
 /// LayerNorm over the last axis of `x [rows, d]` (two-pass variance), rows split across threads.
 pub fn layer_norm(x: &[f32], d: usize, gamma: &[f32], beta: Option<&[f32]>, eps: f32) -> Vec<f32> {
+    let mut out = Vec::new();
+    layer_norm_into(&mut out, x, d, gamma, beta, eps);
+    out
+}
+
+/// [`layer_norm`] into `out` (its allocation reused).
+fn layer_norm_into(
+    out: &mut Vec<f32>,
+    x: &[f32],
+    d: usize,
+    gamma: &[f32],
+    beta: Option<&[f32]>,
+    eps: f32,
+) {
     assert!(
         gamma.len() == d && beta.is_none_or(|b| b.len() == d) && x.len().is_multiple_of(d),
         "layer_norm shapes"
     );
-    let mut out: Vec<f32> = Vec::with_capacity(x.len());
+    out.clear();
+    out.reserve(x.len());
     let rows_per_task = 64;
     out.spare_capacity_mut()[..x.len()]
         .par_chunks_mut(rows_per_task * d)
@@ -613,10 +675,45 @@ pub fn layer_norm(x: &[f32], d: usize, gamma: &[f32], beta: Option<&[f32]>, eps:
         .for_each(|(o, xi)| layer_norm_rows(xi, o, d, gamma, beta, eps));
     // SAFETY: `layer_norm_rows` wrote every element of every row.
     unsafe { out.set_len(x.len()) };
-    out
 }
 
-/// Host copies of one pre-LN transformer block's parameters (burn layouts: Linear `[in, out]`).
+/// A read-only f32 buffer for the kernels: owned, or a view of a burn flex tensor's storage
+/// (the parameters of a loaded model: read in place, no copy per forward).
+#[derive(Clone, Debug)]
+pub enum HostBuf {
+    /// Values owned here.
+    Owned(Vec<f32>),
+    /// A contiguous f32 flex tensor (checked by [`HostBuf::view`]); holding it keeps the shared
+    /// storage alive, and burn copies on write, so the view never changes under the kernels.
+    Flex(burn::backend::flex::FlexTensor),
+}
+
+impl HostBuf {
+    /// A view of `t` when it is a contiguous f32 flex tensor, else `None`.
+    pub fn view(t: burn::backend::flex::FlexTensor) -> Option<Self> {
+        t.as_slice::<f32>().is_some().then_some(Self::Flex(t))
+    }
+}
+
+impl std::ops::Deref for HostBuf {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Self::Owned(v) => v,
+            Self::Flex(t) => t
+                .as_slice::<f32>()
+                .expect("HostBuf::view checked the layout"),
+        }
+    }
+}
+
+impl From<Vec<f32>> for HostBuf {
+    fn from(v: Vec<f32>) -> Self {
+        Self::Owned(v)
+    }
+}
+
+/// One pre-LN transformer block's parameters for the kernels (burn layouts: Linear `[in, out]`).
 #[derive(Clone, Debug)]
 pub struct HostBlock {
     /// Width D.
@@ -628,17 +725,17 @@ pub struct HostBlock {
     /// LayerNorm eps of both norms.
     pub eps: f32,
     /// `norm1` weight and bias `[D]`.
-    pub norm1: (Vec<f32>, Option<Vec<f32>>),
+    pub norm1: (HostBuf, Option<HostBuf>),
     /// `attn.qkv` weight `[D, 3D]` and bias `[3D]`.
-    pub qkv: (Vec<f32>, Option<Vec<f32>>),
+    pub qkv: (HostBuf, Option<HostBuf>),
     /// `attn.proj` weight `[D, D]` and bias.
-    pub proj: (Vec<f32>, Option<Vec<f32>>),
+    pub proj: (HostBuf, Option<HostBuf>),
     /// `norm2`.
-    pub norm2: (Vec<f32>, Option<Vec<f32>>),
+    pub norm2: (HostBuf, Option<HostBuf>),
     /// `mlp.fc1` `[D, hidden]`.
-    pub fc1: (Vec<f32>, Option<Vec<f32>>),
+    pub fc1: (HostBuf, Option<HostBuf>),
     /// `mlp.fc2` `[hidden, D]`.
-    pub fc2: (Vec<f32>, Option<Vec<f32>>),
+    pub fc2: (HostBuf, Option<HostBuf>),
     /// qkv, proj, fc1, fc2 weights packed for the bf16 GEMM ([`HostBlock::pack_bf16`]).
     pub packed: Option<Box<[crate::bf16_gemm::PackedB; 4]>>,
 }
@@ -664,22 +761,87 @@ impl HostBlock {
             &mut self.fc1.0,
             &mut self.fc2.0,
         ] {
-            *w = Vec::new();
+            *w = HostBuf::Owned(Vec::new());
         }
     }
 }
 
+/// The intermediate buffers of [`block_forward`], kept between blocks and forwards so that the
+/// steady state allocates nothing (each grows to the largest shape it has seen).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// LayerNorm output `[N·T, D]`.
+    h: Vec<f32>,
+    /// `[N·T, 3D]`.
+    qkv: Vec<f32>,
+    /// Attention output `[N·T, D]`.
+    a: Vec<f32>,
+    /// MLP hidden `[N·T, hidden]`.
+    u: Vec<f32>,
+}
+
+static SCRATCH_POOL: std::sync::Mutex<Vec<Scratch>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs `f` with a [`Scratch`] taken from a process-wide pool and returned afterwards (one per
+/// concurrent caller; a pool rather than a thread-local, because a rayon worker waiting inside
+/// one forward may steal and run another).
+pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let pool = || SCRATCH_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut s = pool().pop().unwrap_or_default();
+    let r = f(&mut s);
+    pool().push(s);
+    r
+}
+
 /// One block on `x [N·T, D]` in place: `x += proj(attn(LN1 x))`, `x += fc2(GELU(fc1(LN2 x)))`,
-/// biases and residuals folded into the GEMMs.
-pub fn block_forward(x: &mut [f32], n: usize, t: usize, b: &HostBlock) {
+/// biases and residuals folded into the GEMMs, intermediates in `s`.
+///
+/// With several rayon threads (and not already inside a [`split_batch`] share) the row-local
+/// parts run as one share of the rows per thread, single-threaded inside: LN1 + qkv, then
+/// (after attention, parallel over samples × heads) proj + residual + the whole MLP. Two joins
+/// per block instead of one per GEMM; this is what a batch of 1 gets.
+pub fn block_forward(x: &mut [f32], n: usize, t: usize, b: &HostBlock, s: &mut Scratch) {
     let (d, m) = (b.dim, n * t);
     let pk = |i: usize| b.packed.as_ref().map(|p| &p[i]);
-    let h = layer_norm(x, d, &b.norm1.0, b.norm1.1.as_deref(), b.eps);
-    let qkv = linear_packed(&h, &b.qkv.0, pk(0), b.qkv.1.as_deref(), m, d, 3 * d);
-    let a = attention_from_qkv(&qkv, n, t, d, b.heads);
-    linear_residual_packed(x, &a, &b.proj.0, pk(1), b.proj.1.as_deref(), m, d, d);
-    let h = layer_norm(x, d, &b.norm2.0, b.norm2.1.as_deref(), b.eps);
-    let mut u = linear_packed(&h, &b.fc1.0, pk(2), b.fc1.1.as_deref(), m, d, b.hidden);
-    gelu_inplace(&mut u);
-    linear_residual_packed(x, &u, &b.fc2.0, pk(3), b.fc2.1.as_deref(), m, b.hidden, d);
+    let threads = rayon::current_num_threads();
+    if threads > 1 && m >= threads && !SERIAL.with(|s| s.get()) {
+        let rows = m.div_ceil(threads);
+        rows_into(&mut s.qkv, b.qkv.1.as_deref(), m, 3 * d);
+        let parts: Vec<_> = x
+            .chunks(rows * d)
+            .zip(s.qkv.chunks_mut(rows * 3 * d))
+            .collect();
+        split_batch(parts, |(xr, qkv)| {
+            let r = xr.len() / d;
+            with_scratch(|ls| {
+                layer_norm_into(&mut ls.h, xr, d, &b.norm1.0, b.norm1.1.as_deref(), b.eps);
+                matmul_acc_in_precision(qkv, &ls.h, &b.qkv.0, pk(0), r, d, 3 * d);
+            })
+        });
+        attention_into(&mut s.a, &s.qkv, n, t, d, b.heads);
+        let parts: Vec<_> = x.chunks_mut(rows * d).zip(s.a.chunks(rows * d)).collect();
+        split_batch(parts, |(xr, a)| {
+            let r = xr.len() / d;
+            linear_residual_packed(xr, a, &b.proj.0, pk(1), b.proj.1.as_deref(), r, d, d);
+            with_scratch(|ls| mlp_residual(xr, r, b, ls));
+        });
+        return;
+    }
+    layer_norm_into(&mut s.h, x, d, &b.norm1.0, b.norm1.1.as_deref(), b.eps);
+    let (qkv_w, qkv_b) = (&b.qkv.0, b.qkv.1.as_deref());
+    linear_into(&mut s.qkv, &s.h, qkv_w, pk(0), qkv_b, m, d, 3 * d);
+    attention_into(&mut s.a, &s.qkv, n, t, d, b.heads);
+    linear_residual_packed(x, &s.a, &b.proj.0, pk(1), b.proj.1.as_deref(), m, d, d);
+    mlp_residual(x, m, b, s);
+}
+
+/// `x [m, D] += fc2(GELU(fc1(LN2 x)))` in place.
+fn mlp_residual(x: &mut [f32], m: usize, b: &HostBlock, s: &mut Scratch) {
+    let d = b.dim;
+    let pk = |i: usize| b.packed.as_ref().map(|p| &p[i]);
+    layer_norm_into(&mut s.h, x, d, &b.norm2.0, b.norm2.1.as_deref(), b.eps);
+    let (fc1_w, fc1_b) = (&b.fc1.0, b.fc1.1.as_deref());
+    linear_into(&mut s.u, &s.h, fc1_w, pk(2), fc1_b, m, d, b.hidden);
+    gelu_inplace(&mut s.u);
+    linear_residual_packed(x, &s.u, &b.fc2.0, pk(3), b.fc2.1.as_deref(), m, b.hidden, d);
 }

@@ -239,17 +239,32 @@ fn host_f32<const D: usize>(x: Tensor<D>) -> Vec<f32> {
         .expect("fsvfm models compute in f32")
 }
 
-fn host_linear(l: &Linear) -> (Vec<f32>, Option<Vec<f32>>) {
+/// A parameter for the kernels: a view of its flex storage when it is a contiguous f32 flex
+/// tensor (no copy), else a host copy.
+fn host_param<const D: usize>(x: Tensor<D>) -> crate::cpu_kernels::HostBuf {
+    use crate::cpu_kernels::HostBuf;
+    match x.clone().try_into_primitive::<burn::backend::Flex>() {
+        Ok(t) => HostBuf::view(t).unwrap_or_else(|| host_f32(x).into()),
+        Err(_) => host_f32(x).into(),
+    }
+}
+
+type HostPair = (
+    crate::cpu_kernels::HostBuf,
+    Option<crate::cpu_kernels::HostBuf>,
+);
+
+fn host_linear(l: &Linear) -> HostPair {
     (
-        host_f32(l.weight.val()),
-        l.bias.as_ref().map(|b| host_f32(b.val())),
+        host_param(l.weight.val()),
+        l.bias.as_ref().map(|b| host_param(b.val())),
     )
 }
 
-fn host_norm(l: &LayerNorm) -> (Vec<f32>, Option<Vec<f32>>) {
+fn host_norm(l: &LayerNorm) -> HostPair {
     (
-        host_f32(l.gamma.val()),
-        l.beta.as_ref().map(|b| host_f32(b.val())),
+        host_param(l.gamma.val()),
+        l.beta.as_ref().map(|b| host_param(b.val())),
     )
 }
 
@@ -307,14 +322,24 @@ impl Block {
 /// Runs `x` through `blocks` in order. Off autodiff devices the activations stay in one host
 /// buffer across all blocks (one copy in, one out).
 pub fn run_blocks(blocks: &[Block], x: Tensor<3>) -> Tensor<3> {
+    use crate::cpu_kernels::{block_forward, with_scratch};
     let device = x.device();
     if !use_cpu_kernels(&device) || blocks.is_empty() {
         return blocks.iter().fold(x, |x, b| b.forward(x));
     }
     let [n, t, d] = x.dims();
     let mut v = host_f32(x);
-    for b in blocks {
-        crate::cpu_kernels::block_forward(&mut v, n, t, &b.host_for_forward());
+    let hosts: Vec<_> = blocks.iter().map(Block::host_for_forward).collect();
+    let threads = rayon::current_num_threads();
+    if threads > 1 && n >= threads && n.is_multiple_of(threads) {
+        // Equal shares of the batch, one per thread, each through every block.
+        let share = n / threads;
+        let parts: Vec<&mut [f32]> = v.chunks_mut(share * t * d).collect();
+        crate::cpu_kernels::split_batch(parts, |x| {
+            with_scratch(|s| hosts.iter().for_each(|h| block_forward(x, share, t, h, s)))
+        });
+    } else {
+        with_scratch(|s| hosts.iter().for_each(|h| block_forward(&mut v, n, t, h, s)));
     }
     Tensor::from_data(TensorData::new(v, [n, t, d]), &device)
 }

@@ -276,6 +276,34 @@ fn autodiff_device_path_matches_the_reference_too() {
     );
 }
 
+/// The inference kernels give each thread an equal share of the batch when the batch divides
+/// evenly (here N = 3 on 3 threads), else split each block's rows across the threads (2
+/// threads), or run serially (1 thread): every path matches the reference.
+#[test]
+fn batch_split_and_whole_batch_paths_match_the_reference() {
+    let r = Reference::load();
+    let device = cpu_device();
+    let cfg: VitConfig = r.config("classifier_avg");
+    let (model, _) = WeightFile::open(fixture("classifier_avg.safetensors"))
+        .unwrap()
+        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
+        .unwrap();
+    let x = r.tensor::<4>("classifier_avg.x", &device);
+    assert_eq!(x.dims()[0], 3, "the fixture batch");
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let tokens = pool.install(|| model.forward_tokens(x.clone()));
+        assert_close(
+            &format!("tokens on {threads} threads"),
+            tokens,
+            r.values("classifier_avg.tokens"),
+        );
+    }
+}
+
 /// The attention probabilities behind the heat maps are the ones `Attention::forward` (checked
 /// against timm above) uses: `proj(probs · v)` equals `forward` on the fixture model's last
 /// block; `last_attention` gives one non-negative row per image over the patches, summing to < 1.
