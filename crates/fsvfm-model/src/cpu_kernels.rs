@@ -106,10 +106,36 @@ fn gelu_slice_generic(v: &mut [f32]) {
 
 dispatch_simd!(fn gelu_slice(v: &mut [f32]) => gelu_slice_generic);
 
+#[inline(always)]
+fn gelu_bias_rows_generic(v: &mut [f32], bias: &[f32]) {
+    for row in v.chunks_exact_mut(bias.len()) {
+        for (x, &b) in row.iter_mut().zip(bias) {
+            *x = gelu1(*x + b);
+        }
+    }
+}
+
+dispatch_simd!(fn gelu_bias_rows(v: &mut [f32], bias: &[f32]) => gelu_bias_rows_generic);
+
 /// Exact (erf) GELU in place, |error| ≤ 1e-6·max(1, |x|), on all rayon threads.
 pub fn gelu_inplace(data: &mut [f32]) {
     const CHUNK: usize = 16 * 1024;
     data.par_chunks_mut(CHUNK).for_each(gelu_slice);
+}
+
+/// `GELU(x + bias)` in place on the rows of `x [rows, bias.len()]` (the fc1 epilogue: the
+/// bias joins the GELU pass instead of being written into the GEMM's output beforehand).
+pub fn gelu_bias_inplace(x: &mut [f32], bias: Option<&[f32]>) {
+    let Some(b) = bias else {
+        return gelu_inplace(x);
+    };
+    assert!(
+        !b.is_empty() && x.len().is_multiple_of(b.len()),
+        "gelu_bias_inplace shapes"
+    );
+    let rows_per_task = (16 * 1024 / b.len()).max(1);
+    x.par_chunks_mut(rows_per_task * b.len())
+        .for_each(|rows| gelu_bias_rows(rows, b));
 }
 
 const LANES: usize = 16;
@@ -315,6 +341,20 @@ mod tests {
                 "gelu({x}) = {y}, want {want}"
             );
         }
+    }
+
+    #[test]
+    fn gelu_with_bias_equals_gelu_of_the_sum() {
+        let (rows, n) = (300, 70); // several tasks, a width that is not a lane multiple
+        let x: Vec<f32> = (0..rows * n)
+            .map(|i| ((i * 13 % 61) as f32 - 30.0) / 8.0)
+            .collect();
+        let b: Vec<f32> = (0..n).map(|j| j as f32 / 20.0 - 1.5).collect();
+        let mut got = x.clone();
+        gelu_bias_inplace(&mut got, Some(&b));
+        let mut want: Vec<f32> = x.iter().enumerate().map(|(i, v)| v + b[i % n]).collect();
+        gelu_inplace(&mut want);
+        assert_eq!(got, want);
     }
 
     #[test]
@@ -548,6 +588,37 @@ pub fn linear(
     let mut out = Vec::new();
     linear_into(&mut out, x, w, None, bias, m, k, n);
     out
+}
+
+/// `out ← x[m, k] · w[k, n]` without bias, reusing `out`'s allocation; in fp32 the GEMM writes
+/// `out` without reading it (no zero fill first).
+fn matmul_into(
+    out: &mut Vec<f32>,
+    x: &[f32],
+    w: &[f32],
+    packed: Option<&crate::bf16_gemm::PackedB>,
+    (m, k, n): (usize, usize, usize),
+) {
+    out.clear();
+    if packed.is_some() || precision() == Precision::Bf16 || k == 0 {
+        out.resize(m * n, 0.0);
+        return matmul_acc_in_precision(out, x, w, packed, m, k, n);
+    }
+    assert!(x.len() == m * k && w.len() == k * n, "matmul_into shapes");
+    out.reserve(m * n);
+    // SAFETY: `x` and `w` have the sizes the strides describe; `out` has capacity m·n, and a
+    // GEMM with k > 0 and read_dst false writes every element of it before the length is set.
+    unsafe {
+        gemm_rows(
+            (m, n, k),
+            (out.as_mut_ptr(), n),
+            false,
+            (x.as_ptr(), k),
+            (w.as_ptr(), n, 1),
+            gemm_parallelism(),
+        );
+        out.set_len(m * n);
+    }
 }
 
 /// [`linear`] into `out` (its allocation reused), with `w` optionally pre-packed for bf16.
@@ -840,8 +911,7 @@ fn mlp_residual(x: &mut [f32], m: usize, b: &HostBlock, s: &mut Scratch) {
     let d = b.dim;
     let pk = |i: usize| b.packed.as_ref().map(|p| &p[i]);
     layer_norm_into(&mut s.h, x, d, &b.norm2.0, b.norm2.1.as_deref(), b.eps);
-    let (fc1_w, fc1_b) = (&b.fc1.0, b.fc1.1.as_deref());
-    linear_into(&mut s.u, &s.h, fc1_w, pk(2), fc1_b, m, d, b.hidden);
-    gelu_inplace(&mut s.u);
+    matmul_into(&mut s.u, &s.h, &b.fc1.0, pk(2), (m, d, b.hidden));
+    gelu_bias_inplace(&mut s.u, b.fc1.1.as_deref());
     linear_residual_packed(x, &s.u, &b.fc2.0, pk(3), b.fc2.1.as_deref(), m, b.hidden, d);
 }
