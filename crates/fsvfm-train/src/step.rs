@@ -166,16 +166,22 @@ impl PretrainTrainer {
         let ad = self.device.clone().autodiff();
         let data = || TensorData::new(batch.images.clone(), batch.dims);
         let mask = PatchMask::new(n, l, batch.mask.clone())?;
-        let out = self.online.forward(Tensor::from_data(data(), &ad), &mask)?;
-        // Target: full view, plain device (no graph, fast kernels), then into the graph as a constant.
-        // Without the ID loss it is not run: a zero `z` makes `L_sim` (and its gradient) 0.
-        let z = if self.weights.sim == 0.0 {
-            Tensor::zeros(out.p.dims(), &ad)
-        } else {
-            let z = self
-                .target
-                .forward(Tensor::from_data(data(), &self.device))?;
-            Tensor::from_inner(z)
+        // Target: full view, plain device (no graph, fast kernels), then into the graph as a
+        // constant. It runs beside the online forward: that one has single-threaded stretches
+        // (burn's GELU and softmax) that leave a core idle. Without the ID loss the target is
+        // not run: a zero `z` makes `L_sim` (and its gradient) 0.
+        let (out, z) = rayon::join(
+            || self.online.forward(Tensor::from_data(data(), &ad), &mask),
+            || {
+                (self.weights.sim != 0.0)
+                    .then(|| self.target.forward(Tensor::from_data(data(), &self.device)))
+                    .transpose()
+            },
+        );
+        let out = out?;
+        let z = match z? {
+            Some(z) => Tensor::from_inner(z),
+            None => Tensor::zeros(out.p.dims(), &ad),
         };
         let as_float = |m: &[u8]| {
             let v: Vec<f32> = m.iter().map(|&b| b as f32).collect();
