@@ -77,9 +77,9 @@ fn exp_neg(x: f32) -> f32 {
     p * scale
 }
 
-/// Exact-form GELU of one value (erf via Abramowitz–Stegun 7.1.26).
+/// erf via Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7), branch-free so it vectorises.
 #[inline(always)]
-fn gelu1(x: f32) -> f32 {
+fn erf_as(z: f32) -> f32 {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [
         0.254_829_6,
@@ -88,13 +88,42 @@ fn gelu1(x: f32) -> f32 {
         -1.453_152_1,
         1.061_405_4,
     ];
-    let z = x * std::f32::consts::FRAC_1_SQRT_2;
     let az = z.abs();
     let t = 1.0 / (1.0 + P * az);
     let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-    let erf_abs = 1.0 - poly * exp_neg(-az * az);
-    let erf = erf_abs.copysign(z);
-    0.5 * x * (1.0 + erf)
+    (1.0 - poly * exp_neg(-az * az)).copysign(z)
+}
+
+/// Exact-form GELU of one value, `x·Φ(x)`.
+#[inline(always)]
+fn gelu1(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_as(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `d GELU/dx = Φ(x) + x·φ(x)`.
+#[inline(always)]
+fn gelu_grad1(x: f32) -> f32 {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    0.5 * (1.0 + erf_as(x * std::f32::consts::FRAC_1_SQRT_2))
+        + x * INV_SQRT_2PI * exp_neg(-0.5 * x * x)
+}
+
+#[inline(always)]
+fn gelu_grad_mul_generic(g: &mut [f32], x: &[f32]) {
+    for (g, &x) in g.iter_mut().zip(x) {
+        *g *= gelu_grad1(x);
+    }
+}
+
+dispatch_simd!(fn gelu_grad_mul_slice(g: &mut [f32], x: &[f32]) => gelu_grad_mul_generic);
+
+/// `g ← g ⊙ GELU'(x)` (the backward of the exact GELU), on all rayon threads.
+pub fn gelu_grad_mul(g: &mut [f32], x: &[f32]) {
+    assert_eq!(g.len(), x.len(), "gelu_grad_mul lengths");
+    const CHUNK: usize = 16 * 1024;
+    g.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(g, x)| gelu_grad_mul_slice(g, x));
 }
 
 #[inline(always)]
@@ -339,6 +368,22 @@ mod tests {
             assert!(
                 err <= 1e-6 * (x.abs() as f64).max(1.0),
                 "gelu({x}) = {y}, want {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn gelu_gradient_matches_the_derivative() {
+        let xs: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.005).collect();
+        let mut g = vec![1f32; xs.len()];
+        gelu_grad_mul(&mut g, &xs);
+        for (&x, &d) in xs.iter().zip(&g) {
+            let x64 = x as f64;
+            let pdf = (-0.5 * x64 * x64).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            let want = 0.5 * (1.0 + erf_ref(x64 / 2f64.sqrt())) + x64 * pdf;
+            assert!(
+                (d as f64 - want).abs() <= 1e-6,
+                "gelu'({x}) = {d}, want {want}"
             );
         }
     }

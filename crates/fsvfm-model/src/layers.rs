@@ -165,7 +165,7 @@ impl Mlp {
 
     /// `[N, T, D] → [N, T, D]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        linear3(&self.fc2, activation::gelu(linear3(&self.fc1, x)))
+        linear3(&self.fc2, crate::train_ops::gelu(linear3(&self.fc1, x)))
     }
 }
 

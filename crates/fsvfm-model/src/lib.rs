@@ -28,6 +28,7 @@ pub mod pos_embed;
 pub mod pretrain;
 pub mod pth_writer;
 mod repack;
+pub mod train_ops;
 pub mod vit;
 
 pub use adapter::{AdapterOutput, FsAdapterClassifier};

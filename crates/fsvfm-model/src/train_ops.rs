@@ -1,0 +1,128 @@
+//! Differentiable GELU for training on the flex CPU backend.
+//!
+//! burn flex's own GELU (forward and backward) is a scalar `erff` loop on one thread
+//! (`../shared/spec/cpu-perf.md` §3); in a pre-training step it took ~5 % of the CPU samples
+//! while the second core idled. Here it is a burn backend extension whose flex implementation
+//! runs the vectorised, multi-threaded erf kernels of [`crate::cpu_kernels`], and whose
+//! autodiff implementation registers a hand-written backward (`d GELU/dx = Φ(x) + x·φ(x)`).
+//! Other backends (CUDA) keep burn's `activation::gelu`: see [`gelu`].
+
+use burn::backend::autodiff::Autodiff;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Dispatch, Flex, backend_extension};
+use burn::tensor::{DType, Device, Tensor, TensorData, activation};
+
+/// The training kernels as a backend extension (flex, and autodiff over flex).
+#[backend_extension(Autodiff, Flex)]
+pub trait TrainKernels: burn::backend::Backend {
+    /// Exact (erf) GELU, element-wise.
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// `f` on the contiguous f32 values of `t`, into a new tensor of the same shape.
+fn map_f32(t: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let shape = t.layout().shape().clone();
+    let mut v = t
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("the training kernels take f32 tensors");
+    f(&mut v);
+    FlexTensor::from_data(TensorData::new(v, shape))
+}
+
+impl TrainKernels for Flex {
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        map_f32(x, crate::cpu_kernels::gelu_inplace)
+    }
+}
+
+impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct GeluBackward;
+
+        impl Backward<Flex, 1> for GeluBackward {
+            /// The input of the forward.
+            type State = FlexTensor;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let x = ops.state;
+                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                    let x = x
+                        .into_data()
+                        .try_into_vec::<f32>()
+                        .expect("the training kernels take f32 tensors");
+                    map_f32(grad, |g| crate::cpu_kernels::gelu_grad_mul(g, &x))
+                });
+            }
+        }
+
+        match GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let input = x.primitive().clone();
+                prep.finish(input.clone(), Flex::gelu_erf(input))
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::gelu_erf(x.into_primitive())),
+        }
+    }
+}
+
+/// Exact GELU of `x`: the kernels above on the flex device (plain or autodiff) for f32, burn's
+/// `activation::gelu` elsewhere.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !on_flex(&x.device()) || x.dtype() != DType::F32 {
+        return activation::gelu(x);
+    }
+    Tensor::from_dispatch(<Dispatch as TrainKernels>::gelu_erf(x.into_dispatch()))
+}
+
+/// Whether `device` is the flex CPU device, with or without autodiff.
+fn on_flex(device: &Device) -> bool {
+    *device == Device::flex() || *device == Device::flex().autodiff()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// Values and gradients of `sum(w ⊙ GELU(x))` equal burn's own GELU's (an independent
+    /// implementation: libm `erff`), on the plain and the autodiff flex device.
+    #[test]
+    fn matches_burns_gelu_forward_and_backward() {
+        let plain = Device::flex();
+        let x = Tensor::<3>::random([3, 7, 50], Distribution::Normal(0.0, 2.0), &plain);
+        let y = gelu(x.clone());
+        let d = (y - activation::gelu(x.clone()))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(d < 1e-6, "forward max diff {d:e}");
+
+        let ad = plain.autodiff();
+        let w = Tensor::<3>::random([3, 7, 50], Distribution::Normal(0.0, 1.0), &ad);
+        let grad = |f: fn(Tensor<3>) -> Tensor<3>| {
+            let x = Tensor::<3>::from_data(x.to_data(), &ad).require_grad();
+            let grads = (f(x.clone()) * w.clone()).sum().backward();
+            x.grad(&grads).expect("a gradient")
+        };
+        let ours = grad(gelu::<3>);
+        let burns = grad(activation::gelu::<3>);
+        let d = (ours - burns).abs().max().into_scalar::<f32>();
+        assert!(d < 1e-5, "gradient max diff {d:e}");
+    }
+}
