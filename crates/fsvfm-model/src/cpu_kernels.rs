@@ -220,6 +220,62 @@ dispatch_simd!(
     fn softmax_rows(s: &mut [f32], cols: usize, scale: f32, inv_sums: &mut [f32]) => softmax_rows_generic
 );
 
+#[inline(always)]
+fn softmax_backward_rows_generic(g: &mut [f32], y: &[f32], cols: usize) {
+    for (g, y) in g.chunks_exact_mut(cols).zip(y.chunks_exact(cols)) {
+        let mut acc = [0f32; LANES];
+        let (gc, yc) = (g.chunks_exact(LANES), y.chunks_exact(LANES));
+        let tail: f32 = gc
+            .remainder()
+            .iter()
+            .zip(yc.remainder())
+            .map(|(a, b)| a * b)
+            .sum();
+        for (a, b) in gc.zip(yc) {
+            for i in 0..LANES {
+                acc[i] += a[i] * b[i];
+            }
+        }
+        let dot = tail + acc.iter().sum::<f32>();
+        for (g, &y) in g.iter_mut().zip(y) {
+            *g = y * (*g - dot);
+        }
+    }
+}
+
+dispatch_simd!(fn softmax_backward_rows(g: &mut [f32], y: &[f32], cols: usize) => softmax_backward_rows_generic);
+
+/// Rows of this many values or more per parallel task.
+const ROW_TASK: usize = 16 * 1024;
+
+/// Softmax over the last axis of `x [rows, cols]` in place, rows split across threads.
+pub fn softmax_last_inplace(x: &mut [f32], cols: usize) {
+    assert!(cols > 0 && x.len().is_multiple_of(cols), "softmax shapes");
+    let rows_per_task = (ROW_TASK / cols).max(1);
+    x.par_chunks_mut(rows_per_task * cols).for_each(|rows| {
+        let mut inv = vec![0f32; rows.len() / cols];
+        softmax_rows(rows, cols, 1.0, &mut inv);
+        for (row, &s) in rows.chunks_exact_mut(cols).zip(&inv) {
+            for v in row {
+                *v *= s;
+            }
+        }
+    });
+}
+
+/// The backward of [`softmax_last_inplace`]: `g ← y ⊙ (g − Σ_row g ⊙ y)` per row of `cols`,
+/// with `y` the softmax output and `g` the gradient of the output.
+pub fn softmax_last_backward(g: &mut [f32], y: &[f32], cols: usize) {
+    assert!(
+        cols > 0 && g.len() == y.len() && g.len().is_multiple_of(cols),
+        "softmax backward shapes"
+    );
+    let chunk = (ROW_TASK / cols).max(1) * cols;
+    g.par_chunks_mut(chunk)
+        .zip(y.par_chunks(chunk))
+        .for_each(|(g, y)| softmax_backward_rows(g, y, cols));
+}
+
 /// `dst[m, n] = lhs[m, k] · rhs[k, n]`, or `+=` with `accumulate`: row-major `dst` and `lhs` with the
 /// given row strides (unit column strides), `rhs` with explicit row/column strides, via the `gemm`
 /// crate (its AVX-512 kernels are picked at run time).
@@ -385,6 +441,36 @@ mod tests {
                 (d as f64 - want).abs() <= 1e-6,
                 "gelu'({x}) = {d}, want {want}"
             );
+        }
+    }
+
+    #[test]
+    fn softmax_and_its_backward_match_naive_references() {
+        let (rows, cols) = (40, 37);
+        let x: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 17 % 29) as f32 - 14.0) / 3.0)
+            .collect();
+        let g: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 5 % 11) as f32 - 5.0) / 4.0)
+            .collect();
+        let mut y = x.clone();
+        softmax_last_inplace(&mut y, cols);
+        let mut dx = g.clone();
+        softmax_last_backward(&mut dx, &y, cols);
+        for r in 0..rows {
+            let xr: Vec<f64> = x[r * cols..(r + 1) * cols]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let m = xr.iter().cloned().fold(f64::MIN, f64::max);
+            let z: f64 = xr.iter().map(|v| (v - m).exp()).sum();
+            let yr: Vec<f64> = xr.iter().map(|v| (v - m).exp() / z).collect();
+            let dot: f64 = (0..cols).map(|j| g[r * cols + j] as f64 * yr[j]).sum();
+            for j in 0..cols {
+                assert!((y[r * cols + j] as f64 - yr[j]).abs() < 1e-6, "y[{r},{j}]");
+                let want = yr[j] * (g[r * cols + j] as f64 - dot);
+                assert!((dx[r * cols + j] as f64 - want).abs() < 1e-6, "dx[{r},{j}]");
+            }
         }
     }
 

@@ -140,7 +140,15 @@ impl Attention {
             .permute([2, 0, 3, 1, 4]); // [3, N, H, T, hd]
         let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).reshape([n, h, t, d / h]);
         let (q, k, v) = (part(0), part(1), part(2));
-        let out = attention(q, k, v, None, None, AttentionModuleOptions::default()); // [N, H, T, hd]
+        let out = if crate::train_ops::on_flex(&q.device()) {
+            // burn's attention is a composition of autodiff ops on this backend; only its
+            // softmax is replaced (one fused pass each way instead of seven).
+            let scale = ((d / h) as f64).powf(-0.5);
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+            crate::train_ops::softmax_last(scores).matmul(v)
+        } else {
+            attention(q, k, v, None, None, AttentionModuleOptions::default())
+        }; // [N, H, T, hd]
         linear3(&self.proj, out.swap_dims(1, 2).reshape([n, t, d]))
     }
 }

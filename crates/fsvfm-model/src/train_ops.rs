@@ -1,11 +1,14 @@
-//! Differentiable GELU for training on the flex CPU backend.
+//! Differentiable GELU and softmax for training on the flex CPU backend.
 //!
 //! burn flex's own GELU (forward and backward) is a scalar `erff` loop on one thread
-//! (`../shared/spec/cpu-perf.md` §3); in a pre-training step it took ~5 % of the CPU samples
-//! while the second core idled. Here it is a burn backend extension whose flex implementation
-//! runs the vectorised, multi-threaded erf kernels of [`crate::cpu_kernels`], and whose
-//! autodiff implementation registers a hand-written backward (`d GELU/dx = Φ(x) + x·φ(x)`).
-//! Other backends (CUDA) keep burn's `activation::gelu`: see [`gelu`].
+//! (`../shared/spec/cpu-perf.md` §3), and its attention softmax is seven autodiff ops (max,
+//! clamp, sub, scalar `expf`, sum, clamp, div), each a pass over `[N, H, T, T]` forward and
+//! backward; in a pre-training step they took ~10 % of the CPU samples while the second core
+//! idled. Here both are a burn backend extension whose flex implementation runs the
+//! vectorised, multi-threaded kernels of [`crate::cpu_kernels`], and whose autodiff
+//! implementation registers a hand-written backward (`d GELU/dx = Φ(x) + x·φ(x)`;
+//! softmax: `dx = y ⊙ (g − Σ g ⊙ y)`). Other backends (CUDA) keep burn's ops: see [`gelu`],
+//! [`softmax_last`].
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -22,6 +25,23 @@ use burn::tensor::{DType, Device, Tensor, TensorData, activation};
 pub trait TrainKernels: burn::backend::Backend {
     /// Exact (erf) GELU, element-wise.
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Softmax over the last axis.
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
+}
+
+/// The length of the last axis of `t`.
+fn last_dim(t: &FlexTensor) -> usize {
+    *t.layout()
+        .shape()
+        .last()
+        .expect("a tensor with at least one axis")
+}
+
+/// The f32 values of `t` (moved out when `t` owns its buffer alone).
+fn values(t: FlexTensor) -> Vec<f32> {
+    t.into_data()
+        .try_into_vec::<f32>()
+        .expect("the training kernels take f32 tensors")
 }
 
 /// `f` on the contiguous f32 values of `t`, into a new tensor of the same shape.
@@ -38,6 +58,11 @@ fn map_f32(t: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
 impl TrainKernels for Flex {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
         map_f32(x, crate::cpu_kernels::gelu_inplace)
+    }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let cols = last_dim(&x);
+        map_f32(x, |v| crate::cpu_kernels::softmax_last_inplace(v, cols))
     }
 }
 
@@ -58,10 +83,7 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             ) {
                 let x = ops.state;
                 unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-                    let x = x
-                        .into_data()
-                        .try_into_vec::<f32>()
-                        .expect("the training kernels take f32 tensors");
+                    let x = values(x);
                     map_f32(grad, |g| crate::cpu_kernels::gelu_grad_mul(g, &x))
                 });
             }
@@ -79,6 +101,44 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => prep.finish(Flex::gelu_erf(x.into_primitive())),
         }
     }
+
+    fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SoftmaxBackward;
+
+        impl Backward<Flex, 1> for SoftmaxBackward {
+            /// The output of the forward.
+            type State = FlexTensor;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let y = ops.state;
+                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+                    let cols = last_dim(&y);
+                    let y = values(y);
+                    map_f32(grad, |g| {
+                        crate::cpu_kernels::softmax_last_backward(g, &y, cols)
+                    })
+                });
+            }
+        }
+
+        match SoftmaxBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let y = Flex::softmax_last(x.primitive().clone());
+                prep.finish(y.clone(), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::softmax_last(x.into_primitive())),
+        }
+    }
 }
 
 /// Exact GELU of `x`: the kernels above on the flex device (plain or autodiff) for f32, burn's
@@ -90,8 +150,17 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     Tensor::from_dispatch(<Dispatch as TrainKernels>::gelu_erf(x.into_dispatch()))
 }
 
+/// Softmax over the last axis of `x`: the kernels above on the flex device (plain or autodiff)
+/// for f32, burn's `activation::softmax` elsewhere.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if !on_flex(&x.device()) || x.dtype() != DType::F32 {
+        return activation::softmax(x, D - 1);
+    }
+    Tensor::from_dispatch(<Dispatch as TrainKernels>::softmax_last(x.into_dispatch()))
+}
+
 /// Whether `device` is the flex CPU device, with or without autodiff.
-fn on_flex(device: &Device) -> bool {
+pub fn on_flex(device: &Device) -> bool {
     *device == Device::flex() || *device == Device::flex().autodiff()
 }
 
@@ -124,5 +193,29 @@ mod tests {
         let burns = grad(activation::gelu::<3>);
         let d = (ours - burns).abs().max().into_scalar::<f32>();
         assert!(d < 1e-5, "gradient max diff {d:e}");
+    }
+
+    /// The same for the softmax over the last axis, against burn's `activation::softmax`.
+    #[test]
+    fn matches_burns_softmax_forward_and_backward() {
+        let plain = Device::flex();
+        let x = Tensor::<4>::random([2, 3, 9, 41], Distribution::Normal(0.0, 3.0), &plain);
+        let d = (softmax_last(x.clone()) - activation::softmax(x.clone(), 3))
+            .abs()
+            .max()
+            .into_scalar::<f32>();
+        assert!(d < 1e-6, "forward max diff {d:e}");
+
+        let ad = plain.autodiff();
+        let w = Tensor::<4>::random([2, 3, 9, 41], Distribution::Normal(0.0, 1.0), &ad);
+        let grad = |f: fn(Tensor<4>) -> Tensor<4>| {
+            let x = Tensor::<4>::from_data(x.to_data(), &ad).require_grad();
+            let grads = (f(x.clone()) * w.clone()).sum().backward();
+            x.grad(&grads).expect("a gradient")
+        };
+        let ours = grad(softmax_last::<4>);
+        let burns = grad(|x| activation::softmax(x, 3));
+        let d = (ours - burns).abs().max().into_scalar::<f32>();
+        assert!(d < 1e-6, "gradient max diff {d:e}");
     }
 }
