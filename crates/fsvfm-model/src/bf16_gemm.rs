@@ -103,11 +103,13 @@ impl PackedB {
     }
 }
 
-/// Packs `a [m, k]` into row panels of [`MR`] rows (zero rows past `m`).
-fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<u32> {
+/// Packs `a [m, k]` into row panels of [`MR`] rows (zero rows past `m`), in `data` (its
+/// allocation reused).
+fn pack_a(data: &mut Vec<u32>, a: &[f32], m: usize, k: usize) {
     let kp = k.div_ceil(2);
     let mb = m.div_ceil(MR);
-    let mut data = vec![0u32; mb * kp * MR];
+    data.clear();
+    data.resize(mb * kp * MR, 0);
     data.par_chunks_mut(kp * MR)
         .enumerate()
         .for_each(|(ib, panel)| {
@@ -138,8 +140,11 @@ fn pack_a(a: &[f32], m: usize, k: usize) -> Vec<u32> {
                 }
             }
         });
-    data
 }
+
+/// Buffers for the A packs, kept between calls (a pool, not a thread-local: a rayon worker
+/// waiting inside one GEMM may steal and run another).
+static A_PACKS: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
@@ -244,7 +249,9 @@ pub fn matmul_acc_bf16(dst: &mut [f32], a: &[f32], b: &PackedB, m: usize) {
     if m == 0 || n == 0 {
         return;
     }
-    let pa = pack_a(a, m, k);
+    let pool = || A_PACKS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pa = pool().pop().unwrap_or_default();
+    pack_a(&mut pa, a, m, k);
     let (mb, nb) = (m.div_ceil(MR), n.div_ceil(NR));
     let c = SendPtr(dst.as_mut_ptr());
     // Row panels split across threads; each walks every column panel with its A panel hot.
@@ -269,6 +276,7 @@ pub fn matmul_acc_bf16(dst: &mut [f32], a: &[f32], b: &PackedB, m: usize) {
             }
         }
     });
+    pool().push(pa);
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! CPU inference kernels for the two ops where burn flex's generic versions dominate a ViT
 //! forward (`../shared/spec/cpu-perf.md` §4): exact-erf GELU (scalar `erff`, single-threaded in
-//! flex) and attention (scalar per-row softmax with `expf`). Used only off autodiff devices;
-//! training keeps burn's differentiable ops.
+//! flex) and attention (scalar per-row softmax with `expf`), and the whole transformer block
+//! built on them. The blocks run here only off autodiff devices; training uses burn's
+//! differentiable ops, with this module's GELU and softmax behind them ([`crate::train_ops`]).
 //!
 //! - GELU: `0.5·x·(1 + erf(x/√2))` with erf from Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7) and a
 //!   polynomial `exp`, vectorised by the compiler (AVX-512/AVX2 versions picked at run time) and
@@ -14,7 +15,18 @@
 //!   block on [`crate::bf16_gemm`] (`vdpbf16ps`, fp32 accumulation) where the CPU has AVX-512
 //!   BF16.
 //! - Frozen weights ([`set_frozen_weights`], the inference commands): in bf16 each block's packs
-//!   are made at the first forward and reused.
+//!   are made at the first forward and reused. fp32 reads the weights in place from burn's flex
+//!   storage ([`HostBuf`]): no copy per forward and no second copy in memory.
+//! - Threads: with as many equal shares of the batch as threads, each thread runs its share
+//!   through every block with single-threaded GEMMs ([`split_batch`]: no joins at all);
+//!   otherwise (a batch of 1) each block splits its row-local parts by rows, two joins per block
+//!   ([`block_forward`]). The intermediates live in pooled [`Scratch`] buffers.
+//! - Measured on a 2-core AVX-512 Xeon, ViT-S/16 fp32 against PyTorch fp32 (`BENCHMARKS.md`,
+//!   before → after these three): batch 1 at one thread 0.70x → 0.83x (the weight copy was
+//!   19 % of its profile); batch 8 at two threads 0.90x → 1.24x (mostly the per-thread shares,
+//!   +17 % in a direct A/B); batch 1 at two threads 0.62x → 0.94x (the row split). An own fp32
+//!   AVX-512 micro-kernel (14 × 32 tile) was tried against the `gemm` crate's and lost (88–135
+//!   against 117–162 GFLOP/s on the ViT shapes), so the `gemm` crate stays.
 //!
 //! Why host kernels inside this crate rather than custom burn ops or a separate inference crate:
 //! the blocks already run on host buffers between one copy in and one out (`run_blocks`), the

@@ -66,78 +66,75 @@ impl TrainKernels for Flex {
     }
 }
 
+/// The backward `g ← kernel(g, saved, last axis length)` of an op that saved one flex tensor
+/// (its input or its output).
+#[derive(Debug)]
+struct SavedBackward {
+    kernel: fn(&mut [f32], &[f32], usize),
+}
+
+impl Backward<Flex, 1> for SavedBackward {
+    type State = FlexTensor;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let saved = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
+            let cols = last_dim(&saved);
+            let saved = values(saved);
+            map_f32(grad, |g| (self.kernel)(g, &saved, cols))
+        });
+    }
+}
+
+/// Which tensor of a unary op its backward needs.
+#[derive(Clone, Copy)]
+enum Save {
+    Input,
+    Output,
+}
+
+/// `forward(x)` on the autodiff device, with `kernel` as its backward on the saved tensor.
+fn unary_op<C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<Flex, C>>,
+    forward: fn(FlexTensor) -> FlexTensor,
+    kernel: fn(&mut [f32], &[f32], usize),
+    save: Save,
+) -> FloatTensor<Autodiff<Flex, C>> {
+    match (SavedBackward { kernel })
+        .prepare::<C>([x.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let input = x.primitive().clone();
+            match save {
+                Save::Input => prep.finish(input.clone(), forward(input)),
+                Save::Output => {
+                    let y = forward(input);
+                    prep.finish(y.clone(), y)
+                }
+            }
+        }
+        OpsKind::UnTracked(prep) => prep.finish(forward(x.into_primitive())),
+    }
+}
+
 impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct GeluBackward;
-
-        impl Backward<Flex, 1> for GeluBackward {
-            /// The input of the forward.
-            type State = FlexTensor;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let x = ops.state;
-                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-                    let x = values(x);
-                    map_f32(grad, |g| crate::cpu_kernels::gelu_grad_mul(g, &x))
-                });
-            }
-        }
-
-        match GeluBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let input = x.primitive().clone();
-                prep.finish(input.clone(), Flex::gelu_erf(input))
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::gelu_erf(x.into_primitive())),
-        }
+        // d GELU/dx needs the input.
+        let kernel = |g: &mut [f32], x: &[f32], _: usize| crate::cpu_kernels::gelu_grad_mul(g, x);
+        unary_op::<C>(x, Flex::gelu_erf, kernel, Save::Input)
     }
 
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        #[derive(Debug)]
-        struct SoftmaxBackward;
-
-        impl Backward<Flex, 1> for SoftmaxBackward {
-            /// The output of the forward.
-            type State = FlexTensor;
-
-            fn backward(
-                self,
-                ops: Ops<Self::State, 1>,
-                grads: &mut Gradients,
-                _checkpointer: &mut Checkpointer,
-            ) {
-                let y = ops.state;
-                unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-                    let cols = last_dim(&y);
-                    let y = values(y);
-                    map_f32(grad, |g| {
-                        crate::cpu_kernels::softmax_last_backward(g, &y, cols)
-                    })
-                });
-            }
-        }
-
-        match SoftmaxBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let y = Flex::softmax_last(x.primitive().clone());
-                prep.finish(y.clone(), y)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(Flex::softmax_last(x.into_primitive())),
-        }
+        // The softmax backward needs only the output.
+        let kernel = crate::cpu_kernels::softmax_last_backward;
+        unary_op::<C>(x, Flex::softmax_last, kernel, Save::Output)
     }
 }
 

@@ -18,6 +18,16 @@ const TOL: f32 = 1e-4;
 mod common;
 use common::{Reference, fixture, max_abs_diff};
 
+/// The `classifier_avg` fixture model on `device`.
+fn classifier_avg(r: &Reference, device: &burn::tensor::Device) -> VisionTransformer {
+    let cfg: VitConfig = r.config("classifier_avg");
+    WeightFile::open(fixture("classifier_avg.safetensors"))
+        .unwrap()
+        .load_into(VisionTransformer::new(&cfg, device), LoadMode::Strict)
+        .unwrap()
+        .0
+}
+
 fn assert_close<const D: usize>(what: &str, got: Tensor<D>, want: &[f32]) {
     let d = max_abs_diff(got, want);
     assert!(d <= TOL, "{what}: max abs diff {d:e} > {TOL:e}");
@@ -242,11 +252,7 @@ fn full_size_presets_have_the_official_keys_and_shapes() {
 fn autodiff_device_path_matches_the_reference_too() {
     let r = Reference::load();
     let device = cpu_device().autodiff();
-    let cfg: VitConfig = r.config("classifier_avg");
-    let (model, _) = WeightFile::open(fixture("classifier_avg.safetensors"))
-        .unwrap()
-        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
-        .unwrap();
+    let model = classifier_avg(&r, &device);
     let x = r.tensor::<4>("classifier_avg.x", &device);
     assert_close(
         "autodiff logits",
@@ -283,11 +289,7 @@ fn autodiff_device_path_matches_the_reference_too() {
 fn batch_split_and_whole_batch_paths_match_the_reference() {
     let r = Reference::load();
     let device = cpu_device();
-    let cfg: VitConfig = r.config("classifier_avg");
-    let (model, _) = WeightFile::open(fixture("classifier_avg.safetensors"))
-        .unwrap()
-        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
-        .unwrap();
+    let model = classifier_avg(&r, &device);
     let x = r.tensor::<4>("classifier_avg.x", &device);
     assert_eq!(x.dims()[0], 3, "the fixture batch");
     for threads in [1, 2, 3] {
@@ -314,10 +316,7 @@ fn last_attention_is_the_attention_forward_uses() {
     let r = Reference::load();
     let device = cpu_device();
     let cfg: VitConfig = r.config("classifier_avg");
-    let wf = WeightFile::open(fixture("classifier_avg.safetensors")).unwrap();
-    let (model, _) = wf
-        .load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)
-        .unwrap();
+    let model = classifier_avg(&r, &device);
     let attn = &model.blocks.last().unwrap().attn;
     let (n, t, d) = (2, 5, cfg.embed_dim);
     let h = cfg.num_heads;
