@@ -142,9 +142,8 @@ fn pack_a(data: &mut Vec<u32>, a: &[f32], m: usize, k: usize) {
         });
 }
 
-/// Buffers for the A packs, kept between calls (a pool, not a thread-local: a rayon worker
-/// waiting inside one GEMM may steal and run another).
-static A_PACKS: std::sync::Mutex<Vec<Vec<u32>>> = std::sync::Mutex::new(Vec::new());
+/// Buffers for the A packs, kept between calls.
+static A_PACKS: crate::cpu_kernels::Pool<Vec<u32>> = crate::cpu_kernels::Pool::new();
 
 #[cfg(target_arch = "x86_64")]
 mod kernel {
@@ -240,7 +239,7 @@ impl SendPtr {
 /// # Panics
 /// On shape mismatch, or when [`available`] is false.
 pub fn matmul_acc_bf16(dst: &mut [f32], a: &[f32], b: &PackedB, m: usize) {
-    let (k, n, kp) = (b.k, b.n, b.kp);
+    let (k, n) = (b.k, b.n);
     assert!(
         dst.len() == m * n && a.len() == m * k,
         "matmul_acc_bf16 shapes"
@@ -249,9 +248,13 @@ pub fn matmul_acc_bf16(dst: &mut [f32], a: &[f32], b: &PackedB, m: usize) {
     if m == 0 || n == 0 {
         return;
     }
-    let pool = || A_PACKS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut pa = pool().pop().unwrap_or_default();
-    pack_a(&mut pa, a, m, k);
+    A_PACKS.with(|pa| matmul_packed_a(dst, a, pa, b, m));
+}
+
+/// [`matmul_acc_bf16`] with `pa` as the buffer of A's pack.
+fn matmul_packed_a(dst: &mut [f32], a: &[f32], pa: &mut Vec<u32>, b: &PackedB, m: usize) {
+    let (k, n, kp) = (b.k, b.n, b.kp);
+    pack_a(pa, a, m, k);
     let (mb, nb) = (m.div_ceil(MR), n.div_ceil(NR));
     let c = SendPtr(dst.as_mut_ptr());
     // Row panels split across threads; each walks every column panel with its A panel hot.
@@ -276,7 +279,6 @@ pub fn matmul_acc_bf16(dst: &mut [f32], a: &[f32], b: &PackedB, m: usize) {
             }
         }
     });
-    pool().push(pa);
 }
 
 #[cfg(test)]

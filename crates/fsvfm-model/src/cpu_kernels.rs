@@ -132,9 +132,8 @@ dispatch_simd!(fn gelu_grad_mul_slice(g: &mut [f32], x: &[f32]) => gelu_grad_mul
 /// `g ← g ⊙ GELU'(x)` (the backward of the exact GELU), on all rayon threads.
 pub fn gelu_grad_mul(g: &mut [f32], x: &[f32]) {
     assert_eq!(g.len(), x.len(), "gelu_grad_mul lengths");
-    const CHUNK: usize = 16 * 1024;
-    g.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
+    g.par_chunks_mut(PAR_CHUNK)
+        .zip(x.par_chunks(PAR_CHUNK))
         .for_each(|(g, x)| gelu_grad_mul_slice(g, x));
 }
 
@@ -160,8 +159,7 @@ dispatch_simd!(fn gelu_bias_rows(v: &mut [f32], bias: &[f32]) => gelu_bias_rows_
 
 /// Exact (erf) GELU in place, |error| ≤ 1e-6·max(1, |x|), on all rayon threads.
 pub fn gelu_inplace(data: &mut [f32]) {
-    const CHUNK: usize = 16 * 1024;
-    data.par_chunks_mut(CHUNK).for_each(gelu_slice);
+    data.par_chunks_mut(PAR_CHUNK).for_each(gelu_slice);
 }
 
 /// `GELU(x + bias)` in place on the rows of `x [rows, bias.len()]` (the fc1 epilogue: the
@@ -174,12 +172,15 @@ pub fn gelu_bias_inplace(x: &mut [f32], bias: Option<&[f32]>) {
         !b.is_empty() && x.len().is_multiple_of(b.len()),
         "gelu_bias_inplace shapes"
     );
-    let rows_per_task = (16 * 1024 / b.len()).max(1);
+    let rows_per_task = (PAR_CHUNK / b.len()).max(1);
     x.par_chunks_mut(rows_per_task * b.len())
         .for_each(|rows| gelu_bias_rows(rows, b));
 }
 
 const LANES: usize = 16;
+
+/// Values per parallel task of the element-wise and row-wise kernels (whole rows: at least one).
+const PAR_CHUNK: usize = 16 * 1024;
 
 /// Maximum of a slice with 16 independent accumulators, so the reduction vectorises.
 #[inline(always)]
@@ -257,13 +258,10 @@ fn softmax_backward_rows_generic(g: &mut [f32], y: &[f32], cols: usize) {
 
 dispatch_simd!(fn softmax_backward_rows(g: &mut [f32], y: &[f32], cols: usize) => softmax_backward_rows_generic);
 
-/// Rows of this many values or more per parallel task.
-const ROW_TASK: usize = 16 * 1024;
-
 /// Softmax over the last axis of `x [rows, cols]` in place, rows split across threads.
 pub fn softmax_last_inplace(x: &mut [f32], cols: usize) {
     assert!(cols > 0 && x.len().is_multiple_of(cols), "softmax shapes");
-    let rows_per_task = (ROW_TASK / cols).max(1);
+    let rows_per_task = (PAR_CHUNK / cols).max(1);
     x.par_chunks_mut(rows_per_task * cols).for_each(|rows| {
         let mut inv = vec![0f32; rows.len() / cols];
         softmax_rows(rows, cols, 1.0, &mut inv);
@@ -282,7 +280,7 @@ pub fn softmax_last_backward(g: &mut [f32], y: &[f32], cols: usize) {
         cols > 0 && g.len() == y.len() && g.len().is_multiple_of(cols),
         "softmax backward shapes"
     );
-    let chunk = (ROW_TASK / cols).max(1) * cols;
+    let chunk = (PAR_CHUNK / cols).max(1) * cols;
     g.par_chunks_mut(chunk)
         .zip(y.par_chunks(chunk))
         .for_each(|(g, y)| softmax_backward_rows(g, y, cols));
@@ -618,11 +616,27 @@ pub fn matmul_acc(dst: &mut [f32], x: &[f32], w: &[f32], m: usize, k: usize, n: 
         "matmul_acc shapes"
     );
     // SAFETY: the three buffers have exactly the sizes the strides describe (checked above).
+    unsafe { gemm_xw(dst.as_mut_ptr(), true, x, w, (m, k, n)) }
+}
+
+/// `dst[m, n] (+)= x[m, k] · w[k, n]` on the big-GEMM threads, row-major, `w` in burn's Linear
+/// layout; `accumulate` false writes `dst` without reading it.
+///
+/// # Safety
+/// `x` holds m·k and `w` k·n values; `dst` is valid for m·n writes (and reads if accumulating).
+unsafe fn gemm_xw(
+    dst: *mut f32,
+    accumulate: bool,
+    x: &[f32],
+    w: &[f32],
+    (m, k, n): (usize, usize, usize),
+) {
+    // SAFETY: forwarded from the caller's contract.
     unsafe {
         gemm_rows(
             (m, n, k),
-            (dst.as_mut_ptr(), n),
-            true,
+            (dst, n),
+            accumulate,
             (x.as_ptr(), k),
             (w.as_ptr(), n, 1),
             gemm_parallelism(),
@@ -752,14 +766,7 @@ fn matmul_into(
     // SAFETY: `x` and `w` have the sizes the strides describe; `out` has capacity m·n, and a
     // GEMM with k > 0 and read_dst false writes every element of it before the length is set.
     unsafe {
-        gemm_rows(
-            (m, n, k),
-            (out.as_mut_ptr(), n),
-            false,
-            (x.as_ptr(), k),
-            (w.as_ptr(), n, 1),
-            gemm_parallelism(),
-        );
+        gemm_xw(out.as_mut_ptr(), false, x, w, (m, k, n));
         out.set_len(m * n);
     }
 }
@@ -994,17 +1001,38 @@ pub struct Scratch {
     u: Vec<f32>,
 }
 
-static SCRATCH_POOL: std::sync::Mutex<Vec<Scratch>> = std::sync::Mutex::new(Vec::new());
+/// Reusable values shared by a process: [`Pool::with`] lends one (a new default one when all
+/// are lent) and takes it back. A pool rather than a thread-local, because a rayon worker
+/// waiting inside one kernel may steal and run another that needs its own.
+pub struct Pool<T>(std::sync::Mutex<Vec<T>>);
 
-/// Runs `f` with a [`Scratch`] taken from a process-wide pool and returned afterwards (one per
-/// concurrent caller; a pool rather than a thread-local, because a rayon worker waiting inside
-/// one forward may steal and run another).
+impl<T: Default> Pool<T> {
+    /// An empty pool.
+    pub const fn new() -> Self {
+        Self(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// Runs `f` with a value from the pool, returned to it afterwards.
+    pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let pool = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v = pool().pop().unwrap_or_default();
+        let r = f(&mut v);
+        pool().push(v);
+        r
+    }
+}
+
+impl<T: Default> Default for Pool<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+static SCRATCH_POOL: Pool<Scratch> = Pool::new();
+
+/// Runs `f` with a [`Scratch`] from a process-wide [`Pool`] (one per concurrent caller).
 pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
-    let pool = || SCRATCH_POOL.lock().unwrap_or_else(|e| e.into_inner());
-    let mut s = pool().pop().unwrap_or_default();
-    let r = f(&mut s);
-    pool().push(s);
-    r
+    SCRATCH_POOL.with(f)
 }
 
 /// One block on `x [N·T, D]` in place: `x += proj(attn(LN1 x))`, `x += fc2(GELU(fc1(LN2 x)))`,

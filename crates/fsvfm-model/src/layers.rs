@@ -228,7 +228,7 @@ impl Block {
 /// Whether `device` takes the fused CPU inference kernels: the flex CPU device without autodiff
 /// (training, and other backends such as CUDA, keep burn's ops).
 pub fn use_cpu_kernels(device: &Device) -> bool {
-    !device.is_autodiff() && *device == Device::flex()
+    !device.is_autodiff() && crate::train_ops::on_flex(device)
 }
 
 /// A Linear on `[N, T, D]` as one `[N·T, D]` GEMM, so the weight is packed once per call instead

@@ -167,9 +167,9 @@ impl PretrainTrainer {
         let data = || TensorData::new(batch.images.clone(), batch.dims);
         let mask = PatchMask::new(n, l, batch.mask.clone())?;
         // Target: full view, plain device (no graph, fast kernels), then into the graph as a
-        // constant. It runs beside the online forward: that one has single-threaded stretches
-        // (burn's GELU and softmax) that leave a core idle. Without the ID loss the target is
-        // not run: a zero `z` makes `L_sim` (and its gradient) 0.
+        // constant. It runs beside the online forward, whose burn ops leave a core idle at
+        // times (before our GELU/softmax ops, `perf stat` saw 1.23 of 2 CPUs busy). Without the
+        // ID loss the target is not run: a zero `z` makes `L_sim` (and its gradient) 0.
         let (out, z) = rayon::join(
             || self.online.forward(Tensor::from_data(data(), &ad), &mask),
             || {
