@@ -177,6 +177,79 @@ pub fn gelu_bias_inplace(x: &mut [f32], bias: Option<&[f32]>) {
         .for_each(|rows| gelu_bias_rows(rows, b));
 }
 
+/// The per-step scalars of one AdamW (or L2-coupled Adam) update of one parameter, in f32 as
+/// burn's scalar ops apply them (see [`adamw_inplace`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamCoeffs {
+    /// β1 and 1 − β1.
+    pub beta1: (f32, f32),
+    /// β2 and 1 − β2.
+    pub beta2: (f32, f32),
+    /// L2 weight decay added to the gradient (torch `Adam(weight_decay)`); 0 for AdamW.
+    pub coupled_wd: f32,
+    /// AdamW's decoupled decay factor `1 − lr·wd` on the parameter; 1 when not decayed.
+    pub decay: f32,
+    /// `sqrt(1 − β2ᵗ)`.
+    pub bc2_sqrt: f32,
+    /// ε.
+    pub eps: f32,
+    /// `lr / (1 − β1ᵗ)`.
+    pub step_size: f32,
+}
+
+#[inline(always)]
+fn adamw_generic(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &AdamCoeffs) {
+    // The operation order of the tensor-op version (`fsvfm_train::optim`), one op per line
+    // there; a missing moment is passed as zeros, which gives the same values as its first step.
+    for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = if c.coupled_wd != 0.0 {
+            g + *p * c.coupled_wd
+        } else {
+            g
+        };
+        *m = *m * c.beta1.0 + g * c.beta1.1;
+        *v = *v * c.beta2.0 + (g * g) * c.beta2.1;
+        let denom = v.sqrt() / c.bc2_sqrt + c.eps;
+        *p = *p * c.decay - (*m / denom) * c.step_size;
+    }
+}
+
+dispatch_simd!(fn adamw_slice(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &AdamCoeffs) => adamw_generic);
+
+/// One AdamW update of a parameter `p` with gradient `g` and moments `m`, `v` (all `[numel]`),
+/// in one pass on all rayon threads (torch `_single_tensor_adamw`: `m ← β1·m + (1−β1)·g`,
+/// `v ← β2·v + (1−β2)·g²`, `p ← p·(1 − lr·wd) − lr/(1−β1ᵗ) · m / (sqrt(v)/sqrt(1−β2ᵗ) + ε)`).
+pub fn adamw_inplace(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], c: &AdamCoeffs) {
+    let n = p.len();
+    assert!(
+        g.len() == n && m.len() == n && v.len() == n,
+        "adamw_inplace lengths"
+    );
+    p.par_chunks_mut(PAR_CHUNK)
+        .zip(g.par_chunks(PAR_CHUNK))
+        .zip(m.par_chunks_mut(PAR_CHUNK))
+        .zip(v.par_chunks_mut(PAR_CHUNK))
+        .for_each(|(((p, g), m), v)| adamw_slice(p, g, m, v, c));
+}
+
+#[inline(always)]
+fn ema_generic(t: &mut [f32], o: &[f32], momentum: f32, one_minus: f32) {
+    for (t, &o) in t.iter_mut().zip(o) {
+        *t = *t * momentum + o * one_minus;
+    }
+}
+
+dispatch_simd!(fn ema_slice(t: &mut [f32], o: &[f32], momentum: f32, one_minus: f32) => ema_generic);
+
+/// `t ← m·t + (1 − m)·o` (the EMA of a target parameter `t` towards the online `o`), one pass
+/// on all rayon threads; `one_minus` is `1 − m` rounded once, as the tensor-op version uses it.
+pub fn ema_inplace(t: &mut [f32], o: &[f32], momentum: f32, one_minus: f32) {
+    assert_eq!(t.len(), o.len(), "ema_inplace lengths");
+    t.par_chunks_mut(PAR_CHUNK)
+        .zip(o.par_chunks(PAR_CHUNK))
+        .for_each(|(t, o)| ema_slice(t, o, momentum, one_minus));
+}
+
 const LANES: usize = 16;
 
 /// Values per parallel task of the element-wise and row-wise kernels (whole rows: at least one).

@@ -241,7 +241,13 @@ pub fn linear3(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
 }
 
 /// The values of an f32 tensor on the host (the buffer is moved out when the tensor owns it alone).
-fn host_f32<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+pub fn host_f32<const D: usize>(x: Tensor<D>) -> Vec<f32> {
+    if x.device() == burn::tensor::Device::flex() && x.dtype() == burn::tensor::DType::F32 {
+        let t = x
+            .try_into_primitive::<burn::backend::Flex>()
+            .expect("a tensor on the plain flex device has a flex primitive");
+        return crate::train_ops::flex_values(t);
+    }
     x.into_data()
         .try_into_vec::<f32>()
         .expect("fsvfm models compute in f32")
@@ -249,7 +255,7 @@ fn host_f32<const D: usize>(x: Tensor<D>) -> Vec<f32> {
 
 /// A parameter for the kernels: a view of its flex storage when it is a contiguous f32 flex
 /// tensor (no copy), else a host copy.
-fn host_param<const D: usize>(x: Tensor<D>) -> crate::cpu_kernels::HostBuf {
+pub fn host_param<const D: usize>(x: Tensor<D>) -> crate::cpu_kernels::HostBuf {
     use crate::cpu_kernels::HostBuf;
     match x.clone().try_into_primitive::<burn::backend::Flex>() {
         Ok(t) => HostBuf::view(t).unwrap_or_else(|| host_f32(x).into()),

@@ -20,6 +20,8 @@ use burn::backend::tensor::FloatTensor;
 use burn::backend::{Dispatch, Flex, backend_extension};
 use burn::tensor::{DType, Device, Tensor, TensorData, activation};
 
+use crate::cpu_kernels::HostBuf;
+
 /// The training kernels as a backend extension (flex, and autodiff over flex).
 #[backend_extension(Autodiff, Flex)]
 pub trait TrainKernels: burn::backend::Backend {
@@ -37,8 +39,14 @@ fn last_dim(t: &FlexTensor) -> usize {
         .expect("a tensor with at least one axis")
 }
 
-/// The f32 values of `t` (moved out when `t` owns its buffer alone).
-fn values(t: FlexTensor) -> Vec<f32> {
+/// The f32 values of `t`: moved out when `t` owns its buffer alone, else one copy (burn's
+/// `into_data` copies a shared buffer twice: out, then again to re-align it).
+pub fn flex_values(t: FlexTensor) -> Vec<f32> {
+    if !t.is_unique()
+        && let Some(v) = t.as_slice::<f32>()
+    {
+        return v.to_vec();
+    }
     t.into_data()
         .try_into_vec::<f32>()
         .expect("the training kernels take f32 tensors")
@@ -47,10 +55,7 @@ fn values(t: FlexTensor) -> Vec<f32> {
 /// `f` on the contiguous f32 values of `t`, into a new tensor of the same shape.
 fn map_f32(t: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
     let shape = t.layout().shape().clone();
-    let mut v = t
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("the training kernels take f32 tensors");
+    let mut v = flex_values(t);
     f(&mut v);
     FlexTensor::from_data(TensorData::new(v, shape))
 }
@@ -85,7 +90,8 @@ impl Backward<Flex, 1> for SavedBackward {
         let saved = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
             let cols = last_dim(&saved);
-            let saved = values(saved);
+            let saved =
+                HostBuf::view(saved.clone()).unwrap_or_else(|| HostBuf::from(flex_values(saved)));
             map_f32(grad, |g| (self.kernel)(g, &saved, cols))
         });
     }

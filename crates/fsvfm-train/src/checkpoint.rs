@@ -172,6 +172,7 @@ pub fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError>
         exp_avg,
         exp_avg_sq,
         coupled_l2: meta.get("coupled_l2").is_some_and(|v| v == "true"),
+        ..AdamW::default()
     })
 }
 

@@ -4,15 +4,29 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+use fsvfm_model::cpu_kernels::ema_inplace;
+use fsvfm_model::layers::{host_f32, host_param};
+use fsvfm_model::train_ops::on_flex;
 
 use crate::params::{map_params, param_values};
 
 /// Moves `target` towards `online` with momentum `m`; parameters of `target` that `online` lacks
 /// are left as they are (there are none for the FS-VFM networks).
+///
+/// On the flex device each parameter is updated in one pass over host buffers
+/// ([`ema_inplace`], the same f32 arithmetic as the tensor ops used elsewhere).
 pub fn ema_update<T: Module, O: Module>(target: T, online: &O, m: f64) -> T {
     let src: BTreeMap<_, _> = param_values(online);
     map_params(target, |name, t| {
-        src.get(name)
-            .map(|o| t.mul_scalar(m) + o.clone().mul_scalar(1.0 - m))
+        let o = src.get(name)?;
+        if !on_flex(&t.device()) {
+            return Some(t.mul_scalar(m) + o.clone().mul_scalar(1.0 - m));
+        }
+        let device = t.device();
+        let n = t.dims()[0];
+        let mut t = host_f32(t);
+        ema_inplace(&mut t, &host_param(o.clone()), m as f32, (1.0 - m) as f32);
+        Some(Tensor::<1>::from_data(TensorData::new(t, [n]), &device))
     })
 }
