@@ -376,6 +376,32 @@ unsafe fn gemm_rows(
 ) {
     // SAFETY: forwarded from the caller's contract.
     unsafe {
+        gemm_strided(
+            (m, n, k),
+            (dst, dst_rs),
+            accumulate,
+            (lhs, lhs_rs as isize, 1),
+            (rhs, rhs_rs as isize, rhs_cs as isize),
+            parallelism,
+        )
+    }
+}
+
+/// [`gemm_rows`] with any strides for both operands (`(pointer, row stride, column stride)`,
+/// in elements): transposed views are read in place, the `gemm` crate packs them anyway.
+///
+/// # Safety
+/// As [`gemm_rows`].
+pub unsafe fn gemm_strided(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_rs): (*mut f32, usize),
+    accumulate: bool,
+    (lhs, lhs_rs, lhs_cs): (*const f32, isize, isize),
+    (rhs, rhs_rs, rhs_cs): (*const f32, isize, isize),
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: forwarded from the caller's contract.
+    unsafe {
         gemm::gemm(
             m,
             n,
@@ -385,11 +411,11 @@ unsafe fn gemm_rows(
             dst_rs as isize,
             accumulate,
             lhs,
-            1,
-            lhs_rs as isize,
+            lhs_cs,
+            lhs_rs,
             rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
+            rhs_cs,
+            rhs_rs,
             1.0,
             1.0,
             false,
@@ -398,6 +424,43 @@ unsafe fn gemm_rows(
             parallelism,
         );
     }
+}
+
+/// Threads for a GEMM of `m·n·k` multiply-adds from the training ops: one below burn flex's
+/// threshold (192³, where splitting costs more than it gains), else as [`gemm_parallelism`].
+pub fn gemm_parallelism_for(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    if m.saturating_mul(n).saturating_mul(k) < 192 * 192 * 192 {
+        return gemm::Parallelism::None;
+    }
+    gemm_parallelism()
+}
+
+/// Column sums of `g [rows, cols]` (a bias gradient), in a fixed order whatever the thread
+/// count: blocks of 64 rows summed in parallel, then the block sums in sequence.
+pub fn column_sums(g: &[f32], cols: usize) -> Vec<f32> {
+    assert!(
+        cols > 0 && g.len().is_multiple_of(cols),
+        "column_sums shape"
+    );
+    let partial: Vec<Vec<f32>> = g
+        .par_chunks(64 * cols)
+        .map(|block| {
+            let mut acc = vec![0.0f32; cols];
+            for row in block.chunks_exact(cols) {
+                for (a, &x) in acc.iter_mut().zip(row) {
+                    *a += x;
+                }
+            }
+            acc
+        })
+        .collect();
+    let mut out = vec![0.0f32; cols];
+    for p in partial {
+        for (o, x) in out.iter_mut().zip(p) {
+            *o += x;
+        }
+    }
+    out
 }
 
 /// Multi-head self-attention from the fused projection: `qkv [N, T, 3D]` → `out [N, T, D]`,
@@ -720,7 +783,7 @@ unsafe fn gemm_xw(
 /// `out ← [m, n]` rows each set to `bias` (or zeros), filled on all threads, reusing `out`'s
 /// allocation; with a bias the buffer is written once, not zeroed first (at ViT shapes that
 /// zeroing was ~3 % of the forward).
-fn rows_into(out: &mut Vec<f32>, bias: Option<&[f32]>, m: usize, n: usize) {
+pub(crate) fn rows_into(out: &mut Vec<f32>, bias: Option<&[f32]>, m: usize, n: usize) {
     out.clear();
     let Some(b) = bias else {
         out.resize(m * n, 0.0);

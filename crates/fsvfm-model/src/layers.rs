@@ -235,7 +235,7 @@ pub fn use_cpu_kernels(device: &Device) -> bool {
 /// of once per sample (`cpu-perf.md` §4).
 pub fn linear3(linear: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [n, t, d] = x.dims();
-    let y = linear.forward(x.reshape([n * t, d]));
+    let y = crate::train_ops::linear(linear, x.reshape([n * t, d]));
     let o = y.dims()[1];
     y.reshape([n, t, o])
 }

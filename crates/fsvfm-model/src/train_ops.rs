@@ -29,6 +29,12 @@ pub trait TrainKernels: burn::backend::Backend {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Softmax over the last axis.
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `x [M, K] · w [K, N] + b [N]` → `[M, N]` (a Linear layer in burn's weight layout).
+    fn linear_bias(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
 }
 
 /// The length of the last axis of `t`.
@@ -68,6 +74,153 @@ impl TrainKernels for Flex {
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let cols = last_dim(&x);
         map_f32(x, |v| crate::cpu_kernels::softmax_last_inplace(v, cols))
+    }
+
+    fn linear_bias(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (m, n) = (Operand::of(&x).rows, Operand::of(&w).cols);
+        let b = HostBuf::view(b.clone()).unwrap_or_else(|| HostBuf::from(flex_values(b)));
+        assert_eq!(b.len(), n, "linear_bias: bias length");
+        // The output starts as the bias rows and the GEMM accumulates onto them: one write of
+        // the output instead of burn's zero fill, re-aligning copy, GEMM and broadcast add.
+        let mut out = Vec::new();
+        crate::cpu_kernels::rows_into(&mut out, Some(&b), m, n);
+        matmul_into(&mut out, true, &x, &w, false, false);
+        FlexTensor::from_data(TensorData::new(out, [m, n]))
+    }
+}
+
+/// A 2-D f32 flex tensor read in place by the GEMM: its first element and strides.
+struct Operand {
+    ptr: *const f32,
+    rows: usize,
+    cols: usize,
+    rs: isize,
+    cs: isize,
+}
+
+impl Operand {
+    fn of(t: &FlexTensor) -> Self {
+        let layout = t.layout();
+        let (shape, strides) = (layout.shape(), layout.strides());
+        assert!(
+            shape.num_dims() == 2 && t.dtype() == DType::F32,
+            "the training GEMMs take 2-D f32 tensors"
+        );
+        let storage: &[f32] = t.storage();
+        // SAFETY: the layout addresses elements of `storage` from this offset.
+        let ptr = unsafe { storage.as_ptr().add(layout.start_offset()) };
+        Self {
+            ptr,
+            rows: shape[0],
+            cols: shape[1],
+            rs: strides[0],
+            cs: strides[1],
+        }
+    }
+
+    fn transposed(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+}
+
+/// `out = (out +) op(a) · op(b)` with `op` a transpose where asked, `out` row-major `[M, N]`
+/// (its length when accumulating, its capacity otherwise: it is then written, never read).
+fn matmul_into(
+    out: &mut Vec<f32>,
+    accumulate: bool,
+    a: &FlexTensor,
+    b: &FlexTensor,
+    ta: bool,
+    tb: bool,
+) {
+    let pick = |t: &FlexTensor, tr: bool| {
+        let o = Operand::of(t);
+        if tr { o.transposed() } else { o }
+    };
+    let (a, b) = (pick(a, ta), pick(b, tb));
+    assert_eq!(a.cols, b.rows, "matmul: inner dimensions");
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if accumulate {
+        assert_eq!(out.len(), m * n, "matmul: output length");
+    } else {
+        out.clear();
+        out.reserve(m * n);
+    }
+    // SAFETY: both operands address their own storage (`Operand::of`); `out` has room for the
+    // m·n row-major values, all initialised when accumulating, and the GEMM writes every one of
+    // them before `set_len` otherwise.
+    unsafe {
+        crate::cpu_kernels::gemm_strided(
+            (m, n, k),
+            (out.as_mut_ptr(), n),
+            accumulate,
+            (a.ptr, a.rs, a.cs),
+            (b.ptr, b.rs, b.cs),
+            crate::cpu_kernels::gemm_parallelism_for(m, n, k),
+        );
+        out.set_len(m * n);
+    }
+}
+
+/// `op(a) · op(b)` as a new `[M, N]` flex tensor (see [`matmul_into`]).
+fn matmul_new(a: &FlexTensor, b: &FlexTensor, ta: bool, tb: bool) -> FlexTensor {
+    let mut out = Vec::new();
+    matmul_into(&mut out, false, a, b, ta, tb);
+    let (m, n) = (
+        if ta {
+            Operand::of(a).cols
+        } else {
+            Operand::of(a).rows
+        },
+        if tb {
+            Operand::of(b).rows
+        } else {
+            Operand::of(b).cols
+        },
+    );
+    FlexTensor::from_data(TensorData::new(out, [m, n]))
+}
+
+/// The backward of [`TrainKernels::linear_bias`] from the saved input and weight:
+/// `dx = g·wᵀ`, `dw = xᵀ·g`, `db = Σ_rows g`.
+#[derive(Debug)]
+struct LinearBackward;
+
+impl Backward<Flex, 3> for LinearBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let (x, w) = ops.state;
+        let [px, pw, pb] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = pb {
+            let cols = last_dim(&g);
+            let gv =
+                HostBuf::view(g.clone()).unwrap_or_else(|| HostBuf::from(flex_values(g.clone())));
+            let db = crate::cpu_kernels::column_sums(&gv, cols);
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(db, [cols])));
+        }
+        if let Some(node) = pw {
+            grads.register::<Flex>(node.id, matmul_new(&x, &g, true, false));
+        }
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, matmul_new(&g, &w, false, true));
+        }
     }
 }
 
@@ -142,6 +295,46 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
         let kernel = crate::cpu_kernels::softmax_last_backward;
         unary_op::<C>(x, Flex::softmax_last, kernel, Save::Output)
     }
+
+    fn linear_bias(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        b: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        match LinearBackward
+            .prepare::<C>([x.node(), w.node(), b.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, w, b) = (x.into_primitive(), w.into_primitive(), b.into_primitive());
+                let y = Flex::linear_bias(x.clone(), w.clone(), b);
+                prep.finish((x, w), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::linear_bias(
+                x.into_primitive(),
+                w.into_primitive(),
+                b.into_primitive(),
+            )),
+        }
+    }
+}
+
+/// A Linear layer on `x [M, K]`: with a bias, on the flex device (plain or autodiff) and f32, the
+/// one-write GEMM above ([`TrainKernels::linear_bias`]) and its hand-written backward; burn's
+/// `Linear::forward` otherwise.
+pub fn linear(l: &burn::nn::Linear, x: Tensor<2>) -> Tensor<2> {
+    let Some(b) = l.bias.as_ref() else {
+        return l.forward(x);
+    };
+    if !on_flex(&x.device()) || x.dtype() != DType::F32 {
+        return l.forward(x);
+    }
+    Tensor::from_dispatch(<Dispatch as TrainKernels>::linear_bias(
+        x.into_dispatch(),
+        l.weight.val().into_dispatch(),
+        b.val().into_dispatch(),
+    ))
 }
 
 /// Exact GELU of `x`: the kernels above on the flex device (plain or autodiff) for f32, burn's
@@ -220,5 +413,63 @@ mod tests {
         let burns = grad(|x| activation::softmax(x, 3));
         let d = (ours - burns).abs().max().into_scalar::<f32>();
         assert!(d < 1e-6, "gradient max diff {d:e}");
+    }
+
+    /// The Linear op's output and its gradients for input, weight and bias equal burn's
+    /// `Linear::forward` (matmul + broadcast add, burn's own autodiff), for a contiguous input
+    /// and a transposed view, at sizes below and above the threaded-GEMM threshold.
+    #[test]
+    fn linear_matches_burns_forward_and_backward() {
+        use burn::nn::LinearConfig;
+        let ad = Device::flex().autodiff();
+        for (m, k, n) in [(13, 7, 5), (300, 200, 160)] {
+            let layer = LinearConfig::new(k, n).init(&ad);
+            let w = Tensor::<2>::random([m, n], Distribution::Normal(0.0, 1.0), &ad);
+            let x0 = Tensor::<2>::random([k, m], Distribution::Normal(0.0, 1.0), &ad);
+            for transposed in [false, true] {
+                let run = |ours: bool| {
+                    let layer = layer.clone();
+                    let x = Tensor::<2>::from_data(x0.to_data(), &ad).require_grad();
+                    let xin = if transposed {
+                        x.clone().transpose()
+                    } else {
+                        x.clone().reshape([m, k])
+                    };
+                    let y = if ours {
+                        linear(&layer, xin)
+                    } else {
+                        layer.forward(xin)
+                    };
+                    let grads = (y.clone() * w.clone()).sum().backward();
+                    let gw = layer.weight.val().grad(&grads).expect("weight grad");
+                    let gb = layer
+                        .bias
+                        .as_ref()
+                        .unwrap()
+                        .val()
+                        .grad(&grads)
+                        .expect("bias grad");
+                    (y.inner(), x.grad(&grads).expect("input grad"), gw, gb)
+                };
+                let (a, b) = (run(true), run(false));
+                // Relative to the reference's largest magnitude: the two differ only in the
+                // summation order of the GEMM and of the bias sums.
+                let rel = |p: Tensor<2>, q: Tensor<2>| {
+                    let scale = q.clone().abs().max().into_scalar::<f32>();
+                    (p - q).abs().max().into_scalar::<f32>() / scale
+                };
+                let case = format!("({m},{k},{n}) transposed {transposed}");
+                let r = [
+                    rel(a.0, b.0),
+                    rel(a.1, b.1),
+                    rel(a.2, b.2),
+                    rel(a.3.unsqueeze(), b.3.unsqueeze()),
+                ];
+                assert!(
+                    r.iter().all(|&r| r < 1e-6),
+                    "{case}: y, dx, dw, db rel diff {r:?}"
+                );
+            }
+        }
     }
 }
