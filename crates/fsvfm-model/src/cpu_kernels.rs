@@ -539,6 +539,116 @@ fn attention_into(out: &mut Vec<f32>, qkv: &[f32], n: usize, t: usize, d: usize,
     unsafe { out.set_len(n * t * d) };
 }
 
+thread_local! {
+    /// Per-thread `[T, T]` probabilities and their gradient, and `[T]` inverse row sums, of
+    /// [`attention_backward`].
+    static ATTN_GRAD: std::cell::RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const {
+        std::cell::RefCell::new((Vec::new(), Vec::new(), Vec::new()))
+    };
+}
+
+/// The backward of [`attention_from_qkv`]: from `qkv [N, T, 3D]` and the output gradient
+/// `d_out [N, T, D]`, the gradient of `qkv` (same layout). Per (sample, head), with the
+/// probabilities recomputed instead of stored (as flash attention does; they are `[N, H, T, T]`):
+/// `P = softmax(s·q kᵀ)`, `dv = Pᵀ dO`, `dP = dO vᵀ`, `dS = s · P ⊙ (dP − Σ_j dP ⊙ P)`,
+/// `dq = dS k`, `dk = dSᵀ q`.
+pub fn attention_backward(
+    qkv: &[f32],
+    d_out: &[f32],
+    n: usize,
+    t: usize,
+    d: usize,
+    heads: usize,
+) -> Vec<f32> {
+    assert_eq!(qkv.len(), n * t * 3 * d, "qkv buffer size");
+    assert_eq!(d_out.len(), n * t * d, "output gradient size");
+    assert!(heads > 0 && d.is_multiple_of(heads), "heads must divide D");
+    let hd = d / heads;
+    let scale = (hd as f32).powf(-0.5);
+    // Not zeroed: the jobs' three GEMMs with read_dst false tile [N, T, 3D] exactly.
+    let mut grad = Vec::<f32>::with_capacity(n * t * 3 * d);
+    let grad_addr = grad.as_mut_ptr() as usize;
+    (0..n * heads).into_par_iter().for_each(|job| {
+        let (b, h) = (job / heads, job % heads);
+        let base = qkv[b * t * 3 * d..].as_ptr();
+        let dout = d_out[b * t * d + h * hd..].as_ptr();
+        ATTN_GRAD.with(|cell| {
+            let (p, dp, inv) = &mut *cell.borrow_mut();
+            p.resize(t * t, 0.0);
+            dp.resize(t * t, 0.0);
+            inv.resize(t, 0.0);
+            let (row, tt) = (3 * d as isize, t as isize);
+            let none = gemm::Parallelism::None;
+            // SAFETY: reads stay inside sample b's [T, 3D] slice of `qkv` and [T, D] slice of
+            // `d_out`; the writes cover sample b's rows and columns h·hd.. of each of the three
+            // parts, disjoint across jobs; `grad` has capacity for [N, T, 3D] and outlives the
+            // loop.
+            unsafe {
+                let (q, k, v) = (
+                    base.add(h * hd),
+                    base.add(d + h * hd),
+                    base.add(2 * d + h * hd),
+                );
+                let dst = (grad_addr as *mut f32).add(b * t * 3 * d + h * hd);
+                gemm_strided(
+                    (t, t, hd),
+                    (p.as_mut_ptr(), t),
+                    false,
+                    (q, row, 1),
+                    (k, 1, row),
+                    none,
+                );
+                softmax_rows(p, t, scale, inv);
+                for (r, &s) in p.chunks_exact_mut(t).zip(inv.iter()) {
+                    r.iter_mut().for_each(|x| *x *= s);
+                }
+                // dv = Pᵀ · dO
+                let (pp, dpp) = (p.as_ptr(), dp.as_mut_ptr());
+                gemm_strided(
+                    (t, hd, t),
+                    (dst.add(2 * d), 3 * d),
+                    false,
+                    (pp, 1, tt),
+                    (dout, d as isize, 1),
+                    none,
+                );
+                // dP = dO · vᵀ, then dS
+                gemm_strided(
+                    (t, t, hd),
+                    (dpp, t),
+                    false,
+                    (dout, d as isize, 1),
+                    (v, 1, row),
+                    none,
+                );
+                softmax_backward_rows(dp, p, t);
+                dp.iter_mut().for_each(|x| *x *= scale);
+                let dsp = dp.as_ptr();
+                // dq = dS · k, dk = dSᵀ · q
+                gemm_strided(
+                    (t, hd, t),
+                    (dst, 3 * d),
+                    false,
+                    (dsp, tt, 1),
+                    (k, row, 1),
+                    none,
+                );
+                gemm_strided(
+                    (t, hd, t),
+                    (dst.add(d), 3 * d),
+                    false,
+                    (dsp, 1, tt),
+                    (q, row, 1),
+                    none,
+                );
+            }
+        });
+    });
+    // SAFETY: all n·t·3d elements were written by the jobs above.
+    unsafe { grad.set_len(n * t * 3 * d) };
+    grad
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,21 +135,27 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [n, t, d] = x.dims();
         let h = self.num_heads;
-        let qkv = linear3(&self.qkv, x)
-            .reshape([n, t, 3, h, d / h])
-            .permute([2, 0, 3, 1, 4]); // [3, N, H, T, hd]
-        let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).reshape([n, h, t, d / h]);
-        let (q, k, v) = (part(0), part(1), part(2));
-        let out = if crate::train_ops::on_flex(&q.device()) {
-            // burn's attention is a composition of autodiff ops on this backend; only its
-            // softmax is replaced (one fused pass each way instead of seven).
-            let scale = ((d / h) as f64).powf(-0.5);
-            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
-            crate::train_ops::softmax_last(scores).matmul(v)
-        } else {
-            attention(q, k, v, None, None, AttentionModuleOptions::default())
-        }; // [N, H, T, hd]
-        linear3(&self.proj, out.swap_dims(1, 2).reshape([n, t, d]))
+        let qkv = linear3(&self.qkv, x);
+        // On flex one fused op with a hand-written backward (`train_ops::attention_qkv`);
+        // elsewhere (CUDA) burn's attention.
+        let out = match crate::train_ops::attention_qkv(qkv.clone(), h) {
+            Some(out) => out,
+            None => {
+                let qkv = qkv.reshape([n, t, 3, h, d / h]).permute([2, 0, 3, 1, 4]); // [3, N, H, T, hd]
+                let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).reshape([n, h, t, d / h]);
+                attention(
+                    part(0),
+                    part(1),
+                    part(2),
+                    None,
+                    None,
+                    AttentionModuleOptions::default(),
+                )
+                .swap_dims(1, 2)
+                .reshape([n, t, d])
+            }
+        };
+        linear3(&self.proj, out)
     }
 }
 

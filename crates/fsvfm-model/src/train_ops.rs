@@ -35,6 +35,9 @@ pub trait TrainKernels: burn::backend::Backend {
         w: FloatTensor<Self>,
         b: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
+    /// Multi-head self-attention from the fused projection: `qkv [N, T, 3D]` (timm's
+    /// `3, H, hd` column layout) → `[N, T, D]`, `softmax(q kᵀ / √hd) v` per head.
+    fn attention_qkv(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self>;
 }
 
 /// The length of the last axis of `t`.
@@ -90,6 +93,51 @@ impl TrainKernels for Flex {
         crate::cpu_kernels::rows_into(&mut out, Some(&b), m, n);
         matmul_into(&mut out, true, &x, &w, false, false);
         FlexTensor::from_data(TensorData::new(out, [m, n]))
+    }
+
+    fn attention_qkv(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        let [n, t, d3] = dims3(&qkv);
+        let qkv = contiguous(qkv);
+        let out = crate::cpu_kernels::attention_from_qkv(&qkv, n, t, d3 / 3, heads);
+        FlexTensor::from_data(TensorData::new(out, [n, t, d3 / 3]))
+    }
+}
+
+/// The three axis lengths of a rank-3 tensor.
+fn dims3(t: &FlexTensor) -> [usize; 3] {
+    let s = t.layout().shape();
+    assert_eq!(s.num_dims(), 3, "a rank-3 tensor");
+    [s[0], s[1], s[2]]
+}
+
+/// The f32 values of `t` in row-major order: read in place when contiguous, else one copy.
+fn contiguous(t: FlexTensor) -> HostBuf {
+    HostBuf::view(t.clone()).unwrap_or_else(|| HostBuf::from(flex_values(t)))
+}
+
+/// The backward of [`TrainKernels::attention_qkv`] from the saved `qkv`
+/// ([`crate::cpu_kernels::attention_backward`]).
+#[derive(Debug)]
+struct AttentionBackward {
+    heads: usize,
+}
+
+impl Backward<Flex, 1> for AttentionBackward {
+    type State = FlexTensor;
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 1>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let qkv = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            let [n, t, d3] = dims3(&qkv);
+            let (qkv, g) = (contiguous(qkv), contiguous(g));
+            let dq = crate::cpu_kernels::attention_backward(&qkv, &g, n, t, d3 / 3, self.heads);
+            FlexTensor::from_data(TensorData::new(dq, [n, t, d3]))
+        });
     }
 }
 
@@ -318,6 +366,37 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             )),
         }
     }
+
+    fn attention_qkv(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
+        match (AttentionBackward { heads })
+            .prepare::<C>([qkv.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let qkv = qkv.into_primitive();
+                prep.finish(qkv.clone(), Flex::attention_qkv(qkv, heads))
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::attention_qkv(qkv.into_primitive(), heads))
+            }
+        }
+    }
+}
+
+/// Multi-head self-attention `qkv [N, T, 3D]` → `[N, T, D]` on the flex device (plain or
+/// autodiff), f32: one op whose forward is the inference kernel
+/// ([`crate::cpu_kernels::attention_from_qkv`]) and whose backward recomputes the probabilities
+/// per head ([`crate::cpu_kernels::attention_backward`]), instead of burn's head split/merge
+/// copies, two batched matmuls, scale and softmax, each with its own backward and stored
+/// `[N, H, T, T]` tensors. `None` off flex or for other dtypes.
+pub fn attention_qkv(qkv: Tensor<3>, heads: usize) -> Option<Tensor<3>> {
+    if !on_flex(&qkv.device()) || qkv.dtype() != DType::F32 {
+        return None;
+    }
+    Some(Tensor::from_dispatch(
+        <Dispatch as TrainKernels>::attention_qkv(qkv.into_dispatch(), heads),
+    ))
 }
 
 /// A Linear layer on `x [M, K]`: with a bias, on the flex device (plain or autodiff) and f32, the
@@ -470,6 +549,49 @@ mod tests {
                     "{case}: y, dx, dw, db rel diff {r:?}"
                 );
             }
+        }
+    }
+
+    /// The attention op's output and `qkv` gradient equal burn's composition of the same
+    /// attention (head split, `q·kᵀ·s`, `activation::softmax`, `·v`, head merge) under burn's
+    /// autodiff, for a short and a longer sequence.
+    #[test]
+    fn attention_matches_burns_composition_forward_and_backward() {
+        let ad = Device::flex().autodiff();
+        for (n, t, d, h) in [(2, 9, 12, 3), (3, 50, 64, 4)] {
+            let qkv0 = Tensor::<3>::random([n, t, 3 * d], Distribution::Normal(0.0, 1.5), &ad);
+            let w = Tensor::<3>::random([n, t, d], Distribution::Normal(0.0, 1.0), &ad);
+            let burns = |qkv: Tensor<3>| {
+                let qkv = qkv.reshape([n, t, 3, h, d / h]).permute([2, 0, 3, 1, 4]);
+                let part = |i: usize| qkv.clone().slice_dim(0, i..i + 1).reshape([n, h, t, d / h]);
+                let s = part(0)
+                    .matmul(part(1).swap_dims(2, 3))
+                    .mul_scalar(((d / h) as f64).powf(-0.5));
+                activation::softmax(s, 3)
+                    .matmul(part(2))
+                    .swap_dims(1, 2)
+                    .reshape([n, t, d])
+            };
+            let run = |ours: bool| {
+                let qkv = Tensor::<3>::from_data(qkv0.to_data(), &ad).require_grad();
+                let y = if ours {
+                    attention_qkv(qkv.clone(), h).expect("the flex device")
+                } else {
+                    burns(qkv.clone())
+                };
+                let grads = (y.clone() * w.clone()).sum().backward();
+                (y.inner(), qkv.grad(&grads).expect("a gradient"))
+            };
+            let (a, b) = (run(true), run(false));
+            let rel = |p: Tensor<3>, q: Tensor<3>| {
+                let scale = q.clone().abs().max().into_scalar::<f32>();
+                (p - q).abs().max().into_scalar::<f32>() / scale
+            };
+            let r = [rel(a.0, b.0), rel(a.1, b.1)];
+            assert!(
+                r.iter().all(|&r| r < 1e-5),
+                "({n},{t},{d},{h}): y, dqkv rel diff {r:?}"
+            );
         }
     }
 }
