@@ -2,7 +2,9 @@
 //! forward (`../shared/spec/cpu-perf.md` §4): exact-erf GELU (scalar `erff`, single-threaded in
 //! flex) and attention (scalar per-row softmax with `expf`), and the whole transformer block
 //! built on them. The blocks run here only off autodiff devices; training uses burn's
-//! differentiable ops, with this module's GELU and softmax behind them ([`crate::train_ops`]).
+//! differentiable ops, with this module's GELU, softmax, GEMM and attention (forward and
+//! [`attention_backward`]) behind its fused ops ([`crate::train_ops`]), and its AdamW and EMA
+//! passes ([`adamw_inplace`], [`ema_inplace`]) behind the optimiser.
 //!
 //! - GELU: `0.5·x·(1 + erf(x/√2))` with erf from Abramowitz–Stegun 7.1.26 (|error| ≤ 1.5e-7) and a
 //!   polynomial `exp`, vectorised by the compiler (AVX-512/AVX2 versions picked at run time) and

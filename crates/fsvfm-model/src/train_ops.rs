@@ -1,14 +1,27 @@
-//! Differentiable GELU and softmax for training on the flex CPU backend.
+//! Differentiable GELU, softmax, biased Linear and multi-head attention for training on the
+//! flex CPU backend.
 //!
 //! burn flex's own GELU (forward and backward) is a scalar `erff` loop on one thread
 //! (`../shared/spec/cpu-perf.md` §3), and its attention softmax is seven autodiff ops (max,
 //! clamp, sub, scalar `expf`, sum, clamp, div), each a pass over `[N, H, T, T]` forward and
 //! backward; in a pre-training step they took ~10 % of the CPU samples while the second core
-//! idled. Here both are a burn backend extension whose flex implementation runs the
+//! idled. Here they are a burn backend extension whose flex implementation runs the
 //! vectorised, multi-threaded kernels of [`crate::cpu_kernels`], and whose autodiff
 //! implementation registers a hand-written backward (`d GELU/dx = Φ(x) + x·φ(x)`;
-//! softmax: `dx = y ⊙ (g − Σ g ⊙ y)`). Other backends (CUDA) keep burn's ops: see [`gelu`],
-//! [`softmax_last`].
+//! softmax: `dx = y ⊙ (g − Σ g ⊙ y)`).
+//!
+//! The same route then took the rest of the block's overhead (BENCHMARKS.md, pre-training
+//! step: −15–20 % and −20 % step time):
+//! - [`linear`]: flex's matmul output is a zeroed buffer that burn re-allocates at 16-byte
+//!   alignment and copies before the GEMM writes it, and the bias is a separate broadcast add
+//!   with its own reduction in the backward. Here the output starts as the bias rows, one
+//!   strided GEMM accumulates onto them, and the backward's `g·wᵀ` and `xᵀ·g` read the
+//!   transposes in place.
+//! - [`attention_qkv`]: the inference kernel as the forward (no head split/merge copies), and a
+//!   backward that recomputes each head's probabilities rather than keeping `[N, H, T, T]`
+//!   alive from the forward (less memory; the extra `q·kᵀ` is small next to the linear layers).
+//!
+//! Other backends (CUDA) keep burn's ops: each public function falls back to them.
 
 use burn::backend::autodiff::Autodiff;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -85,7 +98,7 @@ impl TrainKernels for Flex {
         b: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let (m, n) = (Operand::of(&x).rows, Operand::of(&w).cols);
-        let b = HostBuf::view(b.clone()).unwrap_or_else(|| HostBuf::from(flex_values(b)));
+        let b = contiguous(b);
         assert_eq!(b.len(), n, "linear_bias: bias length");
         // The output starts as the bias rows and the GEMM accumulates onto them: one write of
         // the output instead of burn's zero fill, re-aligning copy, GEMM and broadcast add.
@@ -117,28 +130,11 @@ fn contiguous(t: FlexTensor) -> HostBuf {
 
 /// The backward of [`TrainKernels::attention_qkv`] from the saved `qkv`
 /// ([`crate::cpu_kernels::attention_backward`]).
-#[derive(Debug)]
-struct AttentionBackward {
-    heads: usize,
-}
-
-impl Backward<Flex, 1> for AttentionBackward {
-    type State = FlexTensor;
-
-    fn backward(
-        self,
-        ops: Ops<Self::State, 1>,
-        grads: &mut Gradients,
-        _checkpointer: &mut Checkpointer,
-    ) {
-        let qkv = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
-            let [n, t, d3] = dims3(&qkv);
-            let (qkv, g) = (contiguous(qkv), contiguous(g));
-            let dq = crate::cpu_kernels::attention_backward(&qkv, &g, n, t, d3 / 3, self.heads);
-            FlexTensor::from_data(TensorData::new(dq, [n, t, d3]))
-        });
-    }
+fn attention_grad(qkv: FlexTensor, g: FlexTensor, heads: usize) -> FlexTensor {
+    let [n, t, d3] = dims3(&qkv);
+    let (qkv, g) = (contiguous(qkv), contiguous(g));
+    let dq = crate::cpu_kernels::attention_backward(&qkv, &g, n, t, d3 / 3, heads);
+    FlexTensor::from_data(TensorData::new(dq, [n, t, d3]))
 }
 
 /// A 2-D f32 flex tensor read in place by the GEMM: its first element and strides.
@@ -258,8 +254,7 @@ impl Backward<Flex, 3> for LinearBackward {
         let g = grads.consume::<Flex>(&ops.node);
         if let Some(node) = pb {
             let cols = last_dim(&g);
-            let gv =
-                HostBuf::view(g.clone()).unwrap_or_else(|| HostBuf::from(flex_values(g.clone())));
+            let gv = contiguous(g.clone());
             let db = crate::cpu_kernels::column_sums(&gv, cols);
             grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(db, [cols])));
         }
@@ -272,11 +267,12 @@ impl Backward<Flex, 3> for LinearBackward {
     }
 }
 
-/// The backward `g ← kernel(g, saved, last axis length)` of an op that saved one flex tensor
-/// (its input or its output).
+/// The backward of a unary op that saved one flex tensor (its input or its output):
+/// `grad_in = backward(saved, grad_out, param)`.
 #[derive(Debug)]
 struct SavedBackward {
-    kernel: fn(&mut [f32], &[f32], usize),
+    backward: fn(FlexTensor, FlexTensor, usize) -> FlexTensor,
+    param: usize,
 }
 
 impl Backward<Flex, 1> for SavedBackward {
@@ -289,13 +285,22 @@ impl Backward<Flex, 1> for SavedBackward {
         _checkpointer: &mut Checkpointer,
     ) {
         let saved = ops.state;
-        unary::<Flex, _>(ops.parents, ops.node, grads, |grad| {
-            let cols = last_dim(&saved);
-            let saved =
-                HostBuf::view(saved.clone()).unwrap_or_else(|| HostBuf::from(flex_values(saved)));
-            map_f32(grad, |g| (self.kernel)(g, &saved, cols))
+        unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
+            (self.backward)(saved, g, self.param)
         });
     }
+}
+
+/// `g ← kernel(g, saved, last axis length)`: the element- or row-wise backward of GELU and
+/// softmax.
+fn rowwise_grad(
+    saved: FlexTensor,
+    grad: FlexTensor,
+    kernel: fn(&mut [f32], &[f32], usize),
+) -> FlexTensor {
+    let cols = last_dim(&saved);
+    let saved = contiguous(saved);
+    map_f32(grad, |g| kernel(g, &saved, cols))
 }
 
 /// Which tensor of a unary op its backward needs.
@@ -305,18 +310,14 @@ enum Save {
     Output,
 }
 
-/// `forward(x)` on the autodiff device, with `kernel` as its backward on the saved tensor.
+/// `forward(x)` on the autodiff device, with `backward` on the saved tensor as its backward.
 fn unary_op<C: CheckpointStrategy>(
     x: FloatTensor<Autodiff<Flex, C>>,
-    forward: fn(FlexTensor) -> FlexTensor,
-    kernel: fn(&mut [f32], &[f32], usize),
+    forward: impl FnOnce(FlexTensor) -> FlexTensor,
+    backward: SavedBackward,
     save: Save,
 ) -> FloatTensor<Autodiff<Flex, C>> {
-    match (SavedBackward { kernel })
-        .prepare::<C>([x.node()])
-        .compute_bound()
-        .stateful()
-    {
+    match backward.prepare::<C>([x.node()]).compute_bound().stateful() {
         OpsKind::Tracked(prep) => {
             let input = x.primitive().clone();
             match save {
@@ -334,14 +335,22 @@ fn unary_op<C: CheckpointStrategy>(
 impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
         // d GELU/dx needs the input.
-        let kernel = |g: &mut [f32], x: &[f32], _: usize| crate::cpu_kernels::gelu_grad_mul(g, x);
-        unary_op::<C>(x, Flex::gelu_erf, kernel, Save::Input)
+        let backward = SavedBackward {
+            backward: |x, g, _| {
+                rowwise_grad(x, g, |g, x, _| crate::cpu_kernels::gelu_grad_mul(g, x))
+            },
+            param: 0,
+        };
+        unary_op::<C>(x, Flex::gelu_erf, backward, Save::Input)
     }
 
     fn softmax_last(x: FloatTensor<Self>) -> FloatTensor<Self> {
         // The softmax backward needs only the output.
-        let kernel = crate::cpu_kernels::softmax_last_backward;
-        unary_op::<C>(x, Flex::softmax_last, kernel, Save::Output)
+        let backward = SavedBackward {
+            backward: |y, g, _| rowwise_grad(y, g, crate::cpu_kernels::softmax_last_backward),
+            param: 0,
+        };
+        unary_op::<C>(x, Flex::softmax_last, backward, Save::Output)
     }
 
     fn linear_bias(
@@ -368,19 +377,16 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
     }
 
     fn attention_qkv(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self> {
-        match (AttentionBackward { heads })
-            .prepare::<C>([qkv.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => {
-                let qkv = qkv.into_primitive();
-                prep.finish(qkv.clone(), Flex::attention_qkv(qkv, heads))
-            }
-            OpsKind::UnTracked(prep) => {
-                prep.finish(Flex::attention_qkv(qkv.into_primitive(), heads))
-            }
-        }
+        let backward = SavedBackward {
+            backward: attention_grad,
+            param: heads,
+        };
+        unary_op::<C>(
+            qkv,
+            |x| Flex::attention_qkv(x, heads),
+            backward,
+            Save::Input,
+        )
     }
 }
 
