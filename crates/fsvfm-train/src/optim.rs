@@ -124,17 +124,25 @@ impl GradBuffer {
         self.sums = sums;
     }
 
-    /// L2 norm over all gradients together (torch `clip_grad_norm_`'s total norm).
+    /// L2 norm over all gradients together (torch `clip_grad_norm_`'s total norm). On the flex
+    /// device the squares are summed on the host in f64 over fixed chunks, on all threads (the
+    /// result does not depend on the thread count).
     pub fn global_norm(&self) -> f64 {
         let mut total: Option<Tensor<1>> = None;
+        let mut host = 0.0f64;
         for g in self.sums.values() {
+            if on_flex(&g.device()) {
+                host += sum_squares(&host_param(g.clone()));
+                continue;
+            }
             let s = g.clone().square().sum();
             total = Some(match total {
                 Some(t) => t + s,
                 None => s,
             });
         }
-        total.map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt())
+        let device_sum = total.map_or(0.0, |t| t.into_scalar::<f32>() as f64);
+        (host + device_sum).sqrt()
     }
 
     /// Global clip to `max_norm` (torch: `coef = max_norm / (norm + 1e-6)`, applied when < 1).
@@ -143,12 +151,41 @@ impl GradBuffer {
         let norm = self.global_norm();
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
-            for g in self.sums.values_mut() {
-                *g = g.clone().mul_scalar(coef);
-            }
+            // Moved out of the map so that each buffer is taken over, not copied.
+            let sums = std::mem::take(&mut self.sums);
+            self.sums = sums
+                .into_iter()
+                .map(|(name, g)| {
+                    if !on_flex(&g.device()) {
+                        return (name, g.mul_scalar(coef));
+                    }
+                    let device = g.device();
+                    let mut v = host_f32(g);
+                    scale_inplace(&mut v, coef as f32);
+                    let n = v.len();
+                    (name, Tensor::<1>::from_data(TensorData::new(v, [n]), &device))
+                })
+                .collect();
         }
         norm
     }
+}
+
+/// `Σ x²` in f64, over fixed chunks summed in order (deterministic whatever the thread count).
+fn sum_squares(v: &[f32]) -> f64 {
+    use rayon::prelude::*;
+    let parts: Vec<f64> = v
+        .par_chunks(1 << 14)
+        .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum())
+        .collect();
+    parts.iter().sum()
+}
+
+/// `v ← c·v` on all threads.
+fn scale_inplace(v: &mut [f32], c: f32) {
+    use rayon::prelude::*;
+    v.par_chunks_mut(1 << 14)
+        .for_each(|ch| ch.iter_mut().for_each(|x| *x *= c));
 }
 
 /// AdamW state: the update count and the first/second moments per parameter name.
