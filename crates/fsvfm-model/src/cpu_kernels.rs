@@ -1146,6 +1146,77 @@ fn layer_norm_into(
     unsafe { out.set_len(x.len()) };
 }
 
+#[inline(always)]
+fn layer_norm_grad_rows_generic(
+    x: &[f32],
+    g: &[f32],
+    dx: &mut [f32],
+    (dgamma, dbeta): (&mut [f32], &mut [f32]),
+    gamma: &[f32],
+    eps: f32,
+) {
+    let d = gamma.len();
+    for ((xr, gr), dxr) in x
+        .chunks_exact(d)
+        .zip(g.chunks_exact(d))
+        .zip(dx.chunks_exact_mut(d))
+    {
+        // The forward's statistics, recomputed (two-pass variance, as `layer_norm_rows`).
+        let mean = sum_of(xr) / d as f32;
+        let inv = 1.0 / (sum_sq_dev(xr, mean) / d as f32 + eps).sqrt();
+        let (mut sum_gg, mut sum_ggx) = (0.0f32, 0.0f32);
+        for i in 0..d {
+            let xhat = (xr[i] - mean) * inv;
+            let gg = gr[i] * gamma[i];
+            sum_gg += gg;
+            sum_ggx += gg * xhat;
+            dgamma[i] += gr[i] * xhat;
+            dbeta[i] += gr[i];
+        }
+        let (m1, m2) = (sum_gg / d as f32, sum_ggx / d as f32);
+        for i in 0..d {
+            let xhat = (xr[i] - mean) * inv;
+            dxr[i] = inv * (gr[i] * gamma[i] - m1 - xhat * m2);
+        }
+    }
+}
+
+dispatch_simd!(fn layer_norm_grad_rows(x: &[f32], g: &[f32], dx: &mut [f32], dgb: (&mut [f32], &mut [f32]), gamma: &[f32], eps: f32) => layer_norm_grad_rows_generic);
+
+/// The backward of [`layer_norm`] over rows of `x [rows, d]` with output gradient `g`:
+/// `(dx, dγ, dβ)` with `x̂ = (x − μ)·σ⁻¹`, `dx = σ⁻¹ (g γ − mean(g γ) − x̂ · mean(g γ x̂))`,
+/// `dγ = Σ_rows g x̂`, `dβ = Σ_rows g`. Rows in blocks of 64 on all threads; the parameter
+/// gradients are summed block by block in order (the same result whatever the thread count).
+pub fn layer_norm_backward(
+    x: &[f32],
+    g: &[f32],
+    gamma: &[f32],
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let d = gamma.len();
+    assert!(
+        d > 0 && x.len() == g.len() && x.len().is_multiple_of(d),
+        "layer_norm_backward shapes"
+    );
+    let block = 64 * d;
+    let mut dx = vec![0.0f32; x.len()];
+    let partial: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(block)
+        .zip(x.par_chunks(block).zip(g.par_chunks(block)))
+        .map(|(dx, (x, g))| {
+            let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
+            layer_norm_grad_rows(x, g, dx, (&mut dgamma, &mut dbeta), gamma, eps);
+            (dgamma, dbeta)
+        })
+        .collect();
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; d], vec![0.0f32; d]);
+    for (pg, pb) in partial {
+        dgamma.iter_mut().zip(pg).for_each(|(a, b)| *a += b);
+        dbeta.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+    (dx, dgamma, dbeta)
+}
+
 /// A read-only f32 buffer for the kernels: owned, or a view of a burn flex tensor's storage
 /// (the parameters of a loaded model: read in place, no copy per forward).
 #[derive(Clone, Debug)]

@@ -226,8 +226,9 @@ impl Block {
         if use_cpu_kernels(&x.device()) {
             return run_blocks(std::slice::from_ref(self), x);
         }
-        let x = x.clone() + drop_path(self.attn.forward(self.norm1.forward(x)), self.drop_path);
-        x.clone() + drop_path(self.mlp.forward(self.norm2.forward(x)), self.drop_path)
+        let norm = |n: &LayerNorm, x: Tensor<3>| crate::train_ops::layer_norm(n, LN_EPS, x);
+        let x = x.clone() + drop_path(self.attn.forward(norm(&self.norm1, x)), self.drop_path);
+        x.clone() + drop_path(self.mlp.forward(norm(&self.norm2, x)), self.drop_path)
     }
 }
 

@@ -9,8 +9,8 @@ use burn::tensor::{Device, Tensor};
 use crate::ModelError;
 use crate::config::PretrainConfig;
 use crate::layers::{
-    Block, ByolMlp, PatchEmbed, fixed_param, l2_normalize, layer_norm, linear3, normal_param,
-    run_blocks, xavier_linear,
+    Block, ByolMlp, LN_EPS, PatchEmbed, fixed_param, l2_normalize, layer_norm, linear3,
+    normal_param, run_blocks, xavier_linear,
 };
 use crate::mask::PatchMask;
 use crate::pos_embed::sincos_2d;
@@ -34,7 +34,11 @@ fn encode(
     let [n, _, d] = tokens.dims();
     let visible = tokens.gather(1, mask.keep_tensor(d, &device)); // [N, K, D]
     let cls = cls_with_pos(&cls_token.val(), &pos, n);
-    norm.forward(run_blocks(blocks, Tensor::cat(vec![cls, visible], 1)))
+    crate::train_ops::layer_norm(
+        norm,
+        LN_EPS,
+        run_blocks(blocks, Tensor::cat(vec![cls, visible], 1)),
+    )
 }
 
 /// Appends the shared mask token at the masked positions and restores patch order:
@@ -67,7 +71,10 @@ fn rep_decode_project(
     mask: &PatchMask,
 ) -> Tensor<2> {
     let x = unshuffle(linear3(embed, latent), &mask_token.val(), mask) + pos_embed.val();
-    let x = linear3(pred, norm.forward(run_blocks(blocks, x)));
+    let x = linear3(
+        pred,
+        crate::train_ops::layer_norm(norm, LN_EPS, run_blocks(blocks, x)),
+    );
     let [n, _, d] = x.dims();
     projector.forward(x.mean_dim(1).reshape([n, d]))
 }
@@ -192,8 +199,11 @@ impl FsfmPretrain {
         let x = x + self.decoder_pos_embed.val();
         let x = linear3(
             &self.decoder_pred,
-            self.decoder_norm
-                .forward(run_blocks(&self.decoder_blocks, x)),
+            crate::train_ops::layer_norm(
+                &self.decoder_norm,
+                LN_EPS,
+                run_blocks(&self.decoder_blocks, x),
+            ),
         );
         let [n, t, c] = x.dims();
         x.slice([0..n, 1..t, 0..c])

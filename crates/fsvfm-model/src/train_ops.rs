@@ -51,6 +51,13 @@ pub trait TrainKernels: burn::backend::Backend {
     /// Multi-head self-attention from the fused projection: `qkv [N, T, 3D]` (timm's
     /// `3, H, hd` column layout) → `[N, T, D]`, `softmax(q kᵀ / √hd) v` per head.
     fn attention_qkv(qkv: FloatTensor<Self>, heads: usize) -> FloatTensor<Self>;
+    /// LayerNorm over the last axis with weight `gamma [D]` and bias `beta [D]`, epsilon `eps`.
+    fn layer_norm_affine(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
 }
 
 /// The length of the last axis of `t`.
@@ -113,6 +120,18 @@ impl TrainKernels for Flex {
         let qkv = contiguous(qkv);
         let out = crate::cpu_kernels::attention_from_qkv(&qkv, n, t, d3 / 3, heads);
         FlexTensor::from_data(TensorData::new(out, [n, t, d3 / 3]))
+    }
+
+    fn layer_norm_affine(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let shape = x.layout().shape().clone();
+        let (x, gamma, beta) = (contiguous(x), contiguous(gamma), contiguous(beta));
+        let y = crate::cpu_kernels::layer_norm(&x, gamma.len(), &gamma, Some(&beta), eps as f32);
+        FlexTensor::from_data(TensorData::new(y, shape))
     }
 }
 
@@ -267,6 +286,42 @@ impl Backward<Flex, 3> for LinearBackward {
     }
 }
 
+/// The backward of [`TrainKernels::layer_norm_affine`] from the saved input and weight
+/// ([`crate::cpu_kernels::layer_norm_backward`]: the statistics are recomputed).
+#[derive(Debug)]
+struct LayerNormBackward {
+    eps: f64,
+}
+
+impl Backward<Flex, 3> for LayerNormBackward {
+    type State = (FlexTensor, FlexTensor);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let (x, gamma) = ops.state;
+        let [px, pg, pb] = ops.parents;
+        let g = grads.consume::<Flex>(&ops.node);
+        let shape = x.layout().shape().clone();
+        let (x, gamma, g) = (contiguous(x), contiguous(gamma), contiguous(g));
+        let (dx, dgamma, dbeta) =
+            crate::cpu_kernels::layer_norm_backward(&x, &g, &gamma, self.eps as f32);
+        let d = gamma.len();
+        if let Some(node) = pb {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dbeta, [d])));
+        }
+        if let Some(node) = pg {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dgamma, [d])));
+        }
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+        }
+    }
+}
+
 /// The backward of a unary op that saved one flex tensor (its input or its output):
 /// `grad_in = backward(saved, grad_out, param)`.
 #[derive(Debug)]
@@ -388,6 +443,55 @@ impl<C: CheckpointStrategy> TrainKernels for Autodiff<Flex, C> {
             Save::Input,
         )
     }
+
+    fn layer_norm_affine(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        match (LayerNormBackward { eps })
+            .prepare::<C>([x.node(), gamma.node(), beta.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (x, g, b) = (
+                    x.into_primitive(),
+                    gamma.into_primitive(),
+                    beta.into_primitive(),
+                );
+                let y = Flex::layer_norm_affine(x.clone(), g.clone(), b, eps);
+                prep.finish((x, g), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Flex::layer_norm_affine(
+                x.into_primitive(),
+                gamma.into_primitive(),
+                beta.into_primitive(),
+                eps,
+            )),
+        }
+    }
+}
+
+/// LayerNorm `norm` (with a bias, epsilon `eps`: burn keeps its own private) over the last axis
+/// of `x`: on the flex device (plain or autodiff), f32, one op with the vectorised kernel forward
+/// and a hand-written backward ([`crate::cpu_kernels::layer_norm_backward`]) instead of burn's
+/// composition of mean, variance, subtract, divide, scale and shift, each with its own backward;
+/// burn's `LayerNorm::forward` elsewhere.
+pub fn layer_norm<const D: usize>(norm: &burn::nn::LayerNorm, eps: f64, x: Tensor<D>) -> Tensor<D> {
+    let Some(beta) = norm.beta.as_ref() else {
+        return norm.forward(x);
+    };
+    if !on_flex(&x.device()) || x.dtype() != DType::F32 {
+        return norm.forward(x);
+    }
+    Tensor::from_dispatch(<Dispatch as TrainKernels>::layer_norm_affine(
+        x.into_dispatch(),
+        norm.gamma.val().into_dispatch(),
+        beta.val().into_dispatch(),
+        eps,
+    ))
 }
 
 /// Multi-head self-attention `qkv [N, T, 3D]` → `[N, T, D]` on the flex device (plain or
@@ -599,5 +703,60 @@ mod tests {
                 "({n},{t},{d},{h}): y, dqkv rel diff {r:?}"
             );
         }
+    }
+
+    /// The LayerNorm op's output and its gradients for input, weight and bias equal burn's
+    /// `LayerNorm::forward` under burn's autodiff (eps 1e-6, non-trivial weight and bias).
+    #[test]
+    fn layer_norm_matches_burns_forward_and_backward() {
+        use burn::module::Param;
+        use burn::nn::LayerNormConfig;
+        let ad = Device::flex().autodiff();
+        let d = 40;
+        let mut norm = LayerNormConfig::new(d).with_epsilon(1e-6).init(&ad);
+        norm.gamma = Param::from_tensor(Tensor::random([d], Distribution::Normal(1.0, 0.5), &ad));
+        norm.beta = Some(Param::from_tensor(Tensor::random(
+            [d],
+            Distribution::Normal(0.0, 0.5),
+            &ad,
+        )));
+        // 5·70 = 350 rows: several 64-row blocks of the backward's parameter sums.
+        let x0 = Tensor::<3>::random([5, 70, d], Distribution::Normal(0.3, 2.0), &ad);
+        let w = Tensor::<3>::random([5, 70, d], Distribution::Normal(0.0, 1.0), &ad);
+        let run = |ours: bool| {
+            let norm = norm.clone();
+            let x = Tensor::<3>::from_data(x0.to_data(), &ad).require_grad();
+            let y = if ours {
+                layer_norm(&norm, 1e-6, x.clone())
+            } else {
+                norm.forward(x.clone())
+            };
+            let grads = (y.clone() * w.clone()).sum().backward();
+            let gg = norm.gamma.val().grad(&grads).expect("gamma grad");
+            let gb = norm
+                .beta
+                .as_ref()
+                .unwrap()
+                .val()
+                .grad(&grads)
+                .expect("beta grad");
+            (y.inner(), x.grad(&grads).expect("input grad"), gg, gb)
+        };
+        let (a, b) = (run(true), run(false));
+        let rel3 = |p: Tensor<3>, q: Tensor<3>| {
+            let scale = q.clone().abs().max().into_scalar::<f32>();
+            (p - q).abs().max().into_scalar::<f32>() / scale
+        };
+        let rel1 = |p: Tensor<1>, q: Tensor<1>| rel3(p.reshape([1, 1, d]), q.reshape([1, 1, d]));
+        let r = [
+            rel3(a.0, b.0),
+            rel3(a.1, b.1),
+            rel1(a.2, b.2),
+            rel1(a.3, b.3),
+        ];
+        assert!(
+            r.iter().all(|&r| r < 1e-5),
+            "y, dx, dgamma, dbeta rel diff {r:?}"
+        );
     }
 }

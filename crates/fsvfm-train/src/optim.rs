@@ -163,7 +163,10 @@ impl GradBuffer {
                     let mut v = host_f32(g);
                     scale_inplace(&mut v, coef as f32);
                     let n = v.len();
-                    (name, Tensor::<1>::from_data(TensorData::new(v, [n]), &device))
+                    (
+                        name,
+                        Tensor::<1>::from_data(TensorData::new(v, [n]), &device),
+                    )
                 })
                 .collect();
         }
