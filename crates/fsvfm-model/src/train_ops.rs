@@ -1,5 +1,5 @@
-//! Differentiable GELU, softmax, biased Linear and multi-head attention for training on the
-//! flex CPU backend.
+//! Differentiable GELU, softmax, biased Linear, multi-head attention and LayerNorm for training on
+//! the flex CPU backend.
 //!
 //! burn flex's own GELU (forward and backward) is a scalar `erff` loop on one thread
 //! (`../shared/spec/cpu-perf.md` §3), and its attention softmax is seven autodiff ops (max,
@@ -20,6 +20,9 @@
 //! - [`attention_qkv`]: the inference kernel as the forward (no head split/merge copies), and a
 //!   backward that recomputes each head's probabilities rather than keeping `[N, H, T, T]`
 //!   alive from the forward (less memory; the extra `q·kᵀ` is small next to the linear layers).
+//! - [`layer_norm`]: the inference kernel as the forward, and a backward that recomputes the
+//!   row statistics, instead of burn's composition of six element-wise ops and their backwards
+//!   (−7–10 % step time).
 //!
 //! Other backends (CUDA) keep burn's ops: each public function falls back to them.
 
