@@ -557,6 +557,13 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
+    /// `max |p − q| / max |q|`: a difference relative to the reference's largest magnitude (our
+    /// ops and burn's differ only in summation order).
+    fn rel_diff<const D: usize>(p: Tensor<D>, q: Tensor<D>) -> f32 {
+        let scale = q.clone().abs().max().into_scalar::<f32>();
+        (p - q).abs().max().into_scalar::<f32>() / scale
+    }
+
     /// Values and gradients of `sum(w ⊙ GELU(x))` equal burn's own GELU's (an independent
     /// implementation: libm `erff`), on the plain and the autodiff flex device.
     #[test]
@@ -644,18 +651,12 @@ mod tests {
                     (y.inner(), x.grad(&grads).expect("input grad"), gw, gb)
                 };
                 let (a, b) = (run(true), run(false));
-                // Relative to the reference's largest magnitude: the two differ only in the
-                // summation order of the GEMM and of the bias sums.
-                let rel = |p: Tensor<2>, q: Tensor<2>| {
-                    let scale = q.clone().abs().max().into_scalar::<f32>();
-                    (p - q).abs().max().into_scalar::<f32>() / scale
-                };
                 let case = format!("({m},{k},{n}) transposed {transposed}");
                 let r = [
-                    rel(a.0, b.0),
-                    rel(a.1, b.1),
-                    rel(a.2, b.2),
-                    rel(a.3.unsqueeze(), b.3.unsqueeze()),
+                    rel_diff(a.0, b.0),
+                    rel_diff(a.1, b.1),
+                    rel_diff(a.2, b.2),
+                    rel_diff(a.3, b.3),
                 ];
                 assert!(
                     r.iter().all(|&r| r < 1e-6),
@@ -696,11 +697,7 @@ mod tests {
                 (y.inner(), qkv.grad(&grads).expect("a gradient"))
             };
             let (a, b) = (run(true), run(false));
-            let rel = |p: Tensor<3>, q: Tensor<3>| {
-                let scale = q.clone().abs().max().into_scalar::<f32>();
-                (p - q).abs().max().into_scalar::<f32>() / scale
-            };
-            let r = [rel(a.0, b.0), rel(a.1, b.1)];
+            let r = [rel_diff(a.0, b.0), rel_diff(a.1, b.1)];
             assert!(
                 r.iter().all(|&r| r < 1e-5),
                 "({n},{t},{d},{h}): y, dqkv rel diff {r:?}"
@@ -746,16 +743,11 @@ mod tests {
             (y.inner(), x.grad(&grads).expect("input grad"), gg, gb)
         };
         let (a, b) = (run(true), run(false));
-        let rel3 = |p: Tensor<3>, q: Tensor<3>| {
-            let scale = q.clone().abs().max().into_scalar::<f32>();
-            (p - q).abs().max().into_scalar::<f32>() / scale
-        };
-        let rel1 = |p: Tensor<1>, q: Tensor<1>| rel3(p.reshape([1, 1, d]), q.reshape([1, 1, d]));
         let r = [
-            rel3(a.0, b.0),
-            rel3(a.1, b.1),
-            rel1(a.2, b.2),
-            rel1(a.3, b.3),
+            rel_diff(a.0, b.0),
+            rel_diff(a.1, b.1),
+            rel_diff(a.2, b.2),
+            rel_diff(a.3, b.3),
         ];
         assert!(
             r.iter().all(|&r| r < 1e-5),
