@@ -252,6 +252,22 @@ pub fn ema_inplace(t: &mut [f32], o: &[f32], momentum: f32, one_minus: f32) {
         .for_each(|(t, o)| ema_slice(t, o, momentum, one_minus));
 }
 
+/// `Σ x²` in f64 (a gradient-norm term), over [`PAR_CHUNK`]-sized chunks on all threads summed
+/// in order (the same result whatever the thread count).
+pub fn sum_squares(v: &[f32]) -> f64 {
+    let parts: Vec<f64> = v
+        .par_chunks(PAR_CHUNK)
+        .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum())
+        .collect();
+    parts.iter().sum()
+}
+
+/// `v ← c·v` on all rayon threads.
+pub fn scale_inplace(v: &mut [f32], c: f32) {
+    v.par_chunks_mut(PAR_CHUNK)
+        .for_each(|ch| ch.iter_mut().for_each(|x| *x *= c));
+}
+
 const LANES: usize = 16;
 
 /// Values per parallel task of the element-wise and row-wise kernels (whole rows: at least one).

@@ -263,11 +263,25 @@ pub fn host_f32<const D: usize>(x: Tensor<D>) -> Vec<f32> {
 /// A parameter for the kernels: a view of its flex storage when it is a contiguous f32 flex
 /// tensor (no copy), else a host copy.
 pub fn host_param<const D: usize>(x: Tensor<D>) -> crate::cpu_kernels::HostBuf {
-    use crate::cpu_kernels::HostBuf;
     match x.clone().try_into_primitive::<burn::backend::Flex>() {
-        Ok(t) => HostBuf::view(t).unwrap_or_else(|| host_f32(x).into()),
+        Ok(t) => crate::train_ops::contiguous(t),
         Err(_) => host_f32(x).into(),
     }
+}
+
+/// A `[len]` tensor on `device` owning `v` (no copy on flex).
+pub fn host_tensor(v: Vec<f32>, device: &Device) -> Tensor<1> {
+    let n = v.len();
+    Tensor::from_data(TensorData::new(v, [n]), device)
+}
+
+/// `f` applied in place to the host values of `t` (taken over without a copy when `t` is a flex
+/// tensor that owns its storage alone), as a new tensor on `t`'s device.
+pub fn map_host(t: Tensor<1>, f: impl FnOnce(&mut [f32])) -> Tensor<1> {
+    let device = t.device();
+    let mut v = host_f32(t);
+    f(&mut v);
+    host_tensor(v, &device)
 }
 
 type HostPair = (

@@ -146,7 +146,7 @@ fn dims3(t: &FlexTensor) -> [usize; 3] {
 }
 
 /// The f32 values of `t` in row-major order: read in place when contiguous, else one copy.
-fn contiguous(t: FlexTensor) -> HostBuf {
+pub(crate) fn contiguous(t: FlexTensor) -> HostBuf {
     HostBuf::view(t.clone()).unwrap_or_else(|| HostBuf::from(flex_values(t)))
 }
 

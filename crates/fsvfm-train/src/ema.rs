@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 
 use burn::module::Module;
-use burn::tensor::{Tensor, TensorData};
 use fsvfm_model::cpu_kernels::ema_inplace;
-use fsvfm_model::layers::{host_f32, host_param};
+use fsvfm_model::layers::{host_param, map_host};
 use fsvfm_model::train_ops::on_flex;
 
 use crate::params::{map_params, param_values};
@@ -23,10 +22,9 @@ pub fn ema_update<T: Module, O: Module>(target: T, online: &O, m: f64) -> T {
         if !on_flex(&t.device()) {
             return Some(t.mul_scalar(m) + o.clone().mul_scalar(1.0 - m));
         }
-        let device = t.device();
-        let n = t.dims()[0];
-        let mut t = host_f32(t);
-        ema_inplace(&mut t, &host_param(o.clone()), m as f32, (1.0 - m) as f32);
-        Some(Tensor::<1>::from_data(TensorData::new(t, [n]), &device))
+        let o = host_param(o.clone());
+        Some(map_host(t, |t| {
+            ema_inplace(t, &o, m as f32, (1.0 - m) as f32)
+        }))
     })
 }

@@ -8,11 +8,11 @@
 use std::collections::BTreeMap;
 
 use burn::module::{Module, ModuleVisitor, Param};
-use burn::tensor::{Gradients, Tensor, TensorData};
+use burn::tensor::{Gradients, Tensor};
 use serde::{Deserialize, Serialize};
 
-use fsvfm_model::cpu_kernels::{AdamCoeffs, adamw_inplace};
-use fsvfm_model::layers::{host_f32, host_param};
+use fsvfm_model::cpu_kernels::{AdamCoeffs, adamw_inplace, scale_inplace, sum_squares};
+use fsvfm_model::layers::{host_f32, host_param, host_tensor, map_host};
 use fsvfm_model::train_ops::on_flex;
 
 use crate::params::{map_params, named_params};
@@ -159,36 +159,12 @@ impl GradBuffer {
                     if !on_flex(&g.device()) {
                         return (name, g.mul_scalar(coef));
                     }
-                    let device = g.device();
-                    let mut v = host_f32(g);
-                    scale_inplace(&mut v, coef as f32);
-                    let n = v.len();
-                    (
-                        name,
-                        Tensor::<1>::from_data(TensorData::new(v, [n]), &device),
-                    )
+                    (name, map_host(g, |v| scale_inplace(v, coef as f32)))
                 })
                 .collect();
         }
         norm
     }
-}
-
-/// `Σ x²` in f64, over fixed chunks summed in order (deterministic whatever the thread count).
-fn sum_squares(v: &[f32]) -> f64 {
-    use rayon::prelude::*;
-    let parts: Vec<f64> = v
-        .par_chunks(1 << 14)
-        .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum())
-        .collect();
-    parts.iter().sum()
-}
-
-/// `v ← c·v` on all threads.
-fn scale_inplace(v: &mut [f32], c: f32) {
-    use rayon::prelude::*;
-    v.par_chunks_mut(1 << 14)
-        .for_each(|ch| ch.iter_mut().for_each(|x| *x *= c));
 }
 
 /// AdamW state: the update count and the first/second moments per parameter name.
@@ -317,7 +293,7 @@ fn adamw_host(
     let moment = |t: Option<Tensor<1>>| t.map_or_else(|| vec![0.0; n], host_f32);
     let (mut m, mut v) = (moment(m), moment(v));
     adamw_inplace(&mut p, &g, &mut m, &mut v, c);
-    let back = |x: Vec<f32>| Tensor::<1>::from_data(TensorData::new(x, [n]), &device);
+    let back = |x: Vec<f32>| host_tensor(x, &device);
     (back(p), back(m), back(v))
 }
 
@@ -368,7 +344,7 @@ mod tests {
         let v = (0..n)
             .map(|i| scale * (i as f32 * 0.731 + phase).sin())
             .collect::<Vec<_>>();
-        Tensor::from_data(TensorData::new(v, [n]), device)
+        host_tensor(v, device)
     }
 
     /// Three updates of a small linear layer with changing gradients: params, then m, then v.
