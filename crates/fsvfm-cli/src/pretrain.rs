@@ -37,7 +37,7 @@ pub struct PretrainArgs {
     /// Override the recipe's epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Override the recipe's batch size (images per micro-step).
+    /// Override the recipe's batch size (images per micro-step and device, as the official `--batch_size` per GPU).
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Override the recipe's gradient accumulation.
@@ -153,7 +153,7 @@ pub fn pretrain_cmd(a: PretrainArgs) -> Result<()> {
         data: a.data,
         output: a.output.clone(),
         recipe,
-        device: crate::runtime::device(),
+        devices: crate::runtime::devices(),
         resume,
         mean_std: a
             .mean_std

@@ -49,22 +49,33 @@ pub fn peak_rss_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-static DEVICE: std::sync::OnceLock<burn::tensor::Device> = std::sync::OnceLock::new();
+static DEVICES: std::sync::OnceLock<Vec<burn::tensor::Device>> = std::sync::OnceLock::new();
 
-/// Selects the compute device for this run (`--device`).
-pub fn configure_device(name: &str) -> Result<()> {
-    let device = fsvfm_model::device_by_name(name)?;
-    DEVICE
-        .set(device)
+/// Selects the compute device(s) for this run (`--device`): one name, or a comma-separated list
+/// (one data-parallel worker each) where `several_ok` (pre-training).
+pub fn configure_device(names: &str, several_ok: bool) -> Result<()> {
+    let devices = fsvfm_model::devices_by_names(names)?;
+    anyhow::ensure!(
+        devices.len() == 1 || several_ok,
+        "--device {names}: several devices (data parallelism) are for `fsvfm pretrain`; this command runs on one"
+    );
+    DEVICES
+        .set(devices)
         .map_err(|_| anyhow::anyhow!("the device is already set"))
 }
 
-/// The device chosen with `--device` (the CPU by default).
+/// The device chosen with `--device` (the first of a list; the CPU by default).
 pub fn device() -> burn::tensor::Device {
-    DEVICE
+    devices().swap_remove(0)
+}
+
+/// Every device of `--device` (data-parallel workers; `[cpu]` by default).
+pub fn devices() -> Vec<burn::tensor::Device> {
+    DEVICES
         .get()
+        .filter(|d| !d.is_empty())
         .cloned()
-        .unwrap_or_else(fsvfm_model::cpu_device)
+        .unwrap_or_else(|| vec![fsvfm_model::cpu_device()])
 }
 
 /// Selects the precision of the CPU inference kernels (`--precision fp32|bf16`); bf16 on a CPU

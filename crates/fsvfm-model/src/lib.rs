@@ -61,6 +61,41 @@ pub fn cpu_device() -> burn::tensor::Device {
     burn::tensor::Device::flex()
 }
 
+/// The device names of a `--device` list: comma-separated, where a bare index continues the
+/// CUDA list before it (`cuda:0,1,2` = `cuda:0,cuda:1,cuda:2`, the and torchrun users'
+/// spelling).
+pub fn expand_device_list(list: &str) -> Result<Vec<String>, ModelError> {
+    let mut out: Vec<String> = Vec::new();
+    for entry in list.split(',').map(str::trim) {
+        if entry.is_empty() {
+            return Err(ModelError::Config(format!(
+                "empty entry in the device list '{list}'"
+            )));
+        }
+        if entry.bytes().all(|b| b.is_ascii_digit()) {
+            match out.last() {
+                Some(prev) if prev.starts_with("cuda") => out.push(format!("cuda:{entry}")),
+                _ => {
+                    return Err(ModelError::Config(format!(
+                        "'{entry}' in the device list '{list}': a bare index must follow a cuda device"
+                    )));
+                }
+            }
+        } else {
+            out.push(entry.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// The devices of a `--device` list ([`expand_device_list`], then [`device_by_name`] each).
+pub fn devices_by_names(list: &str) -> Result<Vec<burn::tensor::Device>, ModelError> {
+    expand_device_list(list)?
+        .iter()
+        .map(|n| device_by_name(n))
+        .collect()
+}
+
 /// A device by name: `cpu`, or `cuda` / `cuda:N` in builds with the `cuda` feature.
 pub fn device_by_name(name: &str) -> Result<burn::tensor::Device, ModelError> {
     match name {
@@ -83,5 +118,30 @@ pub fn device_by_name(name: &str) -> Result<burn::tensor::Device, ModelError> {
         n => Err(ModelError::Config(format!(
             "unknown device '{n}': use cpu or cuda[:N]"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_lists_expand_bare_indices_after_cuda() {
+        assert_eq!(
+            expand_device_list("cuda:0,1, 3").unwrap(),
+            ["cuda:0", "cuda:1", "cuda:3"]
+        );
+        assert_eq!(expand_device_list("cpu,cpu").unwrap(), ["cpu", "cpu"]);
+        assert!(expand_device_list("cpu,1").is_err());
+        assert!(expand_device_list("2").is_err());
+        assert!(expand_device_list("cpu,,cpu").is_err());
+        assert_eq!(devices_by_names("cpu,cpu").unwrap().len(), 2);
+        #[cfg(not(feature = "cuda"))]
+        assert!(
+            devices_by_names("cuda:0,1")
+                .unwrap_err()
+                .to_string()
+                .contains("--features cuda")
+        );
     }
 }

@@ -7,14 +7,18 @@
 //! per-worker ratio (equal to the whole-batch one when the shards cover equally many region
 //! patches).
 //!
-//! [`ThreadCollective`] is the CPU implementation (workers are threads of one process). On CUDA
-//! the same trait is meant to wrap burn's in-backward NCCL all-reduce; that path needs a CUDA
-//! build and is not implemented yet.
+//! [`ThreadCollective`] is the CPU implementation (workers are threads of one process).
+//! [`DeviceCollective`] is the GPU one: burn 0.22's `all_reduce` (NCCL on CUDA), one call per
+//! update on all gradients flattened into one buffer. [`for_devices`] picks one for a device list.
 
 use std::collections::BTreeMap;
 use std::sync::{Barrier, Mutex};
 
-use burn::tensor::Tensor;
+use burn::tensor::distributed::{
+    DistributedConfig, DistributedContext, ReduceOperation, all_reduce,
+};
+use burn::tensor::{Device, Tensor};
+use std::sync::Arc;
 
 use crate::TrainError;
 use crate::optim::GradBuffer;
@@ -97,5 +101,90 @@ impl Collective for ThreadCollective {
         self.slots.lock().map_err(poisoned)?[rank] = None;
         grads.set(mean);
         Ok(())
+    }
+}
+
+/// Devices of one process (CUDA GPUs) reducing through burn's backend collective
+/// (`burn::tensor::distributed::all_reduce`; NCCL on CUDA). Every rank flattens its gradients
+/// (in name order, so all ranks agree) into one `[numel]` tensor, all ranks reduce it with
+/// `Mean` at once, and the result is cut back into parameters. The communication context lives
+/// as long as this value.
+///
+/// burn implements collectives only for CUDA (and remote devices): on the CPU backend its
+/// `DistributedContext::init` panics, so [`for_devices`] never builds this for `cpu`.
+pub struct DeviceCollective {
+    devices: Vec<Device>,
+    _context: DistributedContext,
+}
+
+impl DeviceCollective {
+    /// Starts burn's communication server for `devices` (rank `r` = `devices[r]`).
+    pub fn new(devices: Vec<Device>) -> Self {
+        let context = DistributedContext::init(
+            devices.clone(),
+            DistributedConfig {
+                all_reduce_op: ReduceOperation::Mean,
+            },
+        );
+        Self {
+            devices,
+            _context: context,
+        }
+    }
+}
+
+impl Collective for DeviceCollective {
+    fn world_size(&self) -> usize {
+        self.devices.len()
+    }
+
+    fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError> {
+        if rank >= self.devices.len() {
+            return Err(TrainError::Config(format!(
+                "rank {rank} in a group of {}",
+                self.devices.len()
+            )));
+        }
+        let parts = grads.take();
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let sizes: Vec<usize> = parts.values().map(|g| g.dims()[0]).collect();
+        let names: Vec<String> = parts.keys().cloned().collect();
+        let flat = Tensor::cat(parts.into_values().collect(), 0);
+        let mean = all_reduce(flat, ReduceOperation::Mean, self.devices.clone()).resolve();
+        grads.set(
+            names
+                .into_iter()
+                .zip(mean.split_with_sizes(sizes, 0))
+                .collect(),
+        );
+        Ok(())
+    }
+}
+
+/// The collective for data-parallel workers on `devices` (rank `r` on `devices[r]`): nothing to
+/// combine for one device, [`ThreadCollective`] when all are the CPU (threads sharing its cores:
+/// for verification, it is not faster than one worker), [`DeviceCollective`] when all are
+/// distinct GPUs. A mix of CPU and GPU, or a GPU listed twice, is an error.
+pub fn for_devices(devices: &[Device]) -> Result<Arc<dyn Collective>, TrainError> {
+    let cpu = fsvfm_model::cpu_device();
+    let on_cpu = devices.iter().filter(|d| **d == cpu).count();
+    match devices.len() {
+        0 => Err(TrainError::Config("no device given".into())),
+        1 => Ok(Arc::new(SingleWorker)),
+        n if on_cpu == n => Ok(Arc::new(ThreadCollective::new(n))),
+        n if on_cpu > 0 => Err(TrainError::Config(format!(
+            "{on_cpu} of the {n} devices are the CPU: data parallelism runs on CPU threads or on GPUs, not both"
+        ))),
+        n => {
+            let distinct = (0..n).all(|i| !devices[..i].contains(&devices[i]));
+            if !distinct {
+                return Err(TrainError::Config(
+                    "a GPU is listed twice: give each data-parallel worker its own device".into(),
+                ));
+            }
+            Ok(Arc::new(DeviceCollective::new(devices.to_vec())))
+        }
     }
 }

@@ -11,6 +11,7 @@
 //!   [`finetune`]: full fine-tuning with layer-wise lr decay; [`transfer`]: what they share.
 //! - [`recipe`]: TOML recipes and the paper's presets; [`data`]: batches and masks, prefetched;
 //!   [`checkpoint`]: atomic checkpoint folders and exact resume; [`run`]: the loop.
+//! - [`collective`] and [`parallel`]: data parallelism (replicas per device, averaged gradients).
 
 pub mod adapt;
 pub mod batches;
@@ -21,6 +22,7 @@ pub mod ema;
 pub mod fas;
 pub mod finetune;
 pub mod optim;
+pub mod parallel;
 pub mod params;
 pub mod recipe;
 pub mod run;
@@ -31,8 +33,9 @@ pub mod transfer;
 pub mod transfer_recipe;
 pub mod viz;
 
-pub use collective::{Collective, SingleWorker, ThreadCollective};
+pub use collective::{Collective, DeviceCollective, SingleWorker, ThreadCollective, for_devices};
 pub use optim::{AdamW, AdamWSettings, GradBuffer};
+pub use parallel::{Finish, Replicas};
 pub use recipe::{PretrainRecipe, RECIPES};
 pub use run::{
     EpochLog, IterLog, Observer, PretrainOptions, PretrainSummary, Resume, Silent, pretrain,

@@ -208,6 +208,20 @@ impl AdamW {
         }
     }
 
+    /// The same state with its moments on `device` (a data-parallel replica's optimiser).
+    pub fn to_device(&self, device: &burn::tensor::Device) -> Self {
+        let moved = |m: &BTreeMap<String, Tensor<1>>| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.clone().to_device(device)))
+                .collect()
+        };
+        Self {
+            exp_avg: moved(&self.exp_avg),
+            exp_avg_sq: moved(&self.exp_avg_sq),
+            ..self.clone()
+        }
+    }
+
     /// torch `Adam` (L2 weight decay added to the gradient) with these settings.
     pub fn adam(settings: AdamWSettings) -> Self {
         Self {

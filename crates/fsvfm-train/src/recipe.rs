@@ -21,11 +21,12 @@ pub struct PretrainRecipe {
     pub model: PretrainConfig,
     /// Epochs.
     pub epochs: usize,
-    /// Images per micro-step (per device).
+    /// Images per micro-step per device (the official `--batch_size`, per GPU).
     pub batch_size: usize,
     /// Micro-steps per optimiser update.
     pub accum_iter: usize,
-    /// Base learning rate; `lr = blr · batch_size · accum_iter / 256` unless `lr` is set.
+    /// Base learning rate; `lr = blr · batch_size · accum_iter · world_size / 256` unless `lr` is
+    /// set.
     pub blr: f64,
     /// Absolute learning rate (overrides `blr`).
     #[serde(default)]
@@ -65,6 +66,15 @@ pub struct PretrainRecipe {
     /// target network is then not run).
     #[serde(default = "default_weight_sim")]
     pub weight_sim: f64,
+    /// Data-parallel workers (one per device of `--device`): each micro-step takes
+    /// `batch_size · world_size` images. Set when a run starts and kept on resume, since the
+    /// learning rate and the steps per epoch depend on it.
+    #[serde(default = "one")]
+    pub world_size: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 fn default_weight_region() -> f64 {
@@ -112,6 +122,7 @@ impl PretrainRecipe {
             max_nonfinite: 20,
             weight_region: default_weight_region(),
             weight_sim: default_weight_sim(),
+            world_size: 1,
         };
         Some(match name {
             "fsfm_vit_base" => paper(name, "vit_base_patch16", 400, None),
@@ -163,9 +174,15 @@ impl PretrainRecipe {
     /// Checks values the loop relies on.
     pub fn validate(&self) -> Result<(), String> {
         self.model.validate().map_err(|e| e.to_string())?;
-        if self.epochs == 0 || self.batch_size == 0 || self.accum_iter == 0 || self.save_every == 0
+        if self.epochs == 0
+            || self.batch_size == 0
+            || self.accum_iter == 0
+            || self.save_every == 0
+            || self.world_size == 0
         {
-            return Err("epochs, batch_size, accum_iter and save_every must be positive".into());
+            return Err(
+                "epochs, batch_size, accum_iter, save_every and world_size must be positive".into(),
+            );
         }
         if !(0.0..1.0).contains(&self.mask_ratio) {
             return Err(format!("mask_ratio {} must be in [0, 1)", self.mask_ratio));
@@ -194,9 +211,14 @@ impl PretrainRecipe {
         }
     }
 
-    /// Images per optimiser update.
+    /// Images per optimiser update, over all devices.
     pub fn effective_batch(&self) -> usize {
-        self.batch_size * self.accum_iter
+        self.batch_size * self.accum_iter * self.world_size
+    }
+
+    /// Images per micro-step, over all devices.
+    pub fn global_batch(&self) -> usize {
+        self.batch_size * self.world_size
     }
 
     /// The peak learning rate (`lr`, or `blr · effective batch / 256`).

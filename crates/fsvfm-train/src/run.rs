@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{self, TrainState};
 use crate::data::{Prefetcher, PretrainData, parse_region};
 use crate::optim::AdamW;
+use crate::parallel::{Finish, Replicas};
 use crate::recipe::PretrainRecipe;
 use crate::schedule::momentum_at;
 use crate::step::{LossValues, PretrainTrainer};
@@ -105,8 +106,9 @@ pub struct PretrainOptions {
     pub output: PathBuf,
     /// The recipe (ignored on resume: the checkpoint's recipe is used).
     pub recipe: PretrainRecipe,
-    /// Compute device (plain; the online network goes on its autodiff version).
-    pub device: Device,
+    /// Compute devices, one per data-parallel worker (plain; each online network goes on the
+    /// autodiff version). Rank 0 (`devices[0]`) writes checkpoints; see [`crate::parallel`].
+    pub devices: Vec<Device>,
     /// Start or continue.
     pub resume: Resume,
     /// Known normalisation instead of computing it (e.g. [`MeanStd::VGGFACE2`]).
@@ -230,10 +232,24 @@ pub fn pretrain(
         })?),
         Resume::From(p) => Some(p.clone()),
     };
-    let device = opts.device.clone();
-    let (mut trainer, mut state, samples) = match resume_from {
+    let device = opts
+        .devices
+        .first()
+        .cloned()
+        .ok_or_else(|| TrainError::Config("no device given".into()))?;
+    let world = opts.devices.len();
+    let (trainer, mut state, samples) = match resume_from {
         Some(dir) => {
             let mut loaded = checkpoint::load(&dir, &device)?;
+            if loaded.state.recipe.world_size != world {
+                return Err(TrainError::Config(format!(
+                    "{} was trained on {} device(s) and cannot continue on {world}: the batch per \
+                     step, the learning rate and the steps per epoch depend on it (pass {} devices)",
+                    dir.display(),
+                    loaded.state.recipe.world_size,
+                    loaded.state.recipe.world_size
+                )));
+            }
             if let Some(e) = opts
                 .resume_epochs
                 .filter(|&e| e != loaded.state.recipe.epochs)
@@ -263,7 +279,8 @@ pub fn pretrain(
             (trainer, loaded.state, samples)
         }
         None => {
-            let recipe = opts.recipe.clone();
+            let mut recipe = opts.recipe.clone();
+            recipe.world_size = world;
             recipe.validate().map_err(TrainError::Config)?;
             let (samples, mean_std) = prepare_data(opts, &recipe, obs)?;
             fsvfm_model::checkpoint::write_atomic(
@@ -312,6 +329,11 @@ pub fn pretrain(
         }
     };
     let recipe = state.recipe.clone();
+    let mut replicas = Replicas::new(
+        trainer,
+        &opts.devices,
+        crate::collective::for_devices(&opts.devices)?,
+    )?;
     let mut mask = MaskParams::new(recipe.strategy, recipe.mask_ratio);
     if let Some(r) = &recipe.region {
         mask = mask.with_region(parse_region(r)?);
@@ -324,12 +346,12 @@ pub fn pretrain(
         mask,
         recipe.seed,
     )?);
-    let steps = data.iters_per_epoch(recipe.batch_size);
+    let steps = data.iters_per_epoch(recipe.global_batch());
     if steps == 0 {
         return Err(TrainError::Data(format!(
             "{} usable samples, fewer than one batch of {}",
             data.samples.len(),
-            recipe.batch_size
+            recipe.global_batch()
         )));
     }
     let total_iters = (recipe.epochs * steps) as u64;
@@ -343,7 +365,7 @@ pub fn pretrain(
     obs.start(state.next_epoch, recipe.epochs, steps);
     let mut prefetch = Prefetcher::start(
         data.clone(),
-        recipe.batch_size,
+        recipe.global_batch(),
         state.next_epoch as u64,
         recipe.epochs as u64,
     );
@@ -358,7 +380,7 @@ pub fn pretrain(
     let mut lr = 0.0;
     for epoch in state.next_epoch..recipe.epochs {
         let t_epoch = Instant::now();
-        trainer.grads.clear(); // the official loop zeroes gradients at the start of every epoch
+        replicas.clear_grads()?; // the official loop zeroes gradients at the start of every epoch
         let (mut sum, mut count, mut skipped) = ([0.0f64; 4], 0usize, 0usize);
         for step in 0..steps {
             if opts.stop_after.is_some_and(|n| done_here >= n) {
@@ -374,16 +396,20 @@ pub fn pretrain(
             if step % recipe.accum_iter == 0 {
                 lr = schedule.at(step as f64 / steps as f64 + epoch as f64);
             }
-            let loss = trainer.micro_step(&batch, recipe.accum_iter)?;
+            let loss = replicas.forward_backward(&batch, recipe.accum_iter)?;
             let finite = loss.is_finite();
-            let mut grad_norm = None;
             let momentum = momentum_at(recipe.t_momentum, state.iteration, total_iters);
+            let update =
+                (finite && (step + 1) % recipe.accum_iter == 0).then_some((lr, recipe.clip_grad));
+            let grad_norm = replicas
+                .finish(Finish {
+                    commit: finite,
+                    update,
+                    momentum,
+                })?
+                .map(|u| u.grad_norm);
             if finite {
                 consecutive_bad = 0;
-                if (step + 1) % recipe.accum_iter == 0 {
-                    grad_norm = Some(trainer.update(lr, recipe.clip_grad).grad_norm);
-                }
-                trainer.ema(momentum);
                 for (s, v) in
                     sum.iter_mut()
                         .zip([loss.rec_masked, loss.rec_region, loss.sim, loss.total])
@@ -436,9 +462,9 @@ pub fn pretrain(
             checkpoint::save(
                 &opts.output,
                 "checkpoint-min_loss",
-                &trainer.online,
-                &trainer.target,
-                &trainer.optim,
+                &replicas.lead().online,
+                &replicas.lead().target,
+                &replicas.lead().optim,
                 &state,
             )?;
         }
@@ -446,9 +472,9 @@ pub fn pretrain(
             let p = checkpoint::save(
                 &opts.output,
                 &format!("checkpoint-{epoch}"),
-                &trainer.online,
-                &trainer.target,
-                &trainer.optim,
+                &replicas.lead().online,
+                &replicas.lead().target,
+                &replicas.lead().optim,
                 &state,
             )?;
             summary.last_checkpoint = Some(p.clone());
@@ -464,7 +490,7 @@ pub fn pretrain(
                 .batch(&idx, 0, 0, &mut fsvfm_masking::Masker::new())
                 .and_then(|b| {
                     crate::viz::reconstruction_picture(
-                        &trainer.online,
+                        &replicas.lead().online,
                         &b,
                         &state.mean_std,
                         recipe.model.encoder.patch_size,

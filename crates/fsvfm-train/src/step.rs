@@ -3,7 +3,7 @@
 //! accumulation, global clipping, AdamW, and the EMA of the target.
 
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use fsvfm_model::loss::{LossWeights, PretrainLosses, pretrain_losses_weighted};
 use fsvfm_model::{FsfmPretrain, PatchMask, TargetNetwork};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,27 @@ impl HostBatch {
     /// Patches per image.
     pub fn num_patches(&self) -> usize {
         self.mask.len() / self.dims[0].max(1)
+    }
+
+    /// The batch cut into `world` consecutive shards of equal size (shard `r` for data-parallel
+    /// rank `r`, as a `DistributedSampler` gives each rank its part of the global batch).
+    pub fn shards(&self, world: usize) -> Result<Vec<HostBatch>, TrainError> {
+        let [n, c, h, w] = self.dims;
+        if world == 0 || n % world != 0 {
+            return Err(TrainError::Config(format!(
+                "a batch of {n} cannot be split evenly over {world} workers"
+            )));
+        }
+        let (b, l) = (n / world, self.num_patches());
+        let (img, pat) = (b * c * h * w, b * l);
+        Ok((0..world)
+            .map(|r| HostBatch {
+                images: self.images[r * img..(r + 1) * img].to_vec(),
+                dims: [b, c, h, w],
+                mask: self.mask[r * pat..(r + 1) * pat].to_vec(),
+                region: self.region[r * pat..(r + 1) * pat].to_vec(),
+            })
+            .collect())
     }
 }
 
@@ -148,6 +169,20 @@ impl PretrainTrainer {
         }
     }
 
+    /// A copy of this trainer on `device` (a data-parallel replica): the same online and target
+    /// weights, optimiser state and loss settings; no accumulated gradients.
+    pub fn replica(&self, device: &Device) -> Self {
+        Self::new(
+            self.online.clone(),
+            self.target.clone(),
+            self.optim.to_device(device),
+            device,
+            self.patch,
+            self.norm_pix,
+        )
+        .with_weights(self.weights)
+    }
+
     /// Other weights of the auxiliary losses than the official ones (ablations).
     pub fn with_weights(mut self, weights: LossWeights) -> Self {
         self.weights = weights;
@@ -207,13 +242,32 @@ impl PretrainTrainer {
         batch: &HostBatch,
         accum_iter: usize,
     ) -> Result<LossValues, TrainError> {
-        let losses = self.losses(batch)?;
-        let values = LossValues::read(&losses);
-        if values.is_finite() {
-            let grads = losses.total.div_scalar(accum_iter.max(1) as f64).backward();
-            self.grads.add(&self.online, grads);
+        let (values, grads) = self.forward_backward(batch, accum_iter)?;
+        if let Some(g) = grads {
+            self.add_grads(g);
         }
         Ok(values)
+    }
+
+    /// The loss terms and, when they are finite, the gradients of `total / accum_iter`, without
+    /// adding them to the buffer: a data-parallel worker adds them only once every worker's
+    /// shard was finite (see [`crate::parallel`]).
+    pub fn forward_backward(
+        &self,
+        batch: &HostBatch,
+        accum_iter: usize,
+    ) -> Result<(LossValues, Option<Gradients>), TrainError> {
+        let losses = self.losses(batch)?;
+        let values = LossValues::read(&losses);
+        let grads = values
+            .is_finite()
+            .then(|| losses.total.div_scalar(accum_iter.max(1) as f64).backward());
+        Ok((values, grads))
+    }
+
+    /// Adds the gradients of one backward pass (from [`PretrainTrainer::forward_backward`]).
+    pub fn add_grads(&mut self, grads: Gradients) {
+        self.grads.add(&self.online, grads);
     }
 
     /// Clips the accumulated gradients to `clip` (global norm; `None` = no clip), applies AdamW

@@ -51,7 +51,7 @@ fn options(data: &Path, out: &Path, recipe: PretrainRecipe, resume: Resume) -> P
         data: data.to_path_buf(),
         output: out.to_path_buf(),
         recipe,
-        device: cpu_device(),
+        devices: vec![cpu_device()],
         resume,
         mean_std: None,
         stop_after: None,
@@ -263,4 +263,90 @@ fn init_only_and_mae_weights() {
     let after = tensors(&out.join("checkpoint-1/online.safetensors"));
     assert_eq!(init.len(), after.len());
     assert!(init["blocks.0.attn.qkv.weight"] != after["blocks.0.attn.qkv.weight"]);
+}
+
+#[test]
+fn two_cpu_workers_train_like_one_worker_with_the_doubled_batch() {
+    let _rng = lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_synthetic_faces(&data, 16, 32, 5, false).unwrap();
+    // Without L_rec^fr: it is a ratio per worker (as under the official DDP), so the mean of two
+    // halves equals the whole batch's value only when the halves cover equally many region
+    // patches. Every other term is a mean over samples with equal mask counts (CRFR-P masks 12 of
+    // 16 patches in each face), so the averaged gradients are the whole batch's.
+    let recipe = |batch: usize| {
+        let mut r = micro_recipe(2);
+        r.batch_size = batch;
+        r.weight_region = 0.0;
+        r
+    };
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let single = pretrain(&options(&data, &one, recipe(4), Resume::No), &mut Silent).unwrap();
+    let mut opts = options(&data, &two, recipe(2), Resume::No);
+    opts.devices = vec![cpu_device(), cpu_device()];
+    let pair = pretrain(&opts, &mut Silent).unwrap();
+
+    let saved = std::fs::read_to_string(two.join("recipe.toml")).unwrap();
+    assert!(saved.contains("world_size = 2"), "{saved}");
+    let lines = |dir: &Path| std::fs::read_to_string(dir.join("log.jsonl")).unwrap();
+    let iters = |dir: &Path| {
+        lines(dir)
+            .lines()
+            .filter(|l| l.contains("\"iter\""))
+            .count()
+    };
+    assert_eq!(iters(&one), 8, "4 steps of 4 faces per epoch");
+    assert_eq!(
+        iters(&two),
+        iters(&one),
+        "the same global batch, so the same steps"
+    );
+    for (a, b) in single.epoch_losses.iter().zip(&pair.epoch_losses) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs().max(1.0),
+            "epoch loss {a} vs {b}"
+        );
+    }
+    let mut worst = 0.0f32;
+    for file in ["online.safetensors", "target.safetensors"] {
+        let (x, y) = (
+            tensors(&one.join("checkpoint-1").join(file)),
+            tensors(&two.join("checkpoint-1").join(file)),
+        );
+        assert_eq!(x.len(), y.len(), "{file}");
+        for (k, (shape, bytes)) in &x {
+            assert_eq!(&y[k].0, shape, "{file}: {k}");
+            let f = |b: &[u8]| -> Vec<f32> {
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            };
+            let (p, q) = (f(bytes), f(&y[k].1));
+            let n = p.len();
+            for (i, (a, b)) in p.iter().zip(&q).enumerate() {
+                // The key bias gets an exactly zero gradient (softmax ignores a constant added
+                // to every logit of a row), so what it receives is round-off, which AdamW
+                // scales up to steps of size lr: it matches in neither run, and is skipped.
+                if k.ends_with("attn.qkv.bias") && (n / 3..2 * n / 3).contains(&i) {
+                    continue;
+                }
+                worst = worst.max((a - b).abs());
+            }
+        }
+    }
+    assert!(
+        worst <= 1e-6,
+        "parameters after 4 updates: max abs diff {worst:e}"
+    );
+    // The weights did move, so the comparison is not of two initialisations.
+    let init = tensors(&one.join("checkpoint-0/online.safetensors"));
+    let last = tensors(&one.join("checkpoint-1/online.safetensors"));
+    assert!(init["blocks.0.attn.qkv.weight"] != last["blocks.0.attn.qkv.weight"]);
+
+    // The world size is part of the run: a resume on another number of devices is refused.
+    let mut more = options(&data, &two, recipe(2), Resume::Latest);
+    more.resume_epochs = Some(3);
+    let err = pretrain(&more, &mut Silent).unwrap_err().to_string();
+    assert!(err.contains("2 device(s)"), "{err}");
 }
