@@ -239,8 +239,9 @@ impl Replicas {
         let info = finish_rank(&mut self.lead, &mut self.pending, 0, &*self.collective, f)?;
         for rank in 1..self.world() {
             match self.receive(rank)? {
-                // Identical replicas reduce to bit-identical gradients, hence norms: a difference
-                // means the ranks no longer train the same network.
+                // After the all-reduce every rank must hold the same gradients, hence the same
+                // norm bit for bit: a difference means the collective failed and the replicas
+                // would drift apart.
                 Reply::Finished(other) => {
                     let bits = |i: Option<UpdateInfo>| i.map(|i| i.grad_norm.to_bits());
                     if bits(other) != bits(info) {

@@ -206,6 +206,44 @@ fn a_non_finite_batch_changes_nothing() {
     let info = t.update(1e-3, Some(1.0));
     assert!(!info.applied);
     assert_eq!(t.optim.step, 0);
+
+    // Data parallel: the NaN sits in rank 1's half of a doubled batch; rank 0's half is finite.
+    // The mean loss is not finite, so the caller drops the step on both ranks alike.
+    let mut double = batch.clone();
+    double.images = [vec![0.1f32; batch.images.len()], batch.images.clone()].concat();
+    double.dims[0] = 4;
+    double.mask = [batch.mask.clone(), batch.mask.clone()].concat();
+    double.region = double.mask.clone();
+    let group = fsvfm_train::for_devices(&[device.clone(), device.clone()]).unwrap();
+    let mut pair = fsvfm_train::Replicas::new(t, &[device.clone(), device], group).unwrap();
+    let loss = pair.forward_backward(&double, 1).unwrap();
+    assert!(!loss.is_finite());
+    let drop = fsvfm_train::Finish {
+        commit: false,
+        update: None,
+        momentum: 0.99,
+    };
+    assert_eq!(pair.finish(drop).unwrap(), None);
+    // Nothing was added on either rank: an update step now finds no gradients anywhere (the
+    // ranks agree, or `finish` would report the disagreement).
+    let info = pair
+        .finish(fsvfm_train::Finish {
+            commit: true,
+            update: Some((1e-3, Some(1.0))),
+            momentum: 0.99,
+        })
+        .unwrap()
+        .unwrap();
+    assert!(!info.applied);
+    assert_eq!(pair.lead().optim.step, 0);
+    // A batch that does not split evenly over the ranks is refused.
+    let mut odd = batch.clone();
+    odd.images.truncate(3 * 32 * 32);
+    odd.dims[0] = 1;
+    odd.mask.truncate(16);
+    odd.region.truncate(16);
+    let err = pair.forward_backward(&odd, 1).unwrap_err().to_string();
+    assert!(err.contains("cannot be split evenly"), "{err}");
 }
 
 /// The two ablation baselines of `fsvfm demo`: `init_only` writes the initial networks, which
@@ -349,4 +387,39 @@ fn two_cpu_workers_train_like_one_worker_with_the_doubled_batch() {
     more.resume_epochs = Some(3);
     let err = pretrain(&more, &mut Silent).unwrap_err().to_string();
     assert!(err.contains("2 device(s)"), "{err}");
+}
+
+#[test]
+fn a_killed_two_worker_run_resumes_bit_identical() {
+    let _rng = lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    write_synthetic_faces(&data, 12, 32, 7, false).unwrap(); // 3 steps of 2 × 2 per epoch
+    let two = |out: &Path, resume: Resume| {
+        // Three epochs: a replica resumed wrongly (rank 1 only) would feed its gradients into
+        // the updates after the resumed epoch, and so into rank 0's checkpoint.
+        let mut r = micro_recipe(3);
+        r.batch_size = 2;
+        let mut o = options(&data, out, r, resume);
+        o.devices = vec![cpu_device(), cpu_device()];
+        o
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    pretrain(&two(&a, Resume::No), &mut Silent).unwrap();
+    let mut killed = two(&b, Resume::No);
+    killed.stop_after = Some(3 + 1); // inside epoch 1, between the micro-steps of an update
+    assert!(pretrain(&killed, &mut Silent).unwrap().interrupted);
+    pretrain(&two(&b, Resume::Latest), &mut Silent).unwrap();
+    for file in [
+        "online.safetensors",
+        "target.safetensors",
+        "optimizer.safetensors",
+    ] {
+        let (x, y) = (
+            tensors(&a.join("checkpoint-2").join(file)),
+            tensors(&b.join("checkpoint-2").join(file)),
+        );
+        assert!(!x.is_empty());
+        assert!(x == y, "{file} differs after a two-worker resume");
+    }
 }
