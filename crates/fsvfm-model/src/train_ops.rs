@@ -226,13 +226,12 @@ fn matmul_into(
     // m·n row-major values, all initialised when accumulating, and the GEMM writes every one of
     // them before `set_len` otherwise.
     unsafe {
-        crate::cpu_kernels::gemm_strided(
+        crate::cpu_kernels::gemm_blocks(
             (m, n, k),
             (out.as_mut_ptr(), n),
             accumulate,
             (a.ptr, a.rs, a.cs),
             (b.ptr, b.rs, b.cs),
-            crate::cpu_kernels::gemm_parallelism_for(m, n, k),
         );
         out.set_len(m * n);
     }
