@@ -164,6 +164,29 @@ pub fn gelu_inplace(data: &mut [f32]) {
     data.par_chunks_mut(PAR_CHUNK).for_each(gelu_slice);
 }
 
+#[inline(always)]
+fn gelu_copy_generic(dst: &mut [std::mem::MaybeUninit<f32>], src: &[f32]) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        d.write(gelu1(x));
+    }
+}
+
+dispatch_simd!(fn gelu_copy(dst: &mut [std::mem::MaybeUninit<f32>], src: &[f32]) => gelu_copy_generic);
+
+/// [`gelu_inplace`]'s values of `src` in a new buffer, in one pass (for an input that must stay
+/// as it is, such as one saved for the backward: a copy then the in-place pass read and wrote
+/// it twice).
+pub fn gelu_to_vec(src: &[f32]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(src.len());
+    out.spare_capacity_mut()[..src.len()]
+        .par_chunks_mut(PAR_CHUNK)
+        .zip(src.par_chunks(PAR_CHUNK))
+        .for_each(|(d, s)| gelu_copy(d, s));
+    // SAFETY: the chunks above wrote all `src.len()` elements.
+    unsafe { out.set_len(src.len()) };
+    out
+}
+
 /// `GELU(x + bias)` in place on the rows of `x [rows, bias.len()]` (the fc1 epilogue: the
 /// bias joins the GELU pass instead of being written into the GEMM's output beforehand).
 pub fn gelu_bias_inplace(x: &mut [f32], bias: Option<&[f32]>) {
@@ -829,6 +852,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn gelu_into_a_new_buffer_equals_gelu_in_place() {
+        let x: Vec<f32> = (0..3 * PAR_CHUNK + 77)
+            .map(|i| (i as f32 * 0.013).sin() * 6.0)
+            .collect();
+        let mut want = x.clone();
+        gelu_inplace(&mut want);
+        assert!(gelu_to_vec(&x) == want);
+        assert_eq!(
+            x[5],
+            (5.0f32 * 0.013).sin() * 6.0,
+            "the input is left as it was"
+        );
     }
 
     #[test]

@@ -94,6 +94,15 @@ fn map_f32(t: FlexTensor, f: impl FnOnce(&mut [f32])) -> FlexTensor {
 
 impl TrainKernels for Flex {
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        // Under autodiff the input is also saved for the backward, so it is shared: one pass
+        // into a new buffer instead of a copy and an in-place pass.
+        if !x.is_unique()
+            && let Some(v) = x.as_slice::<f32>()
+        {
+            let shape = x.layout().shape().clone();
+            let y = crate::cpu_kernels::gelu_to_vec(v);
+            return FlexTensor::from_data(TensorData::new(y, shape));
+        }
         map_f32(x, crate::cpu_kernels::gelu_inplace)
     }
 

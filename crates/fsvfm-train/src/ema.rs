@@ -18,13 +18,13 @@ use crate::params::{map_params, param_values};
 pub fn ema_update<T: Module, O: Module>(target: T, online: &O, m: f64) -> T {
     let src: BTreeMap<_, _> = param_values(online);
     map_params(target, |name, t| {
-        let o = src.get(name)?;
+        let Some(o) = src.get(name) else {
+            return t;
+        };
         if !on_flex(&t.device()) {
-            return Some(t.mul_scalar(m) + o.clone().mul_scalar(1.0 - m));
+            return t.mul_scalar(m) + o.clone().mul_scalar(1.0 - m);
         }
         let o = host_param(o.clone());
-        Some(map_host(t, |t| {
-            ema_inplace(t, &o, m as f32, (1.0 - m) as f32)
-        }))
+        map_host(t, |t| ema_inplace(t, &o, m as f32, (1.0 - m) as f32))
     })
 }

@@ -52,10 +52,11 @@ impl FasTrainer {
     fn renormalize(&mut self) {
         let model = self.model.clone();
         self.model = map_params(model, |name, v| {
-            (name == CLASSIFIER_WEIGHT).then(|| {
-                let n = v.dims()[0];
-                normalize_class_axis(v.reshape([n / 2, 2])).reshape([n])
-            })
+            if name != CLASSIFIER_WEIGHT {
+                return v;
+            }
+            let n = v.dims()[0];
+            normalize_class_axis(v.reshape([n / 2, 2])).reshape([n])
         });
     }
 

@@ -264,7 +264,9 @@ impl AdamW {
         let coupled = self.coupled_l2;
         let fused = self.fused;
         map_params(module, |name, p| {
-            let g = grads.get(name)?;
+            let Some(g) = grads.get(name) else {
+                return p;
+            };
             let (scale, decayed) = groups.get(name).copied().unwrap_or((1.0, true));
             let lr = lr * scale;
             let wd = if decayed { s.weight_decay } else { 0.0 };
@@ -285,7 +287,7 @@ impl AdamW {
             };
             exp_avg.insert(name.to_string(), m);
             exp_avg_sq.insert(name.to_string(), v);
-            Some(p)
+            p
         })
     }
 }
@@ -364,7 +366,7 @@ mod tests {
     /// Three updates of a small linear layer with changing gradients: params, then m, then v.
     fn run(mut opt: AdamW, device: &Device) -> Vec<Vec<f32>> {
         let layer: Linear = LinearConfig::new(37, 29).init(device);
-        let mut layer = map_params(layer, |_, p| Some(wave(p.dims()[0], 0.3, 0.5, device)));
+        let mut layer = map_params(layer, |_, p| wave(p.dims()[0], 0.3, 0.5, device));
         let mut grads = GradBuffer::new();
         for step in 0..3 {
             let sums = named_params(&layer)

@@ -67,13 +67,17 @@ pub fn named_params<M: Module>(module: &M) -> Vec<NamedParam> {
 }
 
 /// Replaces parameter values by name: `f(name, current flattened value)` returns the new flattened
-/// value (without autodiff) or `None` to keep the parameter. Ids and trainability are kept.
-pub fn map_params<M: Module>(module: M, f: impl FnMut(&str, Tensor<1>) -> Option<Tensor<1>>) -> M {
+/// value (without autodiff; the value it was given to keep the parameter). Ids and trainability
+/// are kept.
+///
+/// `f` owns the value: when nothing else holds the module's buffers (no clone of the module
+/// alive), in-place host kernels update them without a copy.
+pub fn map_params<M: Module>(module: M, f: impl FnMut(&str, Tensor<1>) -> Tensor<1>) -> M {
     struct Map<F> {
         path: Vec<String>,
         f: F,
     }
-    impl<F: FnMut(&str, Tensor<1>) -> Option<Tensor<1>>> ModuleMapper for Map<F> {
+    impl<F: FnMut(&str, Tensor<1>) -> Tensor<1>> ModuleMapper for Map<F> {
         fn enter_module(&mut self, name: &str, _: &str) {
             self.path.push(name.to_string());
         }
@@ -85,11 +89,9 @@ pub fn map_params<M: Module>(module: M, f: impl FnMut(&str, Tensor<1>) -> Option
             let (id, tensor, mapper) = param.consume();
             let dims = tensor.dims();
             let numel: usize = dims.iter().product();
-            let Some(new) = (self.f)(&name, tensor.clone().inner().reshape([numel])) else {
-                return Param::from_mapped_value(id, tensor, mapper);
-            };
             let trainable = tensor.is_require_grad();
             let autodiff = tensor.device().is_autodiff();
+            let new = (self.f)(&name, tensor.inner().reshape([numel]));
             let mut value = new.reshape(dims);
             if autodiff {
                 value = Tensor::from_inner(value);
@@ -112,4 +114,31 @@ pub fn param_values<M: Module>(module: &M) -> BTreeMap<String, Tensor<1>> {
         .into_iter()
         .map(|p| (p.name, p.value))
         .collect()
+}
+
+/// Replaces `*slot` by `f(*slot)` without a copy of the old value. The networks are updated by
+/// value (burn modules map by value); with a clone in between, every parameter buffer would be
+/// shared with the clone and the in-place host updates (AdamW, EMA) would copy it first: about
+/// 1 % of a pre-training step.
+///
+/// A panic inside `f` aborts the process (after the panic message is printed), since `*slot`
+/// has been moved out and cannot be dropped twice; `f` is the optimiser or the EMA, which do not
+/// panic on any input.
+pub fn update_in_place<M>(slot: &mut M, f: impl FnOnce(M) -> M) {
+    struct AbortOnUnwind;
+    impl Drop for AbortOnUnwind {
+        fn drop(&mut self) {
+            std::process::abort();
+        }
+    }
+    let guard = AbortOnUnwind;
+    // SAFETY: the value read out of `slot` is consumed by `f` and a new value is written back
+    // before `slot` is used again; if `f` unwinds, the guard aborts before anything can observe
+    // or drop the moved-out `slot`.
+    unsafe {
+        let old = std::ptr::read(slot);
+        let new = f(old);
+        std::ptr::write(slot, new);
+    }
+    std::mem::forget(guard);
 }

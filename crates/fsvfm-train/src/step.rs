@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::ema::ema_update;
 use crate::optim::{AdamW, GradBuffer};
-use crate::params::map_params;
+use crate::params::{map_params, update_in_place};
 
 /// One batch on the host: images `[N, C, H, W]` (normalised), mask and covered-region mask
 /// `[N, L]` (1 = masked / in the region).
@@ -118,7 +118,7 @@ pub struct UpdateInfo {
 fn canonical<M: Module>(module: M) -> M {
     map_params(module, |_, v| {
         let device = v.device();
-        Some(Tensor::from_data(v.into_data(), &device))
+        Tensor::from_data(v.into_data(), &device)
     })
 }
 
@@ -279,8 +279,8 @@ impl PretrainTrainer {
         };
         let applied = grad_norm.is_finite() && !self.grads.is_empty();
         if applied {
-            let online = self.online.clone();
-            self.online = self.optim.update(online, &self.grads, lr);
+            let (optim, grads) = (&mut self.optim, &self.grads);
+            update_in_place(&mut self.online, |online| optim.update(online, grads, lr));
         }
         self.grads.clear();
         UpdateInfo { grad_norm, applied }
@@ -288,7 +288,7 @@ impl PretrainTrainer {
 
     /// EMA of the target towards the online network with momentum `m`.
     pub fn ema(&mut self, m: f64) {
-        let target = self.target.clone();
-        self.target = ema_update(target, &self.online, m);
+        let online = &self.online;
+        update_in_place(&mut self.target, |target| ema_update(target, online, m));
     }
 }
