@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::TrainError;
 use crate::batches::{epoch_order, smoothed_targets};
 use crate::optim::{AdamW, AdamWSettings, GradBuffer};
+use crate::params::update_in_place;
 use crate::transfer::{StepHook, TransferOptions, save_module};
 
 /// Official class index of fake images.
@@ -133,8 +134,8 @@ impl AdapterTrainer {
             grads.add(&self.model, total.backward());
             // A non-finite gradient would poison every later step: skip the update instead.
             if grads.global_norm().is_finite() {
-                let model = self.model.clone();
-                self.model = self.optim.update(model, &grads, lr);
+                let optim = &mut self.optim;
+                update_in_place(&mut self.model, |model| optim.update(model, &grads, lr));
             }
         }
         loss

@@ -22,7 +22,7 @@ use crate::TrainError;
 use crate::adapt::{FAKE_CLASS, official_class};
 use crate::batches::Augmentation;
 use crate::optim::{AdamW, GradBuffer};
-use crate::params::map_params;
+use crate::params::{map_params, update_in_place};
 
 /// The classifier weight's parameter path.
 const CLASSIFIER_WEIGHT: &str = "classifier.classifier_layer.weight";
@@ -75,11 +75,11 @@ impl FasTrainer {
             let mut grads = GradBuffer::new();
             grads.add(&self.model, loss.backward());
             if grads.global_norm().is_finite() {
-                let model = self.model.clone();
+                let optim = &mut self.optim;
                 // torch Adam: one group, every parameter L2-decayed.
-                self.model = self
-                    .optim
-                    .update_with(model, &grads, lr, |_, _| (1.0, true));
+                update_in_place(&mut self.model, |model| {
+                    optim.update_with(model, &grads, lr, |_, _| (1.0, true))
+                });
             }
         }
         value

@@ -21,6 +21,7 @@ use crate::TrainError;
 use crate::adapt::{FAKE_CLASS, official_class};
 use crate::batches::{epoch_order, smoothed_targets};
 use crate::optim::{AdamW, GradBuffer};
+use crate::params::update_in_place;
 use crate::transfer::{StepHook, TransferOptions, epoch_seed, save_module};
 
 /// BEiT layer id of a parameter (burn path names): `cls_token`, `pos_embed`, `patch_embed.*` → 0;
@@ -97,10 +98,10 @@ impl FinetuneTrainer {
             grads.add(&self.model, loss.backward());
             if grads.global_norm().is_finite() {
                 let (depth, ld) = (self.depth, self.layer_decay);
-                let model = self.model.clone();
-                self.model = self
-                    .optim
-                    .update_with(model, &grads, lr, |n, s| finetune_group(n, s, depth, ld));
+                let optim = &mut self.optim;
+                update_in_place(&mut self.model, |model| {
+                    optim.update_with(model, &grads, lr, |n, s| finetune_group(n, s, depth, ld))
+                });
             }
         }
         value
