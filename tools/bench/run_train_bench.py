@@ -8,6 +8,12 @@ between the kind's markers and the raw runs to bench-out/<kind>.jsonl.
     tools/reference/setup.sh
     cargo build --release -p fsvfm-cli
     tools/reference/.venv/bin/python tools/bench/run_train_bench.py [--kind finetune] [--rounds 2] [--models ...]
+        [--baseline OLD_FSVFM_BINARY]
+
+`--baseline` runs an earlier build as a third configuration in the same rounds, so a change's
+effect is measured against the same machine state (this VM's speed drifts by ±10 % within minutes).
+The bold ratio is the median over rounds of each round's fsvfm/torch ratio (the two run back to
+back), which cancels most of that drift.
 """
 import argparse
 import json
@@ -38,6 +44,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--kind", choices=sorted(KINDS), default="pretrain")
+    ap.add_argument("--baseline", help="an earlier fsvfm binary, run as a third configuration")
     a = ap.parse_args()
     kind = KINDS[a.kind]
     torch_cmd = [sys.executable, os.path.join(ROOT, "tools", "bench", kind["script"])]
@@ -47,6 +54,8 @@ def main():
         "fsvfm": lambda m: [FSVFM, "--threads", str(a.threads), "bench", kind["flag"], "--model", m] + common,
         "torch": lambda m: torch_cmd + ["--model", m, "--threads", str(a.threads)] + common,
     }
+    if a.baseline:
+        impls["baseline"] = lambda m: [a.baseline] + impls["fsvfm"](m)[1:]
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
     results = {}
     os.makedirs(os.path.join(ROOT, "bench-out"), exist_ok=True)
@@ -66,16 +75,25 @@ def main():
              f"Measured {time.strftime('%Y-%m-%d')} on `{cpu_name()}` ({os.cpu_count()} vCPUs), {a.threads} threads, "
              f"batch {a.batch_size}, 224×224, fp32, random weights; one iteration = {kind['step']}. {a.rounds} interleaved "
              f"rounds × {a.iters} timed iterations (1 warm-up); img/s = median over rounds of each run's median; "
-             f"peak RSS = max over rounds. PyTorch {torch_ver}.",
-             "",
-             "| model | fsvfm img/s | torch img/s | **fsvfm / torch** | fsvfm peak RSS | torch peak RSS | RSS ratio |",
-             "|---|---|---|---|---|---|---|"]
+             f"peak RSS = max over rounds; **fsvfm / torch** = median over rounds of each round's ratio "
+             f"(run back to back). PyTorch {torch_ver}.",
+             ""]
+    base = "baseline" in impls
+    extra_head = " baseline img/s | fsvfm / baseline |" if base else ""
+    lines += ["| model | fsvfm img/s | torch img/s | **fsvfm / torch** | fsvfm peak RSS | torch peak RSS | RSS ratio |"
+              + extra_head,
+              "|---|---|---|---|---|---|---|" + ("---|---|" if base else "")]
+
+    def round_ratio(m, x, y):
+        return statistics.median(p["img_per_s"] / q["img_per_s"] for p, q in zip(results[(m, x)], results[(m, y)]))
+
     for m in a.models:
         med = {n: statistics.median(x["img_per_s"] for x in results[(m, n)]) for n in impls}
         rss = {n: max(x["peak_rss_bytes"] for x in results[(m, n)]) for n in impls}
-        lines.append(f"| {m} | {med['fsvfm']:.2f} | {med['torch']:.2f} | **{med['fsvfm'] / med['torch']:.2f}x** | "
+        extra = (f" {med['baseline']:.2f} | {round_ratio(m, 'fsvfm', 'baseline'):.2f}x |" if base else "")
+        lines.append(f"| {m} | {med['fsvfm']:.2f} | {med['torch']:.2f} | **{round_ratio(m, 'fsvfm', 'torch'):.2f}x** | "
                      f"{rss['fsvfm'] / 2**20:.0f} MiB | {rss['torch'] / 2**20:.0f} MiB | "
-                     f"{rss['fsvfm'] / rss['torch']:.2f}x |")
+                     f"{rss['fsvfm'] / rss['torch']:.2f}x |" + extra)
     lines += ["", f"Regenerate: `tools/reference/.venv/bin/python tools/bench/run_train_bench.py --kind {a.kind}`.",
               "", end]
     block = "\n".join(lines)
