@@ -69,6 +69,22 @@ fn tensors(path: &Path) -> HashMap<String, (Vec<usize>, Vec<u8>)> {
         .collect()
 }
 
+/// The networks and optimiser state of two checkpoint folders are bit-identical.
+fn assert_same_checkpoint(a: &Path, b: &Path) {
+    for file in [
+        "online.safetensors",
+        "target.safetensors",
+        "optimizer.safetensors",
+    ] {
+        let (x, y) = (tensors(&a.join(file)), tensors(&b.join(file)));
+        assert!(!x.is_empty());
+        assert_eq!(x.len(), y.len(), "{file}");
+        for (k, v) in &x {
+            assert!(y[k] == *v, "{file}: {k} differs after resume");
+        }
+    }
+}
+
 #[test]
 fn killed_and_resumed_run_ends_bit_identical() {
     let _rng = lock();
@@ -104,21 +120,7 @@ fn killed_and_resumed_run_ends_bit_identical() {
     .unwrap();
     assert_eq!(rest.epoch_losses.len(), 2);
     assert_eq!(&rest.epoch_losses[..], &full.epoch_losses[1..]);
-    for file in [
-        "online.safetensors",
-        "target.safetensors",
-        "optimizer.safetensors",
-    ] {
-        let (x, y) = (
-            tensors(&a.join("checkpoint-2").join(file)),
-            tensors(&b.join("checkpoint-2").join(file)),
-        );
-        assert!(!x.is_empty());
-        assert_eq!(x.len(), y.len(), "{file}");
-        for (k, v) in &x {
-            assert!(y[k] == *v, "{file}: {k} differs after resume");
-        }
-    }
+    assert_same_checkpoint(&a.join("checkpoint-2"), &b.join("checkpoint-2"));
     // And training did change the weights.
     let first = tensors(&a.join("checkpoint-0/online.safetensors"));
     let last = tensors(&a.join("checkpoint-2/online.safetensors"));
@@ -410,16 +412,5 @@ fn a_killed_two_worker_run_resumes_bit_identical() {
     killed.stop_after = Some(3 + 1); // inside epoch 1, between the micro-steps of an update
     assert!(pretrain(&killed, &mut Silent).unwrap().interrupted);
     pretrain(&two(&b, Resume::Latest), &mut Silent).unwrap();
-    for file in [
-        "online.safetensors",
-        "target.safetensors",
-        "optimizer.safetensors",
-    ] {
-        let (x, y) = (
-            tensors(&a.join("checkpoint-2").join(file)),
-            tensors(&b.join("checkpoint-2").join(file)),
-        );
-        assert!(!x.is_empty());
-        assert!(x == y, "{file} differs after a two-worker resume");
-    }
+    assert_same_checkpoint(&a.join("checkpoint-2"), &b.join("checkpoint-2"));
 }
