@@ -12,13 +12,12 @@
 //! update on all gradients flattened into one buffer. [`for_devices`] picks one for a device list.
 
 use std::collections::BTreeMap;
-use std::sync::{Barrier, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 
 use burn::tensor::distributed::{
     DistributedConfig, DistributedContext, ReduceOperation, all_reduce,
 };
 use burn::tensor::{Device, Tensor};
-use std::sync::Arc;
 
 use crate::TrainError;
 use crate::optim::GradBuffer;
@@ -29,6 +28,16 @@ pub trait Collective: Send + Sync {
     fn world_size(&self) -> usize;
     /// Replaces `grads` with the mean over all workers; every worker calls it once per update.
     fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError>;
+}
+
+/// An error for a rank outside `0..world`.
+fn check_rank(rank: usize, world: usize) -> Result<(), TrainError> {
+    if rank >= world {
+        return Err(TrainError::Config(format!(
+            "rank {rank} in a group of {world}"
+        )));
+    }
+    Ok(())
 }
 
 /// One worker: nothing to combine.
@@ -68,12 +77,7 @@ impl Collective for ThreadCollective {
     }
 
     fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError> {
-        if rank >= self.world {
-            return Err(TrainError::Config(format!(
-                "rank {rank} in a group of {}",
-                self.world
-            )));
-        }
+        check_rank(rank, self.world)?;
         let poisoned = |_| TrainError::Diverged("a data-parallel worker panicked".into());
         self.slots.lock().map_err(poisoned)?[rank] = Some(grads.take());
         self.barrier.wait();
@@ -139,12 +143,7 @@ impl Collective for DeviceCollective {
     }
 
     fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError> {
-        if rank >= self.devices.len() {
-            return Err(TrainError::Config(format!(
-                "rank {rank} in a group of {}",
-                self.devices.len()
-            )));
-        }
+        check_rank(rank, self.devices.len())?;
         let parts = grads.take();
         if parts.is_empty() {
             return Ok(());

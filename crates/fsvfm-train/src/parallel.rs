@@ -193,40 +193,28 @@ impl Replicas {
         accum_iter: usize,
     ) -> Result<LossValues, TrainError> {
         let world = self.world();
-        let mut shards = if world == 1 {
-            Vec::new()
-        } else {
-            batch.shards(world)?
-        };
-        let others = if shards.len() > 1 {
-            shards.split_off(1)
-        } else {
-            Vec::new()
-        };
-        for (i, shard) in others.into_iter().enumerate() {
+        if world == 1 {
+            let (loss, g) = self.lead.forward_backward(batch, accum_iter)?;
+            self.pending = g;
+            return Ok(loss);
+        }
+        let mut shards = batch.shards(world)?.into_iter();
+        let own = shards.next();
+        for (i, shard) in shards.enumerate() {
             self.send(i + 1, Job::Forward(shard, accum_iter))?;
         }
-        let own = shards.first().unwrap_or(batch);
-        let (mut loss, g) = self.lead.forward_backward(own, accum_iter)?;
+        let (loss, g) = self
+            .lead
+            .forward_backward(own.as_ref().unwrap_or(batch), accum_iter)?;
         self.pending = g;
+        let mut losses = vec![loss];
         for rank in 1..world {
             match self.receive(rank)? {
-                Reply::Loss(l) => {
-                    loss.rec_masked += l.rec_masked;
-                    loss.rec_region += l.rec_region;
-                    loss.sim += l.sim;
-                    loss.total += l.total;
-                }
+                Reply::Loss(l) => losses.push(l),
                 Reply::Finished(_) => return Err(out_of_step(rank)),
             }
         }
-        let w = world as f64;
-        Ok(LossValues {
-            rec_masked: loss.rec_masked / w,
-            rec_region: loss.rec_region / w,
-            sim: loss.sim / w,
-            total: loss.total / w,
-        })
+        Ok(LossValues::mean(&losses))
     }
 
     /// Every rank adds or drops its held-back gradients, and on an update step averages them

@@ -242,12 +242,11 @@ pub fn pretrain(
         Some(dir) => {
             let mut loaded = checkpoint::load(&dir, &device)?;
             if loaded.state.recipe.world_size != world {
+                let trained = loaded.state.recipe.world_size;
                 return Err(TrainError::Config(format!(
-                    "{} was trained on {} device(s) and cannot continue on {world}: the batch per \
-                     step, the learning rate and the steps per epoch depend on it (pass {} devices)",
-                    dir.display(),
-                    loaded.state.recipe.world_size,
-                    loaded.state.recipe.world_size
+                    "{} was trained on {trained} device(s) and cannot continue on {world}: the batch \
+                     per step, the learning rate and the steps per epoch depend on it (pass {trained} devices)",
+                    dir.display()
                 )));
             }
             if let Some(e) = opts
@@ -381,7 +380,7 @@ pub fn pretrain(
     for epoch in state.next_epoch..recipe.epochs {
         let t_epoch = Instant::now();
         replicas.clear_grads()?; // the official loop zeroes gradients at the start of every epoch
-        let (mut sum, mut count, mut skipped) = ([0.0f64; 4], 0usize, 0usize);
+        let (mut finite_losses, mut skipped) = (Vec::with_capacity(steps), 0usize);
         for step in 0..steps {
             if opts.stop_after.is_some_and(|n| done_here >= n) {
                 summary.interrupted = true;
@@ -410,13 +409,7 @@ pub fn pretrain(
                 .map(|u| u.grad_norm);
             if finite {
                 consecutive_bad = 0;
-                for (s, v) in
-                    sum.iter_mut()
-                        .zip([loss.rec_masked, loss.rec_region, loss.sim, loss.total])
-                {
-                    *s += v;
-                }
-                count += 1;
+                finite_losses.push(loss);
             } else {
                 skipped += 1;
                 consecutive_bad += 1;
@@ -448,16 +441,10 @@ pub fn pretrain(
             writeln!(log, "{line}").map_err(io_error(&log_path))?;
             obs.iteration(&entry);
         }
-        let mean = |k: usize| sum[k] / count.max(1) as f64;
-        let epoch_loss = LossValues {
-            rec_masked: mean(0),
-            rec_region: mean(1),
-            sim: mean(2),
-            total: mean(3),
-        };
+        let epoch_loss = LossValues::mean(&finite_losses);
         state.next_epoch = epoch + 1;
         let mut written = None;
-        if count > 0 && state.best_loss.is_none_or(|b| epoch_loss.total < b) {
+        if !finite_losses.is_empty() && state.best_loss.is_none_or(|b| epoch_loss.total < b) {
             state.best_loss = Some(epoch_loss.total);
             checkpoint::save(
                 &opts.output,

@@ -71,9 +71,29 @@ pub struct LossValues {
 impl LossValues {
     /// Whether every term is finite.
     pub fn is_finite(&self) -> bool {
+        self.terms().iter().all(|v| v.is_finite())
+    }
+
+    fn terms(&self) -> [f64; 4] {
         [self.rec_masked, self.rec_region, self.sim, self.total]
-            .iter()
-            .all(|v| v.is_finite())
+    }
+
+    /// The mean of each term over `values`, summed in order (zeros for none): an epoch's mean
+    /// loss, or the mean over data-parallel ranks (DDP's logged loss).
+    pub fn mean(values: &[LossValues]) -> Self {
+        let mut sum = [0.0f64; 4];
+        for v in values {
+            for (s, t) in sum.iter_mut().zip(v.terms()) {
+                *s += t;
+            }
+        }
+        let [rec_masked, rec_region, sim, total] = sum.map(|s| s / values.len().max(1) as f64);
+        Self {
+            rec_masked,
+            rec_region,
+            sim,
+            total,
+        }
     }
 
     fn read(l: &PretrainLosses) -> Self {
