@@ -29,7 +29,8 @@ struct Cli {
     threads: Option<usize>,
     /// Compute device: `cpu`, or `cuda[:N]` in builds with the `cuda` feature. `fsvfm pretrain`
     /// also takes a list, one data-parallel worker per entry (`cuda:0,1,2,3`, or `cpu,cpu` to
-    /// verify the data-parallel path on threads).
+    /// verify the data-parallel path on threads); under a launcher such as `torchrun`,
+    /// `cuda:local` is the GPU of `LOCAL_RANK`.
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
     /// Precision of the CPU inference kernels: `fp32`, or `bf16` (the blocks' linear layers on
@@ -96,7 +97,8 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     runtime::configure_threads(cli.threads)?;
-    runtime::configure_device(&cli.device, matches!(cli.command, Command::Pretrain(_)))?;
+    let device = runtime::resolve_local_rank(&cli.device, |k| std::env::var(k).ok())?;
+    runtime::configure_device(&device, matches!(cli.command, Command::Pretrain(_)))?;
     runtime::configure_precision(&cli.precision)?;
     // Inference-only commands never change a model's weights after loading: each block's host
     // copy (and bf16 pack) is made once instead of per forward.

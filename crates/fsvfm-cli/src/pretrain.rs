@@ -163,7 +163,10 @@ pub fn pretrain_cmd(a: PretrainArgs) -> Result<()> {
         stop_after: None,
         resume_epochs: if resuming { a.epochs } else { None },
         init_only: a.init_only,
+        // torchrun-style environment: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.
+        group: fsvfm_train::process_group::GroupConfig::from_env()?,
     };
+    let rank = opts.group.as_ref().map_or(0, |g| g.rank);
     let bar = (!a.quiet).then(|| progress_bar(0));
     let mut progress = Progress { bar };
     let summary = pretrain(&opts, &mut progress)
@@ -183,6 +186,7 @@ pub fn pretrain_cmd(a: PretrainArgs) -> Result<()> {
             p.display(),
             p.join("online.safetensors").display()
         ),
+        None if rank > 0 => println!("done: rank {rank} (rank 0 writes the checkpoints)"),
         None => println!("done: nothing left to train (all epochs already ran)"),
     }
     Ok(())

@@ -64,6 +64,30 @@ pub fn configure_device(names: &str, several_ok: bool) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the device is already set"))
 }
 
+/// `--device` with `cuda:local` replaced by `cuda:$LOCAL_RANK` (a launcher such as
+/// `torchrun --no-python` starts one process per GPU and tells each its GPU in `LOCAL_RANK`;
+/// it runs no shell that could expand the variable in the arguments).
+pub fn resolve_local_rank(names: &str, get: impl Fn(&str) -> Option<String>) -> Result<String> {
+    if !names.split(',').any(|n| n.trim() == "cuda:local") {
+        return Ok(names.to_string());
+    }
+    let local = get("LOCAL_RANK").ok_or_else(|| {
+        anyhow::anyhow!("--device {names}: cuda:local needs LOCAL_RANK (set by torchrun)")
+    })?;
+    let index: usize = local
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("LOCAL_RANK={local:?} is not a GPU index"))?;
+    Ok(names
+        .split(',')
+        .map(|n| match n.trim() {
+            "cuda:local" => format!("cuda:{index}"),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
 /// The device chosen with `--device` (the first of a list; the CPU by default).
 pub fn device() -> burn::tensor::Device {
     devices().swap_remove(0)
@@ -93,4 +117,22 @@ pub fn configure_precision(name: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve_local_rank;
+
+    #[test]
+    fn cuda_local_is_the_launchers_local_rank() {
+        let env = |k: &str| (k == "LOCAL_RANK").then(|| "3".to_string());
+        assert_eq!(resolve_local_rank("cuda:local", env).unwrap(), "cuda:3");
+        assert_eq!(resolve_local_rank("cpu,cuda:1", env).unwrap(), "cpu,cuda:1");
+        let e = resolve_local_rank("cuda:local", |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("LOCAL_RANK"), "{e}");
+        let bad = |_: &str| Some("x".to_string());
+        assert!(resolve_local_rank("cuda:local", bad).is_err());
+    }
 }

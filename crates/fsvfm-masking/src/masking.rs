@@ -26,12 +26,31 @@ pub struct MaskKey {
     pub epoch: u64,
     /// Step (iteration) within the epoch, or a global step — any stable counter.
     pub step: u64,
+    /// Index in the whole batch of the first sample masked here: a data-parallel process that
+    /// masks only its shard of a global batch passes the shard's start, so sample `i` of the
+    /// shard draws what sample `first_sample + i` of the whole batch draws.
+    #[serde(default)]
+    pub first_sample: u64,
 }
 
 impl MaskKey {
     /// The key `(seed, epoch, step)`.
     pub fn new(seed: u64, epoch: u64, step: u64) -> Self {
-        Self { seed, epoch, step }
+        Self {
+            seed,
+            epoch,
+            step,
+            first_sample: 0,
+        }
+    }
+
+    /// The same key for a shard of the batch that starts at sample `first` (see
+    /// [`MaskKey::first_sample`]).
+    pub fn with_first_sample(self, first: u64) -> Self {
+        Self {
+            first_sample: first,
+            ..self
+        }
     }
 
     /// The key `(seed, 0, 0)`, as used by the CLI's `--seed`.
@@ -300,7 +319,7 @@ impl Masker {
     ///
     /// Every sample gets exactly `K = `[`masked_count`]`(ratio, P)` masked patches.
     /// The covered region (CRFR-R/CRFR-P) is [`batch_region`]`(params, key)`; sample `i`
-    /// draws from [`rng_for_sample`]`(seed, epoch, step, i)`.
+    /// draws from [`rng_for_sample`]`(seed, epoch, step, first_sample + i)`.
     ///
     /// # Shapes
     /// `regions`: N samples on one `rows × cols` grid; `out.mask()` and
@@ -343,7 +362,8 @@ impl Masker {
             .zip(out.extreme.iter_mut())
             .enumerate()
         {
-            let mut rng = rng_for_sample(key.seed, key.epoch, key.step, i as u64);
+            let mut rng =
+                rng_for_sample(key.seed, key.epoch, key.step, key.first_sample + i as u64);
             *extreme = match params.strategy {
                 Strategy::Random => self.cover_then_fill(reg, None, Fill::Uniform, k, &mut rng),
                 Strategy::Frp => self.cover_then_fill(reg, None, Fill::Proportional, k, &mut rng),

@@ -131,3 +131,27 @@ fn same_key_same_masks_other_keys_differ() {
         assert_ne!(a.mask_row(0), a.mask_row(1), "{strategy}");
     }
 }
+
+#[test]
+fn a_shard_masked_from_its_first_sample_matches_the_whole_batch() {
+    // Data-parallel processes mask only their shard of a global batch; with the shard's start
+    // in the key, the shard gets exactly the rows the whole batch would give it.
+    let regions = vec![face_regions(); 6];
+    for strategy in Strategy::ALL {
+        let params = MaskParams::new(strategy, 0.75);
+        let key = MaskKey::new(4, 1, 9);
+        let whole = mask_batch(&regions, &params, key).unwrap();
+        let p = whole.mask().len() / 6;
+        let shard = mask_batch(&regions[..2], &params, key.with_first_sample(4)).unwrap();
+        assert_eq!(shard.mask(), &whole.mask()[4 * p..], "{strategy}");
+        assert_eq!(
+            shard.region_mask(),
+            &whole.region_mask()[4 * p..],
+            "{strategy}"
+        );
+        assert_eq!(shard.region(), whole.region(), "{strategy}");
+        // Without the offset it would repeat the batch's first rows instead.
+        let unshifted = mask_batch(&regions[..2], &params, key).unwrap();
+        assert_eq!(unshifted.mask(), &whole.mask()[..2 * p], "{strategy}");
+    }
+}

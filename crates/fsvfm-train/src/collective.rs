@@ -10,6 +10,8 @@
 //! [`ThreadCollective`] is the CPU implementation (workers are threads of one process).
 //! [`DeviceCollective`] is the GPU one: burn 0.22's `all_reduce` (NCCL on CUDA), one call per
 //! update on all gradients flattened into one buffer. [`for_devices`] picks one for a device list.
+//! [`ProcessCollective`] adds a level above either: the processes of a multi-process (multi-node)
+//! run, joined by a [`ProcessGroup`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier, Mutex};
@@ -17,16 +19,19 @@ use std::sync::{Arc, Barrier, Mutex};
 use burn::tensor::distributed::{
     DistributedConfig, DistributedContext, ReduceOperation, all_reduce,
 };
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::TrainError;
 use crate::optim::GradBuffer;
+use crate::process_group::{ProcessGroup, tags};
 
-/// Combines the gradients of `world_size` workers.
+/// Combines the gradients of data-parallel workers.
 pub trait Collective: Send + Sync {
-    /// Number of workers.
+    /// Number of workers in this process (the ranks that call [`Collective::all_reduce_mean`]).
     fn world_size(&self) -> usize;
-    /// Replaces `grads` with the mean over all workers; every worker calls it once per update.
+    /// Replaces `grads` with the mean over all workers (of all processes, for
+    /// [`ProcessCollective`]); every worker of this process calls it once per update with its
+    /// rank in this process.
     fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError>;
 }
 
@@ -156,6 +161,86 @@ impl Collective for DeviceCollective {
             names
                 .into_iter()
                 .zip(mean.split_with_sizes(sizes, 0))
+                .collect(),
+        );
+        Ok(())
+    }
+}
+
+/// The workers of this process (`local`, whose mean comes first) and the same number in every
+/// other process of `group`: the mean over processes of the per-process means, which is the
+/// mean over all workers since every process has as many. Local rank 0 exchanges the gradients
+/// with the other processes (through the host: flattened in name order as `f32`, summed in
+/// process order, divided by the number of processes), then the other local ranks copy its
+/// result to their devices.
+pub struct ProcessCollective {
+    local: Arc<dyn Collective>,
+    group: Arc<ProcessGroup>,
+    result: Mutex<Option<Result<Arc<Vec<f32>>, String>>>,
+    barrier: Barrier,
+}
+
+impl ProcessCollective {
+    /// `local` combines this process's workers; `group` joins the processes.
+    pub fn new(local: Arc<dyn Collective>, group: Arc<ProcessGroup>) -> Self {
+        let n = local.world_size();
+        Self {
+            local,
+            group,
+            result: Mutex::new(None),
+            barrier: Barrier::new(n),
+        }
+    }
+
+    /// The mean over processes of this process's (already local-mean) `flat` gradients.
+    fn across_processes(&self, mut flat: Vec<f32>) -> Result<Arc<Vec<f32>>, TrainError> {
+        self.group.all_reduce_sum(tags::GRADS, &mut flat)?;
+        let n = self.group.world() as f32;
+        for v in &mut flat {
+            *v /= n;
+        }
+        Ok(Arc::new(flat))
+    }
+}
+
+impl Collective for ProcessCollective {
+    fn world_size(&self) -> usize {
+        self.local.world_size()
+    }
+
+    fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError> {
+        check_rank(rank, self.local.world_size())?;
+        self.local.all_reduce_mean(rank, grads)?;
+        let parts = grads.take();
+        let Some(device) = parts.values().next().map(|g| g.device()) else {
+            return Ok(());
+        };
+        let sizes: Vec<usize> = parts.values().map(|g| g.dims()[0]).collect();
+        let names: Vec<String> = parts.keys().cloned().collect();
+        let poisoned = |_| TrainError::Diverged("a data-parallel worker panicked".into());
+        if rank == 0 {
+            let flat = Tensor::cat(parts.into_values().collect(), 0)
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| TrainError::Collective(format!("gradients to the host: {e:?}")));
+            let mean = flat.and_then(|f| self.across_processes(f));
+            // Published even when it failed, so the other local ranks do not wait forever.
+            *self.result.lock().map_err(poisoned)? = Some(mean.map_err(|e| e.to_string()));
+        }
+        self.barrier.wait();
+        let mean = self.result.lock().map_err(poisoned)?.clone();
+        self.barrier.wait();
+        if rank == 0 {
+            *self.result.lock().map_err(poisoned)? = None;
+        }
+        let mean = mean
+            .ok_or_else(|| TrainError::Collective("no result from local rank 0".into()))?
+            .map_err(TrainError::Collective)?;
+        let flat = Tensor::<1>::from_data(TensorData::new(mean.to_vec(), [mean.len()]), &device);
+        grads.set(
+            names
+                .into_iter()
+                .zip(flat.split_with_sizes(sizes, 0))
                 .collect(),
         );
         Ok(())

@@ -79,6 +79,20 @@ impl PretrainData {
         step: u64,
         masker: &mut Masker,
     ) -> Result<HostBatch, TrainError> {
+        self.shard(indices, 0, epoch, step, masker)
+    }
+
+    /// Loads and masks `indices`, the part of batch `(epoch, step)` that starts at its sample
+    /// `first`: the masks are those the samples get in the whole batch (a process of a
+    /// multi-process run loads only its part).
+    pub fn shard(
+        &self,
+        indices: &[usize],
+        first: usize,
+        epoch: u64,
+        step: u64,
+        masker: &mut Masker,
+    ) -> Result<HostBatch, TrainError> {
         let s = self.img_size;
         let loaded: Vec<(Vec<f32>, PatchRegions)> = indices
             .par_iter()
@@ -101,7 +115,11 @@ impl PretrainData {
             regions.push(r);
         }
         let masks = masker
-            .mask_batch(&regions, &self.mask, MaskKey::new(self.seed, epoch, step))
+            .mask_batch(
+                &regions,
+                &self.mask,
+                MaskKey::new(self.seed, epoch, step).with_first_sample(first as u64),
+            )
             .map_err(|e| TrainError::Data(e.to_string()))?;
         Ok(HostBatch {
             images,
@@ -148,10 +166,12 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    /// Starts the thread.
+    /// Starts the thread: global batches of `batch_size` samples, of which it loads the part
+    /// `part` (all of it, `0..batch_size`, in a single-process run).
     pub fn start(
         data: Arc<PretrainData>,
         batch_size: usize,
+        part: std::ops::Range<usize>,
         start_epoch: u64,
         end_epoch: u64,
     ) -> Self {
@@ -163,7 +183,8 @@ impl Prefetcher {
                 let order = data.order(epoch);
                 for step in 0..iters {
                     let b = step as usize * batch_size;
-                    let batch = data.batch(&order[b..b + batch_size], epoch, step, &mut masker);
+                    let idx = &order[b + part.start..b + part.end];
+                    let batch = data.shard(idx, part.start, epoch, step, &mut masker);
                     if tx.send(Prepared { epoch, step, batch }).is_err() {
                         return; // the consumer stopped
                     }

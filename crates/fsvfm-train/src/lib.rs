@@ -11,7 +11,8 @@
 //!   [`finetune`]: full fine-tuning with layer-wise lr decay; [`transfer`]: what they share.
 //! - [`recipe`]: TOML recipes and the paper's presets; [`data`]: batches and masks, prefetched;
 //!   [`checkpoint`]: atomic checkpoint folders and exact resume; [`run`]: the loop.
-//! - [`collective`] and [`parallel`]: data parallelism (replicas per device, averaged gradients).
+//! - [`collective`] and [`parallel`]: data parallelism (replicas per device, averaged gradients);
+//!   [`process_group`]: across processes and machines (torchrun-style environment, TCP).
 
 pub mod adapt;
 pub mod batches;
@@ -24,6 +25,7 @@ pub mod finetune;
 pub mod optim;
 pub mod parallel;
 pub mod params;
+pub mod process_group;
 pub mod recipe;
 pub mod run;
 pub mod schedule;
@@ -61,6 +63,9 @@ pub enum TrainError {
     /// Training diverged.
     #[error("{0}")]
     Diverged(String),
+    /// A multi-process run's group failed (a rank stopped, hangs, or was started differently).
+    #[error("data-parallel group: {0}")]
+    Collective(String),
     /// File system errors, with the path.
     #[error("{path}: {source}")]
     Io {

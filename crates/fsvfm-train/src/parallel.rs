@@ -9,6 +9,11 @@
 //! update step the ranks average their gradients through the [`Collective`] (as DDP does before
 //! `optimizer.step()`), then each clips, applies AdamW and updates its EMA target itself: the
 //! replicas apply identical updates and stay identical, as in the official DDP run.
+//!
+//! In a multi-process run ([`Replicas::with_group`]) the same holds across processes: the loss
+//! values of every rank of every process are gathered before the commit decision, so all
+//! processes decide alike, and the gradient norms are compared across processes after every
+//! update.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -18,6 +23,7 @@ use burn::tensor::{Device, Gradients};
 
 use crate::TrainError;
 use crate::collective::Collective;
+use crate::process_group::{ProcessGroup, tags};
 use crate::step::{HostBatch, LossValues, PretrainTrainer, UpdateInfo};
 
 /// What the caller decided after a micro-step's losses were known.
@@ -110,6 +116,7 @@ pub struct Replicas {
     pending: Option<Gradients>,
     collective: Arc<dyn Collective>,
     workers: Vec<Worker>,
+    group: Option<Arc<ProcessGroup>>,
 }
 
 impl std::fmt::Debug for Replicas {
@@ -157,12 +164,43 @@ impl Replicas {
             pending: None,
             collective,
             workers,
+            group: None,
         })
     }
 
-    /// Number of ranks.
+    /// Makes these replicas one process's part of a multi-process run: losses and gradient
+    /// norms are then exchanged with the other processes of `group` (the collective must be a
+    /// [`crate::collective::ProcessCollective`] on the same group).
+    pub fn with_group(mut self, group: Arc<ProcessGroup>) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// Number of ranks in this process.
     pub fn world(&self) -> usize {
         self.workers.len() + 1
+    }
+
+    /// The loss values of all ranks of all processes, in global rank order (the same on every
+    /// process), from this process's.
+    fn gather_losses(&self, local: Vec<LossValues>) -> Result<Vec<LossValues>, TrainError> {
+        let Some(group) = &self.group else {
+            return Ok(local);
+        };
+        let bytes: Vec<u8> = local
+            .iter()
+            .flat_map(|l| l.terms())
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let mut all = Vec::new();
+        for part in group.all_gather(tags::LOSSES, &bytes)? {
+            let v: Vec<f64> = part
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap_or_default()))
+                .collect();
+            all.extend(v.chunks_exact(4).map(LossValues::from_terms));
+        }
+        Ok(all)
     }
 
     /// Rank 0's trainer (all replicas hold the same parameters after every update).
@@ -193,7 +231,7 @@ impl Replicas {
         accum_iter: usize,
     ) -> Result<LossValues, TrainError> {
         let world = self.world();
-        if world == 1 {
+        if world == 1 && self.group.is_none() {
             let (loss, g) = self.lead.forward_backward(batch, accum_iter)?;
             self.pending = g;
             return Ok(loss);
@@ -214,7 +252,7 @@ impl Replicas {
                 Reply::Finished(_) => return Err(out_of_step(rank)),
             }
         }
-        Ok(LossValues::mean(&losses))
+        Ok(LossValues::mean(&self.gather_losses(losses)?))
     }
 
     /// Every rank adds or drops its held-back gradients, and on an update step averages them
@@ -239,6 +277,24 @@ impl Replicas {
                     }
                 }
                 Reply::Loss(_) => return Err(out_of_step(rank)),
+            }
+        }
+        if let Some(group) = &self.group {
+            let own = info.map_or(u64::MAX, |i| i.grad_norm.to_bits());
+            for (p, part) in group
+                .all_gather(tags::NORMS, &own.to_le_bytes())?
+                .iter()
+                .enumerate()
+            {
+                let theirs = u64::from_le_bytes(part.as_slice().try_into().unwrap_or_default());
+                if theirs != own {
+                    return Err(TrainError::Diverged(format!(
+                        "process {p} disagrees with this one on the gradient norm ({} vs {}): \
+                         the replicas are no longer identical (different builds or CPUs?)",
+                        f64::from_bits(theirs),
+                        f64::from_bits(own)
+                    )));
+                }
             }
         }
         Ok(info)

@@ -9,6 +9,10 @@
 //!   (original | masked | reconstruction | covered region for the first four faces);
 //! - `checkpoint-<epoch>/` every `save_every` epochs and after the last, `checkpoint-min_loss/`
 //!   for the lowest epoch-mean loss (see [`crate::checkpoint`]).
+//!
+//! In a multi-process run ([`PretrainOptions::group`]) only rank 0 writes: the output folder (and
+//! the data) must be reachable at the same paths from every process, as for the official DDP
+//! run, since every rank reads the checkpoint it resumes from.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +29,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::data::{Prefetcher, PretrainData, parse_region};
 use crate::optim::AdamW;
 use crate::parallel::{Finish, Replicas};
+use crate::process_group::{GroupConfig, ProcessGroup, tags};
 use crate::recipe::PretrainRecipe;
 use crate::schedule::momentum_at;
 use crate::step::{LossValues, PretrainTrainer};
@@ -121,6 +126,10 @@ pub struct PretrainOptions {
     /// Write the freshly initialised networks (and the data's mean/std) as `checkpoint-init/`
     /// and stop: the random-initialisation baseline of an ablation, loadable like any checkpoint.
     pub init_only: bool,
+    /// This process's place in a multi-process run (`None`: the only process). The global
+    /// batch is `batch_size × devices × processes`; process `p` loads and trains part `p` of
+    /// it, and only rank 0 writes (see [`crate::process_group`]).
+    pub group: Option<GroupConfig>,
 }
 
 /// The result of a run.
@@ -207,15 +216,106 @@ fn prepare_data(
     Ok((samples, mean_std))
 }
 
+/// What must agree between the processes of a multi-process run, one `key = value` per line
+/// (the group refuses a rank whose lines differ from rank 0's and names the first difference).
+fn group_fingerprint(opts: &PretrainOptions) -> String {
+    format!(
+        "fsvfm = {}\ndevices per process = {}\nresume = {:?}\nresume epochs = {:?}\ndata = {}\n\
+         output = {}\nmean/std = {:?}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        opts.devices.len(),
+        opts.resume,
+        opts.resume_epochs,
+        opts.data.display(),
+        opts.output.display(),
+        opts.mean_std,
+        opts.recipe.to_toml()
+    )
+}
+
+/// Rank 0's sample list and normalisation on every process of a fresh run (`prepared` is rank
+/// 0's; only it reads every image to check them and compute the mean/std).
+fn share_data(
+    group: Option<&ProcessGroup>,
+    prepared: Option<(Vec<PretrainSample>, MeanStd)>,
+) -> Result<(Vec<PretrainSample>, MeanStd), TrainError> {
+    let Some(group) = group else {
+        return prepared.ok_or_else(|| TrainError::Data("no data prepared".into()));
+    };
+    let bytes = match &prepared {
+        Some(p) => serde_json::to_vec(p).map_err(|e| TrainError::Data(e.to_string()))?,
+        None => Vec::new(),
+    };
+    let shared = group.broadcast(tags::DATA, &bytes)?;
+    serde_json::from_slice(&shared)
+        .map_err(|e| TrainError::Collective(format!("the sample list from rank 0: {e}")))
+}
+
+/// A digest of the online and target parameters (names and bits), to check that every process
+/// starts from the same weights (DDP broadcasts rank 0's instead).
+fn weights_digest(t: &PretrainTrainer) -> Result<u64, TrainError> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    for values in [
+        crate::params::param_values(&t.online),
+        crate::params::param_values(&t.target),
+    ] {
+        for (name, v) in values {
+            name.hash(&mut h);
+            let data = v
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| TrainError::Collective(format!("{name}: {e:?}")))?;
+            for x in data {
+                x.to_bits().hash(&mut h);
+            }
+        }
+    }
+    Ok(h.finish())
+}
+
+/// Fails unless every process of `group` starts from the weights `t` holds.
+fn check_same_weights(group: &ProcessGroup, t: &PretrainTrainer) -> Result<(), TrainError> {
+    let own = weights_digest(t)?.to_le_bytes();
+    let all = group.all_gather(tags::WEIGHTS, &own)?;
+    if let Some(p) = all.iter().position(|d| d[..] != own[..]) {
+        return Err(TrainError::Collective(format!(
+            "process {p} starts from other weights than process {}: the processes run different \
+             builds, or resume from different checkpoints",
+            group.rank()
+        )));
+    }
+    Ok(())
+}
+
 /// Runs (or continues) pre-training.
 pub fn pretrain(
     opts: &PretrainOptions,
     obs: &mut dyn Observer,
 ) -> Result<PretrainSummary, TrainError> {
-    std::fs::create_dir_all(&opts.output).map_err(io_error(&opts.output))?;
+    // The group first: from here on, a rank that fails closes its connections and the others
+    // stop at their next exchange instead of waiting.
+    let group = match &opts.group {
+        Some(cfg) => {
+            obs.message(&format!(
+                "rank {} of {}: joining the group at {}:{}",
+                cfg.rank, cfg.world, cfg.master_addr, cfg.master_port
+            ));
+            Some(Arc::new(ProcessGroup::connect(
+                cfg,
+                &group_fingerprint(opts),
+            )?))
+        }
+        None => None,
+    };
+    let writer = group.as_ref().is_none_or(|g| g.rank() == 0);
+    let processes = group.as_ref().map_or(1, |g| g.world());
+    if writer {
+        std::fs::create_dir_all(&opts.output).map_err(io_error(&opts.output))?;
+    }
     let resume_from = match &opts.resume {
         Resume::No => {
-            if let Some(p) = checkpoint::latest(&opts.output) {
+            if let Some(p) = checkpoint::latest(&opts.output).filter(|_| writer) {
                 return Err(TrainError::Checkpoint(format!(
                     "{} already holds {}; pass --resume to continue it, or choose another output folder",
                     opts.output.display(),
@@ -237,7 +337,7 @@ pub fn pretrain(
         .first()
         .cloned()
         .ok_or_else(|| TrainError::Config("no device given".into()))?;
-    let world = opts.devices.len();
+    let world = opts.devices.len() * processes;
     let (trainer, mut state, samples) = match resume_from {
         Some(dir) => {
             let mut loaded = checkpoint::load(&dir, &device)?;
@@ -281,11 +381,18 @@ pub fn pretrain(
             let mut recipe = opts.recipe.clone();
             recipe.world_size = world;
             recipe.validate().map_err(TrainError::Config)?;
-            let (samples, mean_std) = prepare_data(opts, &recipe, obs)?;
-            fsvfm_model::checkpoint::write_atomic(
-                &opts.output.join("recipe.toml"),
-                recipe.to_toml().as_bytes(),
-            )?;
+            let prepared = if writer {
+                Some(prepare_data(opts, &recipe, obs)?)
+            } else {
+                None
+            };
+            let (samples, mean_std) = share_data(group.as_deref(), prepared)?;
+            if writer {
+                fsvfm_model::checkpoint::write_atomic(
+                    &opts.output.join("recipe.toml"),
+                    recipe.to_toml().as_bytes(),
+                )?;
+            }
             device.seed(recipe.seed);
             let ad = device.clone().autodiff();
             let online = FsfmPretrain::new(&recipe.model, &ad);
@@ -308,6 +415,14 @@ pub fn pretrain(
                 mean_std,
             };
             if opts.init_only {
+                if !writer {
+                    return Ok(PretrainSummary {
+                        last_checkpoint: None,
+                        epoch_losses: Vec::new(),
+                        nonfinite_batches: 0,
+                        interrupted: false,
+                    });
+                }
                 let p = checkpoint::save(
                     &opts.output,
                     "checkpoint-init",
@@ -328,11 +443,15 @@ pub fn pretrain(
         }
     };
     let recipe = state.recipe.clone();
-    let mut replicas = Replicas::new(
-        trainer,
-        &opts.devices,
-        crate::collective::for_devices(&opts.devices)?,
-    )?;
+    let local = crate::collective::for_devices(&opts.devices)?;
+    let mut replicas = match &group {
+        None => Replicas::new(trainer, &opts.devices, local)?,
+        Some(g) => {
+            check_same_weights(g, &trainer)?;
+            let collective = crate::collective::ProcessCollective::new(local, g.clone());
+            Replicas::new(trainer, &opts.devices, Arc::new(collective))?.with_group(g.clone())
+        }
+    };
     let mut mask = MaskParams::new(recipe.strategy, recipe.mask_ratio);
     if let Some(r) = &recipe.region {
         mask = mask.with_region(parse_region(r)?);
@@ -356,15 +475,24 @@ pub fn pretrain(
     let total_iters = (recipe.epochs * steps) as u64;
     let schedule = recipe.lr_schedule();
     let log_path = opts.output.join("log.jsonl");
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(io_error(&log_path))?;
+    let mut log = if writer {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_error(&log_path))?;
+        Some(file)
+    } else {
+        None
+    };
     obs.start(state.next_epoch, recipe.epochs, steps);
+    // This process's consecutive part of every global batch (as the in-process shards).
+    let part_len = recipe.global_batch() / processes;
+    let first = group.as_ref().map_or(0, |g| g.rank()) * part_len;
     let mut prefetch = Prefetcher::start(
         data.clone(),
         recipe.global_batch(),
+        first..first + part_len,
         state.next_epoch as u64,
         recipe.epochs as u64,
     );
@@ -434,18 +562,26 @@ pub fn pretrain(
                 loss,
                 grad_norm,
                 skipped: !finite,
-                images_per_s: batch.dims[0] as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+                images_per_s: (batch.dims[0] * processes) as f64
+                    / t0.elapsed().as_secs_f64().max(1e-9),
             };
-            let mut line = serde_json::to_value(&entry).unwrap_or_default();
-            line["kind"] = "iter".into();
-            writeln!(log, "{line}").map_err(io_error(&log_path))?;
+            if let Some(log) = &mut log {
+                let mut line = serde_json::to_value(&entry).unwrap_or_default();
+                line["kind"] = "iter".into();
+                writeln!(log, "{line}").map_err(io_error(&log_path))?;
+            }
             obs.iteration(&entry);
         }
         let epoch_loss = LossValues::mean(&finite_losses);
         state.next_epoch = epoch + 1;
         let mut written = None;
-        if !finite_losses.is_empty() && state.best_loss.is_none_or(|b| epoch_loss.total < b) {
+        let improved =
+            !finite_losses.is_empty() && state.best_loss.is_none_or(|b| epoch_loss.total < b);
+        if improved {
             state.best_loss = Some(epoch_loss.total);
+        }
+        // Below, only rank 0 (the writer) writes; the state is the same on every rank.
+        if improved && writer {
             checkpoint::save(
                 &opts.output,
                 "checkpoint-min_loss",
@@ -455,7 +591,7 @@ pub fn pretrain(
                 &state,
             )?;
         }
-        if (epoch + 1) % recipe.save_every == 0 || epoch + 1 == recipe.epochs {
+        if writer && ((epoch + 1) % recipe.save_every == 0 || epoch + 1 == recipe.epochs) {
             let p = checkpoint::save(
                 &opts.output,
                 &format!("checkpoint-{epoch}"),
@@ -467,7 +603,8 @@ pub fn pretrain(
             summary.last_checkpoint = Some(p.clone());
             written = Some(p);
         }
-        if recipe.recon_every > 0
+        if writer
+            && recipe.recon_every > 0
             && ((epoch + 1) % recipe.recon_every == 0 || epoch + 1 == recipe.epochs)
         {
             // The same faces and masks every time, so the pictures show progress.
@@ -489,7 +626,7 @@ pub fn pretrain(
                 obs.message(&format!("could not draw {}: {e}", pic.display()));
             }
         }
-        if let Err(e) = crate::viz::loss_plot(&log_path, &opts.output.join("loss.png")) {
+        if writer && let Err(e) = crate::viz::loss_plot(&log_path, &opts.output.join("loss.png")) {
             obs.message(&format!("could not draw loss.png: {e}"));
         }
         let entry = EpochLog {
@@ -499,9 +636,11 @@ pub fn pretrain(
             seconds: t_epoch.elapsed().as_secs_f64(),
             checkpoint: written,
         };
-        let mut line = serde_json::to_value(&entry).unwrap_or_default();
-        line["kind"] = "epoch".into();
-        writeln!(log, "{line}").map_err(io_error(&log_path))?;
+        if let Some(log) = &mut log {
+            let mut line = serde_json::to_value(&entry).unwrap_or_default();
+            line["kind"] = "epoch".into();
+            writeln!(log, "{line}").map_err(io_error(&log_path))?;
+        }
         summary.epoch_losses.push(epoch_loss.total);
         obs.epoch(&entry);
     }

@@ -74,8 +74,20 @@ impl LossValues {
         self.terms().iter().all(|v| v.is_finite())
     }
 
-    fn terms(&self) -> [f64; 4] {
+    /// `[rec_masked, rec_region, sim, total]`.
+    pub fn terms(&self) -> [f64; 4] {
         [self.rec_masked, self.rec_region, self.sim, self.total]
+    }
+
+    /// The inverse of [`LossValues::terms`] (a slice of four).
+    pub fn from_terms(t: &[f64]) -> Self {
+        let at = |i: usize| t.get(i).copied().unwrap_or(f64::NAN);
+        Self {
+            rec_masked: at(0),
+            rec_region: at(1),
+            sim: at(2),
+            total: at(3),
+        }
     }
 
     /// The mean of each term over `values`, summed in order (zeros for none): an epoch's mean
@@ -87,13 +99,7 @@ impl LossValues {
                 *s += t;
             }
         }
-        let [rec_masked, rec_region, sim, total] = sum.map(|s| s / values.len().max(1) as f64);
-        Self {
-            rec_masked,
-            rec_region,
-            sim,
-            total,
-        }
+        Self::from_terms(&sum.map(|s| s / values.len().max(1) as f64))
     }
 
     fn read(l: &PretrainLosses) -> Self {

@@ -57,6 +57,7 @@ fn options(data: &Path, out: &Path, recipe: PretrainRecipe, resume: Resume) -> P
         stop_after: None,
         resume_epochs: None,
         init_only: false,
+        group: None,
     }
 }
 

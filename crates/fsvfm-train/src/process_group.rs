@@ -1,0 +1,692 @@
+//! Data parallelism across processes (and machines): a small TCP process group, configured the
+//! way `torchrun` configures PyTorch's (`RANK`, `WORLD_SIZE`, `MASTER_ADDR`, `MASTER_PORT`).
+//!
+//! burn 0.22's collectives connect the devices of one process only, so processes meet here:
+//! rank 0 listens on `MASTER_PORT`, every other rank connects to `MASTER_ADDR:MASTER_PORT` and
+//! introduces itself with its rank and a fingerprint of its configuration (a process started
+//! with another recipe is refused at start, not found out by drifting weights). Every
+//! operation is a star through rank 0, which combines in rank order and sends the same bytes
+//! back to everyone, so all ranks hold bit-identical results:
+//!
+//! - [`ProcessGroup::all_gather`]: every rank's bytes, in rank order (loss values, norms);
+//! - [`ProcessGroup::all_reduce_sum`]: an `f32` sum, added in rank order (gradients);
+//! - [`ProcessGroup::broadcast`]: rank 0's bytes (the sample list of a fresh run).
+//!
+//! A star moves `2·(W−1)` gradient copies through rank 0 per update, against `2·(W−1)/W` per rank
+//! for a ring: fine for a few nodes, not for many (see README, "Multi-node").
+//!
+//! Every frame carries the operation's tag, so ranks that fall out of step are detected; a
+//! process that stops closes its connections, and the others fail with an error naming it
+//! instead of waiting; a process that hangs is given up after the timeout.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::TrainError;
+
+/// How long a rank waits for the others (to join, or to send their part of an operation),
+/// unless `FSVFM_DIST_TIMEOUT` (seconds) says otherwise: 30 min, as PyTorch's gloo default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+const MAGIC: &[u8; 8] = b"FSVFMPG1";
+
+/// The operation tags of the pre-training loop's exchanges (a frame with another tag than the
+/// receiver expects means the ranks fell out of step).
+pub mod tags {
+    /// Gradients, every update.
+    pub const GRADS: u8 = 10;
+    /// Loss values, every micro-step.
+    pub const LOSSES: u8 = 11;
+    /// Gradient norms after an update (the replicas' agreement check).
+    pub const NORMS: u8 = 12;
+    /// The sample list and normalisation of a fresh run, from rank 0.
+    pub const DATA: u8 = 13;
+    /// A digest of the starting weights.
+    pub const WEIGHTS: u8 = 14;
+}
+const TAG_HELLO: u8 = 1;
+const TAG_VERDICT: u8 = 2;
+
+/// Where this process stands in a multi-process run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// This process's rank, `0..world`.
+    pub rank: usize,
+    /// Number of processes.
+    pub world: usize,
+    /// Host name or address of rank 0.
+    pub master_addr: String,
+    /// Port rank 0 listens on.
+    pub master_port: u16,
+    /// How long to wait for the other ranks.
+    pub timeout: Duration,
+}
+
+impl GroupConfig {
+    /// Reads the torchrun-style environment: `None` when `WORLD_SIZE` is unset or 1 (a
+    /// single-process run); otherwise `RANK`, `MASTER_ADDR` and `MASTER_PORT` must be set too.
+    /// `FSVFM_DIST_TIMEOUT` (seconds) overrides [`DEFAULT_TIMEOUT`].
+    pub fn from_env() -> Result<Option<Self>, TrainError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// [`GroupConfig::from_env`] over any variable lookup.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, TrainError> {
+        let parse = |name: &str| -> Result<Option<u64>, TrainError> {
+            get(name)
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| {
+                        TrainError::Config(format!("{name}={v:?} is not a whole number"))
+                    })
+                })
+                .transpose()
+        };
+        let world = match parse("WORLD_SIZE")? {
+            None | Some(1) => return Ok(None),
+            Some(0) => return Err(TrainError::Config("WORLD_SIZE=0".into())),
+            Some(w) => w as usize,
+        };
+        let missing = |name: &str| {
+            TrainError::Config(format!(
+                "WORLD_SIZE={world} asks for a multi-process run, but {name} is not set \
+                 (set RANK, MASTER_ADDR and MASTER_PORT as torchrun does)"
+            ))
+        };
+        let rank = parse("RANK")?.ok_or_else(|| missing("RANK"))? as usize;
+        if rank >= world {
+            return Err(TrainError::Config(format!(
+                "RANK={rank} is outside 0..{world} (WORLD_SIZE={world})"
+            )));
+        }
+        let master_addr = get("MASTER_ADDR").ok_or_else(|| missing("MASTER_ADDR"))?;
+        let port = parse("MASTER_PORT")?.ok_or_else(|| missing("MASTER_PORT"))?;
+        let master_port = u16::try_from(port)
+            .map_err(|_| TrainError::Config(format!("MASTER_PORT={port} is not a port")))?;
+        let timeout = parse("FSVFM_DIST_TIMEOUT")?
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        Ok(Some(Self {
+            rank,
+            world,
+            master_addr,
+            master_port,
+            timeout,
+        }))
+    }
+}
+
+struct Link {
+    peer: String,
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+}
+
+impl Link {
+    fn new(stream: TcpStream, peer: String, timeout: Duration) -> std::io::Result<Self> {
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(Self {
+            peer,
+            reader: BufReader::with_capacity(1 << 20, stream.try_clone()?),
+            writer: BufWriter::with_capacity(1 << 20, stream),
+        })
+    }
+
+    fn lost(&self, e: std::io::Error) -> TrainError {
+        let what = match e.kind() {
+            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+                "it closed the connection".to_string()
+            }
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                "no answer within the timeout (FSVFM_DIST_TIMEOUT)".to_string()
+            }
+            _ => e.to_string(),
+        };
+        TrainError::Collective(format!(
+            "lost {}: {what} (that process stopped or hangs: see its own output)",
+            self.peer
+        ))
+    }
+
+    fn send_parts(&mut self, tag: u8, parts: &[&[u8]]) -> Result<(), TrainError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut head = [0u8; 9];
+        head[0] = tag;
+        head[1..].copy_from_slice(&(len as u64).to_le_bytes());
+        let r = (|| {
+            self.writer.write_all(&head)?;
+            for p in parts {
+                self.writer.write_all(p)?;
+            }
+            self.writer.flush()
+        })();
+        r.map_err(|e| self.lost(e))
+    }
+
+    fn send(&mut self, tag: u8, bytes: &[u8]) -> Result<(), TrainError> {
+        self.send_parts(tag, &[bytes])
+    }
+
+    /// Reads a frame's header; its payload length.
+    fn expect(&mut self, tag: u8) -> Result<usize, TrainError> {
+        let mut head = [0u8; 9];
+        self.reader
+            .read_exact(&mut head)
+            .map_err(|e| self.lost(e))?;
+        if head[0] != tag {
+            return Err(TrainError::Collective(format!(
+                "{} is out of step (sent operation {} while this rank runs {tag}): \
+                 the processes run different programs or recipes",
+                self.peer, head[0]
+            )));
+        }
+        let len = u64::from_le_bytes(head[1..].try_into().unwrap_or_default());
+        usize::try_from(len).map_err(|_| TrainError::Collective("frame too large".into()))
+    }
+
+    fn receive(&mut self, tag: u8) -> Result<Vec<u8>, TrainError> {
+        let len = self.expect(tag)?;
+        let mut buf = vec![0u8; len];
+        self.reader.read_exact(&mut buf).map_err(|e| self.lost(e))?;
+        Ok(buf)
+    }
+
+    /// Reads a frame of `out.len()` little-endian `f32` into `out` (via `scratch`).
+    fn receive_f32(
+        &mut self,
+        tag: u8,
+        out: &mut [f32],
+        scratch: &mut Vec<u8>,
+    ) -> Result<(), TrainError> {
+        let len = self.expect(tag)?;
+        if len != 4 * out.len() {
+            return Err(TrainError::Collective(format!(
+                "{} sent {len} bytes where {} were expected: its model differs",
+                self.peer,
+                4 * out.len()
+            )));
+        }
+        scratch.resize(len, 0);
+        self.reader.read_exact(scratch).map_err(|e| self.lost(e))?;
+        for (x, c) in out.iter_mut().zip(scratch.chunks_exact(4)) {
+            *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        }
+        Ok(())
+    }
+}
+
+fn f32_bytes(x: &[f32]) -> Vec<u8> {
+    x.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// The connections of one process: rank 0 holds one per other rank (index `r − 1`), the others
+/// one to rank 0.
+pub struct ProcessGroup {
+    rank: usize,
+    world: usize,
+    links: Mutex<Vec<Link>>,
+}
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup")
+            .field("rank", &self.rank)
+            .field("world", &self.world)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where two fingerprints first differ, for the error message.
+fn first_difference(a: &str, b: &str) -> String {
+    let (mut la, mut lb) = (a.lines(), b.lines());
+    loop {
+        match (la.next(), lb.next()) {
+            (Some(x), Some(y)) if x == y => continue,
+            (x, y) => {
+                return format!(
+                    "rank 0 has `{}`, it has `{}`",
+                    x.unwrap_or("(nothing)"),
+                    y.unwrap_or("(nothing)")
+                );
+            }
+        }
+    }
+}
+
+impl ProcessGroup {
+    /// Joins the group: rank 0 waits for the `world − 1` others on `master_port`, the others
+    /// connect to it (retrying until the timeout, as the processes start in any order).
+    /// `fingerprint` describes what must agree across ranks (recipe, resume point, devices per
+    /// process); a rank whose fingerprint differs from rank 0's is refused, and every rank gets
+    /// the error.
+    pub fn connect(cfg: &GroupConfig, fingerprint: &str) -> Result<Self, TrainError> {
+        if cfg.world < 2 || cfg.rank >= cfg.world {
+            return Err(TrainError::Config(format!(
+                "rank {} in a group of {}",
+                cfg.rank, cfg.world
+            )));
+        }
+        let links = if cfg.rank == 0 {
+            Self::accept_all(cfg, fingerprint)?
+        } else {
+            vec![Self::join(cfg, fingerprint)?]
+        };
+        Ok(Self {
+            rank: cfg.rank,
+            world: cfg.world,
+            links: Mutex::new(links),
+        })
+    }
+
+    fn accept_all(cfg: &GroupConfig, fingerprint: &str) -> Result<Vec<Link>, TrainError> {
+        let listener = TcpListener::bind(("0.0.0.0", cfg.master_port)).map_err(|e| {
+            TrainError::Collective(format!(
+                "rank 0 cannot listen on port {}: {e} (another run may hold it: choose another MASTER_PORT)",
+                cfg.master_port
+            ))
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| TrainError::Collective(e.to_string()))?;
+        let deadline = Instant::now() + cfg.timeout;
+        let mut slots: Vec<Option<(Link, String)>> = (1..cfg.world).map(|_| None).collect();
+        while slots.iter().any(Option::is_none) {
+            let (stream, addr) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        let missing: Vec<String> = slots
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| s.is_none())
+                            .map(|(i, _)| (i + 1).to_string())
+                            .collect();
+                        return Err(TrainError::Collective(format!(
+                            "rank(s) {} did not join within {} s (are they started, with MASTER_ADDR \
+                             pointing at this machine and MASTER_PORT={}?)",
+                            missing.join(", "),
+                            cfg.timeout.as_secs(),
+                            cfg.master_port
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+                Err(e) => return Err(TrainError::Collective(format!("accept: {e}"))),
+            };
+            let io = |e: std::io::Error| TrainError::Collective(format!("{addr}: {e}"));
+            stream.set_nonblocking(false).map_err(io)?;
+            let mut link =
+                Link::new(stream, format!("the process at {addr}"), cfg.timeout).map_err(io)?;
+            let hello = link.receive(TAG_HELLO)?;
+            let (rank, world, their) = parse_hello(&hello).ok_or_else(|| {
+                TrainError::Collective(format!("{addr} is not an fsvfm process of this version"))
+            })?;
+            let refuse = |link: &mut Link, why: String| {
+                let _ = link.send(TAG_VERDICT, why.as_bytes());
+                Err(TrainError::Collective(why))
+            };
+            if world != cfg.world {
+                return refuse(
+                    &mut link,
+                    format!(
+                        "rank {rank} has WORLD_SIZE={world}, rank 0 has {}",
+                        cfg.world
+                    ),
+                );
+            }
+            if rank == 0 || rank >= cfg.world || slots[rank - 1].is_some() {
+                return refuse(
+                    &mut link,
+                    format!("two processes claim RANK={rank} (or it is outside 1..{world})"),
+                );
+            }
+            link.peer = format!("rank {rank} ({addr})");
+            slots[rank - 1] = Some((link, their));
+        }
+        // One verdict for all: every rank learns why the run does not start.
+        let refused = slots.iter().enumerate().find_map(|(i, s)| {
+            let (_, their) = s.as_ref()?;
+            (their != fingerprint).then(|| {
+                format!(
+                    "rank {} was started with another configuration than rank 0: {}",
+                    i + 1,
+                    first_difference(fingerprint, their)
+                )
+            })
+        });
+        let verdict = refused.clone().unwrap_or_default();
+        let mut links = Vec::with_capacity(cfg.world - 1);
+        for (mut link, _) in slots.into_iter().flatten() {
+            link.send(TAG_VERDICT, verdict.as_bytes())?;
+            links.push(link);
+        }
+        match refused {
+            Some(why) => Err(TrainError::Collective(why)),
+            None => Ok(links),
+        }
+    }
+
+    fn join(cfg: &GroupConfig, fingerprint: &str) -> Result<Link, TrainError> {
+        let target = format!("{}:{}", cfg.master_addr, cfg.master_port);
+        let deadline = Instant::now() + cfg.timeout;
+        let stream = loop {
+            let attempt = target
+                .to_socket_addrs()
+                .and_then(|mut a| {
+                    a.next().ok_or_else(|| {
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
+                    })
+                })
+                .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)));
+            match attempt {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(TrainError::Collective(format!(
+                        "rank {} could not reach rank 0 at {target} within {} s: {e}",
+                        cfg.rank,
+                        cfg.timeout.as_secs()
+                    )));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        };
+        let mut link = Link::new(stream, format!("rank 0 ({target})"), cfg.timeout)
+            .map_err(|e| TrainError::Collective(format!("{target}: {e}")))?;
+        let mut hello = MAGIC.to_vec();
+        hello.extend((cfg.rank as u64).to_le_bytes());
+        hello.extend((cfg.world as u64).to_le_bytes());
+        hello.extend(fingerprint.as_bytes());
+        link.send(TAG_HELLO, &hello)?;
+        let verdict = link.receive(TAG_VERDICT)?;
+        if !verdict.is_empty() {
+            return Err(TrainError::Collective(
+                String::from_utf8_lossy(&verdict).into_owned(),
+            ));
+        }
+        Ok(link)
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    /// Number of processes.
+    pub fn world(&self) -> usize {
+        self.world
+    }
+
+    fn links(&self) -> Result<std::sync::MutexGuard<'_, Vec<Link>>, TrainError> {
+        self.links
+            .lock()
+            .map_err(|_| TrainError::Collective("a thread using the group panicked".into()))
+    }
+
+    /// Every rank's `bytes`, in rank order (the same on every rank).
+    pub fn all_gather(&self, tag: u8, bytes: &[u8]) -> Result<Vec<Vec<u8>>, TrainError> {
+        let mut links = self.links()?;
+        if self.rank == 0 {
+            let mut parts = vec![bytes.to_vec()];
+            for link in links.iter_mut() {
+                parts.push(link.receive(tag)?);
+            }
+            let mut framed = Vec::new();
+            for p in &parts {
+                framed.extend((p.len() as u64).to_le_bytes());
+                framed.extend(p);
+            }
+            for link in links.iter_mut() {
+                link.send(tag, &framed)?;
+            }
+            Ok(parts)
+        } else {
+            let link = &mut links[0];
+            link.send(tag, bytes)?;
+            let framed = link.receive(tag)?;
+            let mut parts = Vec::with_capacity(self.world);
+            let mut rest = &framed[..];
+            while rest.len() >= 8 {
+                let n = u64::from_le_bytes(rest[..8].try_into().unwrap_or_default()) as usize;
+                let p = rest
+                    .get(8..8 + n)
+                    .ok_or_else(|| TrainError::Collective("a truncated gather".into()))?;
+                parts.push(p.to_vec());
+                rest = &rest[8 + n..];
+            }
+            if parts.len() != self.world {
+                return Err(TrainError::Collective(format!(
+                    "a gather of {} parts in a group of {}",
+                    parts.len(),
+                    self.world
+                )));
+            }
+            Ok(parts)
+        }
+    }
+
+    /// Replaces `data` with its sum over the ranks, added in rank order
+    /// (`((x₀ + x₁) + x₂) + …`), so the result is the same bits on every rank.
+    pub fn all_reduce_sum(&self, tag: u8, data: &mut [f32]) -> Result<(), TrainError> {
+        let mut links = self.links()?;
+        let mut scratch = Vec::new();
+        if self.rank == 0 {
+            let mut part = vec![0f32; data.len()];
+            for link in links.iter_mut() {
+                link.receive_f32(tag, &mut part, &mut scratch)?;
+                for (a, b) in data.iter_mut().zip(&part) {
+                    *a += *b;
+                }
+            }
+            let bytes = f32_bytes(data);
+            for link in links.iter_mut() {
+                link.send(tag, &bytes)?;
+            }
+        } else {
+            let link = &mut links[0];
+            link.send(tag, &f32_bytes(data))?;
+            link.receive_f32(tag, data, &mut scratch)?;
+        }
+        Ok(())
+    }
+
+    /// Rank 0's `bytes` on every rank (the others' argument is ignored).
+    pub fn broadcast(&self, tag: u8, bytes: &[u8]) -> Result<Vec<u8>, TrainError> {
+        let mut links = self.links()?;
+        if self.rank == 0 {
+            for link in links.iter_mut() {
+                link.send(tag, bytes)?;
+            }
+            Ok(bytes.to_vec())
+        } else {
+            links[0].receive(tag)
+        }
+    }
+}
+
+fn parse_hello(b: &[u8]) -> Option<(usize, usize, String)> {
+    if b.len() < 24 || &b[..8] != MAGIC {
+        return None;
+    }
+    let rank = u64::from_le_bytes(b[8..16].try_into().ok()?) as usize;
+    let world = u64::from_le_bytes(b[16..24].try_into().ok()?) as usize;
+    Some((rank, world, String::from_utf8_lossy(&b[24..]).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free_port() -> u16 {
+        TcpListener::bind(("127.0.0.1", 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    fn config(rank: usize, world: usize, port: u16) -> GroupConfig {
+        GroupConfig {
+            rank,
+            world,
+            master_addr: "127.0.0.1".into(),
+            master_port: port,
+            timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// Runs `f` on `world` ranks (threads here; processes in use) that join one group.
+    fn on_ranks<T: Send + 'static>(
+        world: usize,
+        prints: impl Fn(usize) -> String,
+        f: impl Fn(ProcessGroup) -> T + Send + Sync + Clone + 'static,
+    ) -> Vec<Result<T, TrainError>> {
+        let port = free_port();
+        let handles: Vec<_> = (0..world)
+            .map(|r| {
+                let (f, print) = (f.clone(), prints(r));
+                std::thread::spawn(move || {
+                    ProcessGroup::connect(&config(r, world, port), &print).map(&f)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn three_ranks_gather_reduce_and_broadcast_alike() {
+        let out = on_ranks(
+            3,
+            |_| "recipe a".into(),
+            |g| {
+                let r = g.rank();
+                let gathered = g.all_gather(7, &vec![r as u8; r + 1]).unwrap();
+                // Values whose f32 sum depends on the order: 1e8 + 1 − 1e8 is 0 or 1.
+                let mut x = vec![[1e8f32, 1.0, -1e8][r], r as f32 * 0.1];
+                g.all_reduce_sum(8, &mut x).unwrap();
+                let b = g
+                    .broadcast(9, if r == 0 { b"from zero" } else { b"ignored" })
+                    .unwrap();
+                (gathered, x, b)
+            },
+        );
+        let want_sum = [(1e8f32 + 1.0) + -1e8, (0.0f32 + 0.1) + 0.2];
+        for o in out {
+            let (gathered, x, b) = o.unwrap();
+            assert_eq!(gathered, vec![vec![0u8], vec![1, 1], vec![2, 2, 2]]);
+            assert_eq!(
+                x.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want_sum.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "rank order, the same bits everywhere"
+            );
+            assert_eq!(b, b"from zero");
+        }
+    }
+
+    #[test]
+    fn a_rank_with_another_configuration_is_refused_with_the_difference() {
+        let out = on_ranks(
+            2,
+            |r| format!("model vit_small\nbatch_size = {}\n", 8 + r),
+            |_| (),
+        );
+        for o in out {
+            let e = o.unwrap_err().to_string();
+            assert!(
+                e.contains("batch_size = 8") && e.contains("batch_size = 9"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rank_that_leaves_fails_the_others_with_its_name() {
+        let out = on_ranks(
+            2,
+            |_| String::new(),
+            |g| {
+                if g.rank() == 1 {
+                    drop(g); // the process stops
+                    return Ok(Vec::new());
+                }
+                g.all_gather(3, b"x")
+            },
+        );
+        let e = out[0].as_ref().unwrap().as_ref().unwrap_err().to_string();
+        assert!(e.contains("lost rank 1") && e.contains("closed"), "{e}");
+        // Operations out of step are named as such.
+        let out = on_ranks(
+            2,
+            |_| String::new(),
+            |g| g.all_gather(3 + g.rank() as u8, b"x"),
+        );
+        let e = out[0].as_ref().unwrap().as_ref().unwrap_err().to_string();
+        assert!(e.contains("out of step"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_rank_times_out_with_a_clear_error() {
+        let mut cfg = config(0, 3, free_port());
+        cfg.timeout = Duration::from_millis(300);
+        let e = ProcessGroup::connect(&cfg, "").unwrap_err().to_string();
+        assert!(e.contains("rank(s) 1, 2 did not join"), "{e}");
+    }
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn the_environment_is_read_like_torchrun_sets_it() {
+        assert_eq!(GroupConfig::from_lookup(lookup(&[])).unwrap(), None);
+        assert_eq!(
+            GroupConfig::from_lookup(lookup(&[("WORLD_SIZE", "1")])).unwrap(),
+            None
+        );
+        let cfg = GroupConfig::from_lookup(lookup(&[
+            ("WORLD_SIZE", "4"),
+            ("RANK", "2"),
+            ("MASTER_ADDR", "node0"),
+            ("MASTER_PORT", "29500"),
+            ("FSVFM_DIST_TIMEOUT", "60"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            cfg,
+            GroupConfig {
+                rank: 2,
+                world: 4,
+                master_addr: "node0".into(),
+                master_port: 29500,
+                timeout: Duration::from_secs(60),
+            }
+        );
+        let full = |rank: &'static str, port: &'static str| {
+            [
+                ("WORLD_SIZE", "2"),
+                ("RANK", rank),
+                ("MASTER_ADDR", "a"),
+                ("MASTER_PORT", port),
+            ]
+        };
+        for (bad, says) in [
+            (&[("WORLD_SIZE", "2")][..], "RANK is not set"),
+            (&full("2", "1")[..], "outside 0..2"),
+            (&full("1", "70000")[..], "not a port"),
+            (&[("WORLD_SIZE", "two")][..], "not a whole number"),
+        ] {
+            let e = GroupConfig::from_lookup(lookup(bad))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{e}");
+        }
+    }
+}
