@@ -68,6 +68,10 @@ impl GroupConfig {
     /// Reads the torchrun-style environment: `None` when `WORLD_SIZE` is unset or 1 (a
     /// single-process run); otherwise `RANK`, `MASTER_ADDR` and `MASTER_PORT` must be set too.
     /// `FSVFM_DIST_TIMEOUT` (seconds) overrides [`DEFAULT_TIMEOUT`].
+    ///
+    /// The group's port is `MASTER_PORT`, except under `torchrun`, whose agent already listens
+    /// there (its own rendezvous store, announced by `TORCHELASTIC_USE_AGENT_STORE=True`): then
+    /// `MASTER_PORT + 1`. `FSVFM_GROUP_PORT` overrides both.
     pub fn from_env() -> Result<Option<Self>, TrainError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -102,8 +106,14 @@ impl GroupConfig {
         }
         let master_addr = get("MASTER_ADDR").ok_or_else(|| missing("MASTER_ADDR"))?;
         let port = parse("MASTER_PORT")?.ok_or_else(|| missing("MASTER_PORT"))?;
+        let agent_store = get("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v == "True");
+        let (name, port) = match parse("FSVFM_GROUP_PORT")? {
+            Some(p) => ("FSVFM_GROUP_PORT", p),
+            None if agent_store => ("MASTER_PORT + 1", port + 1),
+            None => ("MASTER_PORT", port),
+        };
         let master_port = u16::try_from(port)
-            .map_err(|_| TrainError::Config(format!("MASTER_PORT={port} is not a port")))?;
+            .map_err(|_| TrainError::Config(format!("{name}={port} is not a port")))?;
         let timeout = parse("FSVFM_DIST_TIMEOUT")?
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_TIMEOUT);
@@ -194,13 +204,9 @@ impl Link {
         Ok(buf)
     }
 
-    /// Reads a frame of `out.len()` little-endian `f32` into `out` (via `scratch`).
-    fn receive_f32(
-        &mut self,
-        tag: u8,
-        out: &mut [f32],
-        scratch: &mut Vec<u8>,
-    ) -> Result<(), TrainError> {
+    /// Reads a frame of `out.len()` `f32` into `out`, as they are in memory (little-endian on
+    /// every platform this builds for, see the check at the top of the module).
+    fn receive_f32(&mut self, tag: u8, out: &mut [f32]) -> Result<(), TrainError> {
         let len = self.expect(tag)?;
         if len != 4 * out.len() {
             return Err(TrainError::Collective(format!(
@@ -209,18 +215,15 @@ impl Link {
                 4 * out.len()
             )));
         }
-        scratch.resize(len, 0);
-        self.reader.read_exact(scratch).map_err(|e| self.lost(e))?;
-        for (x, c) in out.iter_mut().zip(scratch.chunks_exact(4)) {
-            *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        }
-        Ok(())
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
+        self.reader.read_exact(bytes).map_err(|e| self.lost(e))
     }
 }
 
-fn f32_bytes(x: &[f32]) -> Vec<u8> {
-    x.iter().flat_map(|v| v.to_le_bytes()).collect()
-}
+// Gradients travel as their in-memory bytes (no conversion pass over 100+ M values): the wire
+// format is little-endian f32, which these are only on little-endian machines.
+#[cfg(not(target_endian = "little"))]
+compile_error!("the process group sends f32 in memory order, which must be little-endian");
 
 /// The connections of one process: rank 0 holds one per other rank (index `r − 1`), the others
 /// one to rank 0.
@@ -472,23 +475,21 @@ impl ProcessGroup {
     /// (`((x₀ + x₁) + x₂) + …`), so the result is the same bits on every rank.
     pub fn all_reduce_sum(&self, tag: u8, data: &mut [f32]) -> Result<(), TrainError> {
         let mut links = self.links()?;
-        let mut scratch = Vec::new();
         if self.rank == 0 {
             let mut part = vec![0f32; data.len()];
             for link in links.iter_mut() {
-                link.receive_f32(tag, &mut part, &mut scratch)?;
+                link.receive_f32(tag, &mut part)?;
                 for (a, b) in data.iter_mut().zip(&part) {
                     *a += *b;
                 }
             }
-            let bytes = f32_bytes(data);
             for link in links.iter_mut() {
-                link.send(tag, &bytes)?;
+                link.send(tag, bytemuck::cast_slice(data))?;
             }
         } else {
             let link = &mut links[0];
-            link.send(tag, &f32_bytes(data))?;
-            link.receive_f32(tag, data, &mut scratch)?;
+            link.send(tag, bytemuck::cast_slice(data))?;
+            link.receive_f32(tag, data)?;
         }
         Ok(())
     }
@@ -668,6 +669,25 @@ mod tests {
                 master_port: 29500,
                 timeout: Duration::from_secs(60),
             }
+        );
+        // Under torchrun, the port after its agent's; FSVFM_GROUP_PORT wins.
+        let torchrun = [
+            ("WORLD_SIZE", "2"),
+            ("RANK", "1"),
+            ("MASTER_ADDR", "localhost"),
+            ("MASTER_PORT", "29500"),
+            ("TORCHELASTIC_USE_AGENT_STORE", "True"),
+        ];
+        let port = |pairs: &[(&str, &str)]| {
+            GroupConfig::from_lookup(lookup(pairs))
+                .unwrap()
+                .unwrap()
+                .master_port
+        };
+        assert_eq!(port(&torchrun), 29501);
+        assert_eq!(
+            port(&[&torchrun[..], &[("FSVFM_GROUP_PORT", "4000")]].concat()),
+            4000
         );
         let full = |rank: &'static str, port: &'static str| {
             [
