@@ -146,55 +146,21 @@ impl Link {
     }
 
     fn lost(&self, e: std::io::Error) -> TrainError {
-        let what = match e.kind() {
-            std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
-                "it closed the connection".to_string()
-            }
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                "no answer within the timeout (FSVFM_DIST_TIMEOUT)".to_string()
-            }
-            _ => e.to_string(),
-        };
-        TrainError::Collective(format!(
-            "lost {}: {what} (that process stopped or hangs: see its own output)",
-            self.peer
-        ))
+        lost(&self.peer, e)
     }
 
-    fn send_parts(&mut self, tag: u8, parts: &[&[u8]]) -> Result<(), TrainError> {
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        let mut head = [0u8; 9];
-        head[0] = tag;
-        head[1..].copy_from_slice(&(len as u64).to_le_bytes());
+    fn send(&mut self, tag: u8, bytes: &[u8]) -> Result<(), TrainError> {
         let r = (|| {
-            self.writer.write_all(&head)?;
-            for p in parts {
-                self.writer.write_all(p)?;
-            }
+            self.writer.write_all(&head(tag, bytes.len()))?;
+            self.writer.write_all(bytes)?;
             self.writer.flush()
         })();
         r.map_err(|e| self.lost(e))
     }
 
-    fn send(&mut self, tag: u8, bytes: &[u8]) -> Result<(), TrainError> {
-        self.send_parts(tag, &[bytes])
-    }
-
     /// Reads a frame's header; its payload length.
     fn expect(&mut self, tag: u8) -> Result<usize, TrainError> {
-        let mut head = [0u8; 9];
-        self.reader
-            .read_exact(&mut head)
-            .map_err(|e| self.lost(e))?;
-        if head[0] != tag {
-            return Err(TrainError::Collective(format!(
-                "{} is out of step (sent operation {} while this rank runs {tag}): \
-                 the processes run different programs or recipes",
-                self.peer, head[0]
-            )));
-        }
-        let len = u64::from_le_bytes(head[1..].try_into().unwrap_or_default());
-        usize::try_from(len).map_err(|_| TrainError::Collective("frame too large".into()))
+        read_head(&mut self.reader, &self.peer, tag)
     }
 
     fn receive(&mut self, tag: u8) -> Result<Vec<u8>, TrainError> {
@@ -203,22 +169,62 @@ impl Link {
         self.reader.read_exact(&mut buf).map_err(|e| self.lost(e))?;
         Ok(buf)
     }
-
-    /// Reads a frame of `out.len()` `f32` into `out`, as they are in memory (little-endian on
-    /// every platform this builds for, see the check at the top of the module).
-    fn receive_f32(&mut self, tag: u8, out: &mut [f32]) -> Result<(), TrainError> {
-        let len = self.expect(tag)?;
-        if len != 4 * out.len() {
-            return Err(TrainError::Collective(format!(
-                "{} sent {len} bytes where {} were expected: its model differs",
-                self.peer,
-                4 * out.len()
-            )));
-        }
-        let bytes: &mut [u8] = bytemuck::cast_slice_mut(out);
-        self.reader.read_exact(bytes).map_err(|e| self.lost(e))
-    }
 }
+
+/// The error for a connection to `peer` that failed with `e`.
+fn lost(peer: &str, e: std::io::Error) -> TrainError {
+    let what = match e.kind() {
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => {
+            "it closed the connection".to_string()
+        }
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "no answer within the timeout (FSVFM_DIST_TIMEOUT)".to_string()
+        }
+        _ => e.to_string(),
+    };
+    TrainError::Collective(format!(
+        "lost {peer}: {what} (that process stopped or hangs: see its own output)"
+    ))
+}
+
+/// A frame header: the operation tag and the payload length.
+fn head(tag: u8, len: usize) -> [u8; 9] {
+    let mut h = [0u8; 9];
+    h[0] = tag;
+    h[1..].copy_from_slice(&(len as u64).to_le_bytes());
+    h
+}
+
+/// Reads a frame header from `peer`, which must carry `tag`; the payload length.
+fn read_head(reader: &mut impl Read, peer: &str, tag: u8) -> Result<usize, TrainError> {
+    let mut h = [0u8; 9];
+    reader.read_exact(&mut h).map_err(|e| lost(peer, e))?;
+    if h[0] != tag {
+        return Err(TrainError::Collective(format!(
+            "{peer} is out of step (sent operation {} while this rank runs {tag}): \
+             the processes run different programs or recipes",
+            h[0]
+        )));
+    }
+    let len = u64::from_le_bytes(h[1..].try_into().unwrap_or_default());
+    usize::try_from(len).map_err(|_| TrainError::Collective("frame too large".into()))
+}
+
+/// Reads the header of a frame of `n` `f32` from `peer`.
+fn read_f32_head(reader: &mut impl Read, peer: &str, tag: u8, n: usize) -> Result<(), TrainError> {
+    let len = read_head(reader, peer, tag)?;
+    if len != 4 * n {
+        return Err(TrainError::Collective(format!(
+            "{peer} sent {len} bytes where {} were expected: its model differs",
+            4 * n
+        )));
+    }
+    Ok(())
+}
+
+/// Values per piece of a pipelined all-reduce (4 MiB): rank 0 sums piece `k` while piece
+/// `k + 1` is on its way in and piece `k − 1` on its way out.
+const PIECE: usize = 1 << 20;
 
 // Gradients travel as their in-memory bytes (no conversion pass over 100+ M values): the wire
 // format is little-endian f32, which these are only on little-endian machines.
@@ -473,25 +479,82 @@ impl ProcessGroup {
 
     /// Replaces `data` with its sum over the ranks, added in rank order
     /// (`((x₀ + x₁) + x₂) + …`), so the result is the same bits on every rank.
+    ///
+    /// Pipelined in pieces of [`PIECE`] values: every other rank sends its pieces from a second
+    /// thread while it receives the sums of the earlier ones, and rank 0 sums piece by piece,
+    /// so sending, summing and receiving overlap (the values travel as they lie in memory,
+    /// without a conversion pass).
     pub fn all_reduce_sum(&self, tag: u8, data: &mut [f32]) -> Result<(), TrainError> {
         let mut links = self.links()?;
+        let n = data.len();
         if self.rank == 0 {
-            let mut part = vec![0f32; data.len()];
             for link in links.iter_mut() {
-                link.receive_f32(tag, &mut part)?;
-                for (a, b) in data.iter_mut().zip(&part) {
-                    *a += *b;
+                read_f32_head(&mut link.reader, &link.peer, tag, n)?;
+            }
+            for link in links.iter_mut() {
+                let h = head(tag, 4 * n);
+                link.writer.write_all(&h).map_err(|e| link.lost(e))?;
+            }
+            let mut part = vec![0f32; PIECE.min(n)];
+            for piece in data.chunks_mut(PIECE) {
+                let part = &mut part[..piece.len()];
+                for link in links.iter_mut() {
+                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(part);
+                    link.reader.read_exact(bytes).map_err(|e| link.lost(e))?;
+                    for (a, b) in piece.iter_mut().zip(part.iter()) {
+                        *a += *b;
+                    }
+                }
+                for link in links.iter_mut() {
+                    let r = link.writer.write_all(bytemuck::cast_slice(piece));
+                    r.and_then(|()| link.writer.flush())
+                        .map_err(|e| link.lost(e))?;
                 }
             }
-            for link in links.iter_mut() {
-                link.send(tag, bytemuck::cast_slice(data))?;
-            }
-        } else {
-            let link = &mut links[0];
-            link.send(tag, bytemuck::cast_slice(data))?;
-            link.receive_f32(tag, data)?;
+            return Ok(());
         }
-        Ok(())
+        let Link {
+            peer,
+            reader,
+            writer,
+        } = &mut links[0];
+        let peer = peer.as_str();
+        std::thread::scope(|scope| {
+            let (to_send, pieces) = std::sync::mpsc::channel::<&mut [f32]>();
+            let (sent, sent_pieces) = std::sync::mpsc::channel::<&mut [f32]>();
+            let sender = scope.spawn(move || -> Result<(), TrainError> {
+                writer
+                    .write_all(&head(tag, 4 * n))
+                    .map_err(|e| lost(peer, e))?;
+                for piece in pieces {
+                    writer
+                        .write_all(bytemuck::cast_slice(piece))
+                        .and_then(|()| writer.flush())
+                        .map_err(|e| lost(peer, e))?;
+                    // Rank 0 answers this piece only after it has it: it can be overwritten.
+                    if sent.send(piece).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            });
+            for piece in data.chunks_mut(PIECE) {
+                let _ = to_send.send(piece);
+            }
+            drop(to_send);
+            let received = (|| -> Result<(), TrainError> {
+                read_f32_head(reader, peer, tag, n)?;
+                for piece in sent_pieces {
+                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(piece);
+                    reader.read_exact(bytes).map_err(|e| lost(peer, e))?;
+                }
+                Ok(())
+            })();
+            let sent = sender
+                .join()
+                .unwrap_or_else(|_| Err(TrainError::Collective("the sender panicked".into())));
+            sent.and(received)
+        })
     }
 
     /// Rank 0's `bytes` on every rank (the others' argument is ignored).
@@ -584,6 +647,29 @@ mod tests {
                 "rank order, the same bits everywhere"
             );
             assert_eq!(b, b"from zero");
+        }
+    }
+
+    #[test]
+    fn a_reduce_of_many_pieces_is_summed_in_rank_order() {
+        // Two and a half pieces, so the pipelined path and a short last piece both run.
+        let n = 2 * PIECE + PIECE / 2;
+        let value = |r: usize, i: usize| ((i * 7 + r * 13) % 1000) as f32 * [1e-3, 1e4, -1e4][r];
+        let out = on_ranks(
+            3,
+            |_| String::new(),
+            move |g| {
+                let mut x: Vec<f32> = (0..n).map(|i| value(g.rank(), i)).collect();
+                g.all_reduce_sum(5, &mut x).unwrap();
+                x
+            },
+        );
+        let want: Vec<u32> = (0..n)
+            .map(|i| ((value(0, i) + value(1, i)) + value(2, i)).to_bits())
+            .collect();
+        for o in out {
+            let got: Vec<u32> = o.unwrap().iter().map(|v| v.to_bits()).collect();
+            assert!(got == want, "rank-order sums, bit for bit");
         }
     }
 
