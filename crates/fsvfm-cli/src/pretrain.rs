@@ -167,7 +167,8 @@ pub fn pretrain_cmd(a: PretrainArgs) -> Result<()> {
         group: fsvfm_train::process_group::GroupConfig::from_env()?,
     };
     let rank = opts.group.as_ref().map_or(0, |g| g.rank);
-    let bar = (!a.quiet).then(|| progress_bar(0));
+    // One progress bar per run, not per process: the other ranks print only messages.
+    let bar = (!a.quiet && rank == 0).then(|| progress_bar(0));
     let mut progress = Progress { bar };
     let summary = pretrain(&opts, &mut progress)
         .with_context(|| format!("pre-training into {}", a.output.display()))?;

@@ -14,7 +14,7 @@
 //! run, joined by a [`ProcessGroup`].
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use burn::tensor::distributed::{
     DistributedConfig, DistributedContext, ReduceOperation, all_reduce,
@@ -33,6 +33,66 @@ pub trait Collective: Send + Sync {
     /// [`ProcessCollective`]); every worker of this process calls it once per update with its
     /// rank in this process.
     fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError>;
+    /// A worker of this process stopped for good (its thread panicked, or the run is ending):
+    /// workers waiting for it inside [`Collective::all_reduce_mean`] return an error instead of
+    /// waiting forever, and so do later calls. Nothing to do for collectives that do not wait
+    /// on each other in this process.
+    fn abandon(&self) {}
+}
+
+/// A reusable meeting point of `n` threads that can be broken: [`Rendezvous::wait`] returns
+/// once all `n` arrived, or with an error once [`Rendezvous::break_all`] was called (a
+/// `std::sync::Barrier` would wait forever for a thread that died).
+struct Rendezvous {
+    n: usize,
+    /// Arrived in this round, round number, broken.
+    state: Mutex<(usize, u64, bool)>,
+    cv: Condvar,
+}
+
+impl Rendezvous {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            state: Mutex::new((0, 0, false)),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn broken() -> TrainError {
+        TrainError::Diverged(
+            "a data-parallel worker stopped (it panicked or its device failed)".into(),
+        )
+    }
+
+    fn wait(&self) -> Result<(), TrainError> {
+        let mut st = self.state.lock().map_err(|_| Self::broken())?;
+        if st.2 {
+            return Err(Self::broken());
+        }
+        st.0 += 1;
+        if st.0 == self.n {
+            st.0 = 0;
+            st.1 += 1;
+            self.cv.notify_all();
+            return Ok(());
+        }
+        let round = st.1;
+        while st.1 == round && !st.2 {
+            st = self.cv.wait(st).map_err(|_| Self::broken())?;
+        }
+        if st.1 == round {
+            return Err(Self::broken());
+        }
+        Ok(())
+    }
+
+    fn break_all(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.2 = true;
+        }
+        self.cv.notify_all();
+    }
 }
 
 /// An error for a rank outside `0..world`.
@@ -62,7 +122,7 @@ impl Collective for SingleWorker {
 pub struct ThreadCollective {
     world: usize,
     slots: Mutex<Vec<Option<BTreeMap<String, Tensor<1>>>>>,
-    barrier: Barrier,
+    barrier: Rendezvous,
 }
 
 impl ThreadCollective {
@@ -71,7 +131,7 @@ impl ThreadCollective {
         Self {
             world,
             slots: Mutex::new(vec![None; world]),
-            barrier: Barrier::new(world),
+            barrier: Rendezvous::new(world),
         }
     }
 }
@@ -85,7 +145,7 @@ impl Collective for ThreadCollective {
         check_rank(rank, self.world)?;
         let poisoned = |_| TrainError::Diverged("a data-parallel worker panicked".into());
         self.slots.lock().map_err(poisoned)?[rank] = Some(grads.take());
-        self.barrier.wait();
+        self.barrier.wait()?;
         let mean = {
             let slots = self.slots.lock().map_err(poisoned)?;
             let mut sum: BTreeMap<String, Tensor<1>> = BTreeMap::new();
@@ -106,10 +166,14 @@ impl Collective for ThreadCollective {
                 .collect()
         };
         // Everyone has read every slot before anyone clears its own.
-        self.barrier.wait();
+        self.barrier.wait()?;
         self.slots.lock().map_err(poisoned)?[rank] = None;
         grads.set(mean);
         Ok(())
+    }
+
+    fn abandon(&self) {
+        self.barrier.break_all();
     }
 }
 
@@ -177,7 +241,7 @@ pub struct ProcessCollective {
     local: Arc<dyn Collective>,
     group: Arc<ProcessGroup>,
     result: Mutex<Option<Result<Arc<Vec<f32>>, String>>>,
-    barrier: Barrier,
+    barrier: Rendezvous,
 }
 
 impl ProcessCollective {
@@ -188,7 +252,7 @@ impl ProcessCollective {
             local,
             group,
             result: Mutex::new(None),
-            barrier: Barrier::new(n),
+            barrier: Rendezvous::new(n),
         }
     }
 
@@ -227,9 +291,9 @@ impl Collective for ProcessCollective {
             // Published even when it failed, so the other local ranks do not wait forever.
             *self.result.lock().map_err(poisoned)? = Some(mean.map_err(|e| e.to_string()));
         }
-        self.barrier.wait();
+        self.barrier.wait()?;
         let mean = self.result.lock().map_err(poisoned)?.clone();
-        self.barrier.wait();
+        self.barrier.wait()?;
         if rank == 0 {
             *self.result.lock().map_err(poisoned)? = None;
         }
@@ -244,6 +308,11 @@ impl Collective for ProcessCollective {
                 .collect(),
         );
         Ok(())
+    }
+
+    fn abandon(&self) {
+        self.local.abandon();
+        self.barrier.break_all();
     }
 }
 
@@ -270,5 +339,70 @@ pub fn for_devices(devices: &[Device]) -> Result<Arc<dyn Collective>, TrainError
             }
             Ok(Arc::new(DeviceCollective::new(devices.to_vec())))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grads(v: f32) -> GradBuffer {
+        let mut g = GradBuffer::new();
+        let t =
+            Tensor::<1>::from_data(TensorData::new(vec![v; 3], [3]), &fsvfm_model::cpu_device());
+        g.set(BTreeMap::from([("w".to_string(), t)]));
+        g
+    }
+
+    #[test]
+    fn a_stopped_worker_releases_the_others_with_an_error() {
+        let group = Arc::new(ThreadCollective::new(3));
+        let (done, results) = std::sync::mpsc::channel();
+        for rank in 0..2 {
+            let (g, done) = (group.clone(), done.clone());
+            std::thread::spawn(move || {
+                let _ = done.send(g.all_reduce_mean(rank, &mut grads(rank as f32)));
+            });
+        }
+        // Rank 2 dies instead of arriving (its thread's guard calls abandon).
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        group.abandon();
+        for _ in 0..2 {
+            let r = results
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .expect("a worker still waits for the stopped one");
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("worker stopped"), "{e}");
+        }
+        // Later calls fail at once instead of waiting.
+        assert!(group.all_reduce_mean(0, &mut grads(0.0)).is_err());
+    }
+
+    #[test]
+    fn a_rendezvous_is_reusable_round_after_round() {
+        let group = Arc::new(ThreadCollective::new(2));
+        let other = {
+            let g = group.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        let mut x = grads(i as f32);
+                        g.all_reduce_mean(1, &mut x).unwrap();
+                        x.get("w")
+                            .unwrap()
+                            .clone()
+                            .into_data()
+                            .try_into_vec::<f32>()
+                            .unwrap()[0]
+                    })
+                    .collect::<Vec<f32>>()
+            })
+        };
+        for i in 0..50 {
+            let mut x = grads(-(i as f32) + 1.0);
+            group.all_reduce_mean(0, &mut x).unwrap();
+        }
+        // Mean of (1 − i) and i.
+        assert!(other.join().unwrap().iter().all(|&m| m == 0.5));
     }
 }

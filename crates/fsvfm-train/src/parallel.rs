@@ -76,6 +76,18 @@ fn finish_rank(
     Ok(info)
 }
 
+/// Abandons the collective if this worker's thread unwinds (a panic in its forward, backward or
+/// update), so the other workers are not left waiting for it.
+struct AbandonOnPanic(Arc<dyn Collective>);
+
+impl Drop for AbandonOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.abandon();
+        }
+    }
+}
+
 fn serve(
     mut t: PretrainTrainer,
     rank: usize,
@@ -83,6 +95,7 @@ fn serve(
     jobs: Receiver<Job>,
     replies: Sender<Result<Reply, TrainError>>,
 ) {
+    let _guard = AbandonOnPanic(collective.clone());
     let mut pending = None;
     for job in jobs {
         let reply = match job {
@@ -313,6 +326,11 @@ impl Replicas {
 
 impl Drop for Replicas {
     fn drop(&mut self) {
+        // A worker may be waiting in the collective for one that stopped (or for rank 0, when
+        // the run ends on an error): release it, then let it see its closed job channel.
+        if !self.workers.is_empty() {
+            self.collective.abandon();
+        }
         for w in &mut self.workers {
             // Closing the job channel ends the worker's loop.
             let (closed, _) = channel();
