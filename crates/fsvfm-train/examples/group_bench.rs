@@ -1,5 +1,5 @@
-//! Time of one gradient all-reduce of a multi-process run (`ProcessGroup::all_reduce_sum`, the
-//! star through rank 0) for the trainable parameters of a pre-training model: this program
+//! Time of one gradient all-reduce of a multi-process run (`ProcessGroup::all_reduce_sum`, along
+//! the chain of ranks) for the trainable parameters of a pre-training model: this program
 //! starts `W` copies of itself as the ranks (processes, as in use), which talk over loopback TCP,
 //! so the figure is the protocol's cost without a network.
 //!
@@ -72,10 +72,11 @@ fn main() {
             median = t;
         }
     }
-    let bytes = 2.0 * (world - 1) as f64 * 4.0 * n as f64;
+    // Each connection of the chain carries the buffer once each way.
+    let bytes = 2.0 * 4.0 * n as f64;
     println!(
         "{{\"model\": \"{model}\", \"parameters\": {n}, \"world\": {world}, \"seconds\": {median:.4}, \
-         \"rank0_gb\": {:.3}}}",
+         \"link_gb\": {:.3}}}",
         bytes / 1e9
     );
 }

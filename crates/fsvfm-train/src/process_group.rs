@@ -4,16 +4,22 @@
 //! burn 0.22's collectives connect the devices of one process only, so processes meet here:
 //! rank 0 listens on `MASTER_PORT`, every other rank connects to `MASTER_ADDR:MASTER_PORT` and
 //! introduces itself with its rank and a fingerprint of its configuration (a process started
-//! with another recipe is refused at start, not found out by drifting weights). Every
-//! operation is a star through rank 0, which combines in rank order and sends the same bytes
-//! back to everyone, so all ranks hold bit-identical results:
+//! with another recipe is refused at start, not found out by drifting weights); each rank
+//! `r ≥ 2` then also connects to rank `r − 1`, forming the chain `0 → 1 → … → W−1`. Every
+//! operation combines in rank order and gives everyone the same bytes, so all ranks hold
+//! bit-identical results:
 //!
-//! - [`ProcessGroup::all_gather`]: every rank's bytes, in rank order (loss values, norms);
-//! - [`ProcessGroup::all_reduce_sum`]: an `f32` sum, added in rank order (gradients);
+//! - [`ProcessGroup::all_gather`]: every rank's bytes, in rank order (loss values, norms),
+//!   through rank 0;
+//! - [`ProcessGroup::all_reduce_sum`]: an `f32` sum, added in rank order (gradients), along the
+//!   chain and back;
 //! - [`ProcessGroup::broadcast`]: rank 0's bytes (the sample list of a fresh run).
 //!
-//! A star moves `2·(W−1)` gradient copies through rank 0 per update, against `2·(W−1)/W` per rank
-//! for a ring: fine for a few nodes, not for many (see README, "Multi-node").
+//! The gradient sum runs along the chain, pipelined in pieces: rank `r` adds its values to the
+//! partial sum from rank `r − 1` and passes it on, and the finished sums travel back the same
+//! connections. Every connection then carries the buffer once each way, whatever the number of
+//! ranks (a star would move `W − 1` copies each way through rank 0), and the order of the
+//! additions is still the rank order.
 //!
 //! Every frame carries the operation's tag, so ranks that fall out of step are detected; a
 //! process that stops closes its connections, and the others fail with an error naming it
@@ -48,6 +54,7 @@ pub mod tags {
 }
 const TAG_HELLO: u8 = 1;
 const TAG_VERDICT: u8 = 2;
+const TAG_CHAIN: u8 = 3;
 
 /// Where this process stands in a multi-process run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,12 +238,22 @@ const PIECE: usize = 1 << 20;
 #[cfg(not(target_endian = "little"))]
 compile_error!("the process group sends f32 in memory order, which must be little-endian");
 
-/// The connections of one process: rank 0 holds one per other rank (index `r − 1`), the others
-/// one to rank 0.
+/// The connections of one process.
+struct Links {
+    /// Rank 0: one per other rank (index `r − 1`); the others: one, to rank 0.
+    star: Vec<Link>,
+    /// The chain's connection to rank `r − 1`, for ranks `r ≥ 2` (rank 1's is its star link).
+    up: Option<Link>,
+    /// The chain's connection to rank `r + 1`, for ranks `1 ≤ r ≤ W − 2` (rank 0's is its star
+    /// link to rank 1).
+    down: Option<Link>,
+}
+
+/// This process's place in the group and its connections (see the module documentation).
 pub struct ProcessGroup {
     rank: usize,
     world: usize,
-    links: Mutex<Vec<Link>>,
+    links: Mutex<Links>,
 }
 
 impl std::fmt::Debug for ProcessGroup {
@@ -278,10 +295,15 @@ impl ProcessGroup {
                 cfg.rank, cfg.world
             )));
         }
+        let deadline = Instant::now() + cfg.timeout;
         let links = if cfg.rank == 0 {
-            Self::accept_all(cfg, fingerprint)?
+            Links {
+                star: Self::accept_all(cfg, fingerprint)?,
+                up: None,
+                down: None,
+            }
         } else {
-            vec![Self::join(cfg, fingerprint)?]
+            Self::join(cfg, fingerprint, deadline)?
         };
         Ok(Self {
             rank: cfg.rank,
@@ -297,45 +319,36 @@ impl ProcessGroup {
                 cfg.master_port
             ))
         })?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| TrainError::Collective(e.to_string()))?;
         let deadline = Instant::now() + cfg.timeout;
-        let mut slots: Vec<Option<(Link, String)>> = (1..cfg.world).map(|_| None).collect();
+        // Per rank 1..: its link, fingerprint, and where it listens for its chain successor.
+        let mut slots: Vec<Option<(Link, String, String)>> = (1..cfg.world).map(|_| None).collect();
         while slots.iter().any(Option::is_none) {
-            let (stream, addr) = match listener.accept() {
-                Ok(s) => s,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        let missing: Vec<String> = slots
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, s)| s.is_none())
-                            .map(|(i, _)| (i + 1).to_string())
-                            .collect();
-                        return Err(TrainError::Collective(format!(
-                            "rank(s) {} did not join within {} s (are they started, with MASTER_ADDR \
-                             pointing at this machine and MASTER_PORT={}?)",
-                            missing.join(", "),
-                            cfg.timeout.as_secs(),
-                            cfg.master_port
-                        )));
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-                Err(e) => return Err(TrainError::Collective(format!("accept: {e}"))),
+            let Some((stream, addr)) = accept_until(&listener, deadline)
+                .map_err(|e| TrainError::Collective(format!("accept: {e}")))?
+            else {
+                let missing: Vec<String> = slots
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.is_none())
+                    .map(|(i, _)| (i + 1).to_string())
+                    .collect();
+                return Err(TrainError::Collective(format!(
+                    "rank(s) {} did not join within {} s (are they started, with MASTER_ADDR \
+                     pointing at this machine and MASTER_PORT={}?)",
+                    missing.join(", "),
+                    cfg.timeout.as_secs(),
+                    cfg.master_port
+                )));
             };
             let io = |e: std::io::Error| TrainError::Collective(format!("{addr}: {e}"));
-            stream.set_nonblocking(false).map_err(io)?;
             let mut link =
                 Link::new(stream, format!("the process at {addr}"), cfg.timeout).map_err(io)?;
             let hello = link.receive(TAG_HELLO)?;
-            let (rank, world, their) = parse_hello(&hello).ok_or_else(|| {
+            let (rank, world, port, their) = parse_hello(&hello).ok_or_else(|| {
                 TrainError::Collective(format!("{addr} is not an fsvfm process of this version"))
             })?;
             let refuse = |link: &mut Link, why: String| {
-                let _ = link.send(TAG_VERDICT, why.as_bytes());
+                let _ = link.send(TAG_VERDICT, &[b"\x01", why.as_bytes()].concat());
                 Err(TrainError::Collective(why))
             };
             if world != cfg.world {
@@ -354,11 +367,13 @@ impl ProcessGroup {
                 );
             }
             link.peer = format!("rank {rank} ({addr})");
-            slots[rank - 1] = Some((link, their));
+            // Reachable at the address rank 0 sees it from.
+            let listens = std::net::SocketAddr::new(addr.ip(), port).to_string();
+            slots[rank - 1] = Some((link, their, listens));
         }
         // One verdict for all: every rank learns why the run does not start.
         let refused = slots.iter().enumerate().find_map(|(i, s)| {
-            let (_, their) = s.as_ref()?;
+            let (_, their, _) = s.as_ref()?;
             (their != fingerprint).then(|| {
                 format!(
                     "rank {} was started with another configuration than rank 0: {}",
@@ -367,10 +382,17 @@ impl ProcessGroup {
                 )
             })
         });
-        let verdict = refused.clone().unwrap_or_default();
+        // Accepted: 0, then where every rank listens (line r − 1 for rank r); refused: 1, why.
+        let verdict = match &refused {
+            Some(why) => [b"\x01", why.as_bytes()].concat(),
+            None => {
+                let table: Vec<&str> = slots.iter().flatten().map(|(_, _, a)| a.as_str()).collect();
+                [b"\x00", table.join("\n").as_bytes()].concat()
+            }
+        };
         let mut links = Vec::with_capacity(cfg.world - 1);
-        for (mut link, _) in slots.into_iter().flatten() {
-            link.send(TAG_VERDICT, verdict.as_bytes())?;
+        for (mut link, _, _) in slots.into_iter().flatten() {
+            link.send(TAG_VERDICT, &verdict)?;
             links.push(link);
         }
         match refused {
@@ -379,44 +401,92 @@ impl ProcessGroup {
         }
     }
 
-    fn join(cfg: &GroupConfig, fingerprint: &str) -> Result<Link, TrainError> {
-        let target = format!("{}:{}", cfg.master_addr, cfg.master_port);
-        let deadline = Instant::now() + cfg.timeout;
-        let stream = loop {
-            let attempt = target
-                .to_socket_addrs()
-                .and_then(|mut a| {
-                    a.next().ok_or_else(|| {
-                        std::io::Error::new(std::io::ErrorKind::NotFound, "no address")
-                    })
-                })
-                .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)));
-            match attempt {
-                Ok(s) => break s,
-                Err(e) if Instant::now() >= deadline => {
-                    return Err(TrainError::Collective(format!(
-                        "rank {} could not reach rank 0 at {target} within {} s: {e}",
-                        cfg.rank,
-                        cfg.timeout.as_secs()
-                    )));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
+    /// A rank `r ≥ 1` joins: listens for its chain successor (if it has one), introduces itself
+    /// to rank 0, then connects to its chain predecessor (rank 0's link, for rank 1) and accepts
+    /// its successor.
+    fn join(cfg: &GroupConfig, fingerprint: &str, deadline: Instant) -> Result<Links, TrainError> {
+        let r = cfg.rank;
+        let has_next = r + 1 < cfg.world;
+        let listener = if has_next {
+            let l = TcpListener::bind(("0.0.0.0", 0)).map_err(|e| {
+                TrainError::Collective(format!("rank {r} cannot listen for rank {}: {e}", r + 1))
+            })?;
+            Some(l)
+        } else {
+            None
         };
+        let port = match &listener {
+            Some(l) => l
+                .local_addr()
+                .map_err(|e| TrainError::Collective(e.to_string()))?
+                .port(),
+            None => 0,
+        };
+        let target = format!("{}:{}", cfg.master_addr, cfg.master_port);
+        let stream = connect_until(&target, deadline).map_err(|e| {
+            TrainError::Collective(format!(
+                "rank {r} could not reach rank 0 at {target} within {} s: {e}",
+                cfg.timeout.as_secs()
+            ))
+        })?;
         let mut link = Link::new(stream, format!("rank 0 ({target})"), cfg.timeout)
             .map_err(|e| TrainError::Collective(format!("{target}: {e}")))?;
         let mut hello = MAGIC.to_vec();
-        hello.extend((cfg.rank as u64).to_le_bytes());
+        hello.extend((r as u64).to_le_bytes());
         hello.extend((cfg.world as u64).to_le_bytes());
+        hello.extend(u64::from(port).to_le_bytes());
         hello.extend(fingerprint.as_bytes());
         link.send(TAG_HELLO, &hello)?;
         let verdict = link.receive(TAG_VERDICT)?;
-        if !verdict.is_empty() {
-            return Err(TrainError::Collective(
-                String::from_utf8_lossy(&verdict).into_owned(),
-            ));
+        let text = String::from_utf8_lossy(verdict.get(1..).unwrap_or_default()).into_owned();
+        if verdict.first() != Some(&0) {
+            return Err(TrainError::Collective(text));
         }
-        Ok(link)
+        let table: Vec<&str> = text.lines().collect();
+        let up = if r >= 2 {
+            let addr = table.get(r - 2).copied().unwrap_or_default();
+            let stream = connect_until(addr, deadline).map_err(|e| {
+                TrainError::Collective(format!(
+                    "rank {r} could not reach rank {} at {addr}: {e}",
+                    r - 1
+                ))
+            })?;
+            let mut up = Link::new(stream, format!("rank {} ({addr})", r - 1), cfg.timeout)
+                .map_err(|e| TrainError::Collective(format!("{addr}: {e}")))?;
+            up.send(TAG_CHAIN, &(r as u64).to_le_bytes())?;
+            Some(up)
+        } else {
+            None
+        };
+        let down = match listener {
+            Some(l) => {
+                let (stream, addr) = accept_until(&l, deadline)
+                    .map_err(|e| TrainError::Collective(format!("accept: {e}")))?
+                    .ok_or_else(|| {
+                        TrainError::Collective(format!(
+                            "rank {} did not connect to rank {r} within {} s",
+                            r + 1,
+                            cfg.timeout.as_secs()
+                        ))
+                    })?;
+                let mut down = Link::new(stream, format!("rank {} ({addr})", r + 1), cfg.timeout)
+                    .map_err(|e| TrainError::Collective(format!("{addr}: {e}")))?;
+                let who = down.receive(TAG_CHAIN)?;
+                if who[..] != ((r + 1) as u64).to_le_bytes()[..] {
+                    return Err(TrainError::Collective(format!(
+                        "the process at {addr} is not rank {}",
+                        r + 1
+                    )));
+                }
+                Some(down)
+            }
+            None => None,
+        };
+        Ok(Links {
+            star: vec![link],
+            up,
+            down,
+        })
     }
 
     /// This process's rank.
@@ -429,7 +499,7 @@ impl ProcessGroup {
         self.world
     }
 
-    fn links(&self) -> Result<std::sync::MutexGuard<'_, Vec<Link>>, TrainError> {
+    fn links(&self) -> Result<std::sync::MutexGuard<'_, Links>, TrainError> {
         self.links
             .lock()
             .map_err(|_| TrainError::Collective("a thread using the group panicked".into()))
@@ -437,7 +507,7 @@ impl ProcessGroup {
 
     /// Every rank's `bytes`, in rank order (the same on every rank).
     pub fn all_gather(&self, tag: u8, bytes: &[u8]) -> Result<Vec<Vec<u8>>, TrainError> {
-        let mut links = self.links()?;
+        let links = &mut self.links()?.star;
         if self.rank == 0 {
             let mut parts = vec![bytes.to_vec()];
             for link in links.iter_mut() {
@@ -480,86 +550,107 @@ impl ProcessGroup {
     /// Replaces `data` with its sum over the ranks, added in rank order
     /// (`((x₀ + x₁) + x₂) + …`), so the result is the same bits on every rank.
     ///
-    /// Pipelined in pieces of [`PIECE`] values: every other rank sends its pieces from a second
-    /// thread while it receives the sums of the earlier ones, and rank 0 sums piece by piece,
-    /// so sending, summing and receiving overlap (the values travel as they lie in memory,
-    /// without a conversion pass).
+    /// Along the chain, pipelined in pieces of [`PIECE`] values: rank `r` receives piece `k` of
+    /// the partial sum `x₀ + … + x_{r−1}` from rank `r − 1`, adds its own, and sends it on to
+    /// `r + 1` (the last rank then holds the sum); a second thread meanwhile receives the
+    /// finished sums coming back from `r + 1` and passes them to `r − 1`. The values travel as
+    /// they lie in memory, without a conversion pass.
     pub fn all_reduce_sum(&self, tag: u8, data: &mut [f32]) -> Result<(), TrainError> {
-        let mut links = self.links()?;
+        let mut guard = self.links()?;
+        let Links { star, up, down } = &mut *guard;
+        let (prev, next) = match self.rank {
+            0 => (None, star.first_mut()),
+            1 => (star.first_mut(), down.as_mut()),
+            _ => (up.as_mut(), down.as_mut()),
+        };
         let n = data.len();
-        if self.rank == 0 {
-            for link in links.iter_mut() {
-                read_f32_head(&mut link.reader, &link.peer, tag, n)?;
-            }
-            for link in links.iter_mut() {
-                let h = head(tag, 4 * n);
-                link.writer.write_all(&h).map_err(|e| link.lost(e))?;
-            }
-            let mut part = vec![0f32; PIECE.min(n)];
-            for piece in data.chunks_mut(PIECE) {
-                let part = &mut part[..piece.len()];
-                for link in links.iter_mut() {
-                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(part);
-                    link.reader.read_exact(bytes).map_err(|e| link.lost(e))?;
-                    for (a, b) in piece.iter_mut().zip(part.iter()) {
-                        *a += *b;
-                    }
-                }
-                for link in links.iter_mut() {
-                    let r = link.writer.write_all(bytemuck::cast_slice(piece));
-                    r.and_then(|()| link.writer.flush())
-                        .map_err(|e| link.lost(e))?;
-                }
-            }
-            return Ok(());
-        }
-        let Link {
-            peer,
-            reader,
-            writer,
-        } = &mut links[0];
-        let peer = peer.as_str();
+        let (mut prev_reader, prev_writer) = match prev.map(split_link) {
+            Some((r, w, p, _)) => (Some((r, p.clone())), Some((w, p))),
+            None => (None, None),
+        };
+        let (next_reader, mut next_writer, next_stream) = match next.map(split_link) {
+            Some((r, w, p, s)) => (Some((r, p.clone())), Some((w, p)), s),
+            None => (None, None, None),
+        };
+        // The sums go back through the thread that reads them from the next rank; the last
+        // rank, which has none, sends them back itself.
+        let (mut back_writer, mut last_writer) = if next_reader.is_some() {
+            (prev_writer, None)
+        } else {
+            (None, prev_writer)
+        };
         std::thread::scope(|scope| {
-            let (to_send, pieces) = std::sync::mpsc::channel::<&mut [f32]>();
-            let (sent, sent_pieces) = std::sync::mpsc::channel::<&mut [f32]>();
-            let sender = scope.spawn(move || -> Result<(), TrainError> {
-                writer
-                    .write_all(&head(tag, 4 * n))
-                    .map_err(|e| lost(peer, e))?;
-                for piece in pieces {
-                    writer
-                        .write_all(bytemuck::cast_slice(piece))
-                        .and_then(|()| writer.flush())
-                        .map_err(|e| lost(peer, e))?;
-                    // Rank 0 answers this piece only after it has it: it can be overwritten.
-                    if sent.send(piece).is_err() {
-                        break;
+            let (to_back, pieces) = std::sync::mpsc::channel::<&mut [f32]>();
+            let back = next_reader.map(|(reader, peer)| {
+                scope.spawn(move || -> Result<(), TrainError> {
+                    read_f32_head(reader, &peer, tag, n)?;
+                    if let Some((w, p)) = &mut back_writer {
+                        w.write_all(&head(tag, 4 * n)).map_err(|e| lost(p, e))?;
                     }
-                }
-                Ok(())
+                    for piece in pieces {
+                        reader
+                            .read_exact(bytemuck::cast_slice_mut(piece))
+                            .map_err(|e| lost(&peer, e))?;
+                        if let Some((w, p)) = &mut back_writer {
+                            w.write_all(bytemuck::cast_slice(piece))
+                                .and_then(|()| w.flush())
+                                .map_err(|e| lost(p, e))?;
+                        }
+                    }
+                    Ok(())
+                })
             });
-            for piece in data.chunks_mut(PIECE) {
-                let _ = to_send.send(piece);
-            }
-            drop(to_send);
-            let received = (|| -> Result<(), TrainError> {
-                read_f32_head(reader, peer, tag, n)?;
-                for piece in sent_pieces {
-                    let bytes: &mut [u8] = bytemuck::cast_slice_mut(piece);
-                    reader.read_exact(bytes).map_err(|e| lost(peer, e))?;
+            let forward = (move || -> Result<(), TrainError> {
+                // Taken by value: the pieces handed to the back thread borrow `data` for the
+                // whole scope, not for one call of this closure.
+                let (data, to_back) = (data, to_back);
+                if let Some((r, p)) = &mut prev_reader {
+                    read_f32_head(*r, p, tag, n)?;
+                }
+                for (w, p) in [&mut next_writer, &mut last_writer].into_iter().flatten() {
+                    w.write_all(&head(tag, 4 * n)).map_err(|e| lost(p, e))?;
+                }
+                let mut part = vec![0f32; PIECE.min(n)];
+                for piece in data.chunks_mut(PIECE) {
+                    if let Some((r, p)) = &mut prev_reader {
+                        let part = &mut part[..piece.len()];
+                        r.read_exact(bytemuck::cast_slice_mut(part))
+                            .map_err(|e| lost(p, e))?;
+                        // (x₀ + … + x_{r−1}) + x_r: rank order (IEEE addition commutes, so
+                        // which operand is written first does not change a bit).
+                        for (a, b) in piece.iter_mut().zip(part.iter()) {
+                            *a += *b;
+                        }
+                    }
+                    let out = next_writer.as_mut().or(last_writer.as_mut());
+                    if let Some((w, p)) = out {
+                        w.write_all(bytemuck::cast_slice(piece))
+                            .and_then(|()| w.flush())
+                            .map_err(|e| lost(p, e))?;
+                    }
+                    if next_writer.is_some() && to_back.send(piece).is_err() {
+                        break; // the back thread failed; its error is reported below
+                    }
                 }
                 Ok(())
             })();
-            let sent = sender
-                .join()
-                .unwrap_or_else(|_| Err(TrainError::Collective("the sender panicked".into())));
-            sent.and(received)
+            if forward.is_err() {
+                // Unblock the back thread, which may wait for sums that will not come.
+                if let Some(s) = &next_stream {
+                    let _ = s.shutdown(std::net::Shutdown::Both);
+                }
+            }
+            let back = back.map_or(Ok(()), |h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(TrainError::Collective("a sender panicked".into())))
+            });
+            forward.and(back)
         })
     }
 
     /// Rank 0's `bytes` on every rank (the others' argument is ignored).
     pub fn broadcast(&self, tag: u8, bytes: &[u8]) -> Result<Vec<u8>, TrainError> {
-        let mut links = self.links()?;
+        let links = &mut self.links()?.star;
         if self.rank == 0 {
             for link in links.iter_mut() {
                 link.send(tag, bytes)?;
@@ -571,13 +662,75 @@ impl ProcessGroup {
     }
 }
 
-fn parse_hello(b: &[u8]) -> Option<(usize, usize, String)> {
-    if b.len() < 24 || &b[..8] != MAGIC {
+/// A link's reader, writer, peer name and a handle to shut its socket down.
+fn split_link(
+    l: &mut Link,
+) -> (
+    &mut BufReader<TcpStream>,
+    &mut BufWriter<TcpStream>,
+    String,
+    Option<TcpStream>,
+) {
+    let stream = l.writer.get_ref().try_clone().ok();
+    (&mut l.reader, &mut l.writer, l.peer.clone(), stream)
+}
+
+/// Rank, world size, listening port and fingerprint of a hello frame.
+fn parse_hello(b: &[u8]) -> Option<(usize, usize, u16, String)> {
+    if b.len() < 32 || &b[..8] != MAGIC {
         return None;
     }
-    let rank = u64::from_le_bytes(b[8..16].try_into().ok()?) as usize;
-    let world = u64::from_le_bytes(b[16..24].try_into().ok()?) as usize;
-    Some((rank, world, String::from_utf8_lossy(&b[24..]).into_owned()))
+    let word = |i: usize| b.get(i..i + 8)?.try_into().ok().map(u64::from_le_bytes);
+    let (rank, world) = (word(8)? as usize, word(16)? as usize);
+    let port = u16::try_from(word(24)?).ok()?;
+    Some((
+        rank,
+        world,
+        port,
+        String::from_utf8_lossy(&b[32..]).into_owned(),
+    ))
+}
+
+/// The next connection on `listener`, or `None` once `deadline` passed.
+fn accept_until(
+    listener: &TcpListener,
+    deadline: Instant,
+) -> std::io::Result<Option<(TcpStream, std::net::SocketAddr)>> {
+    listener.set_nonblocking(true)?;
+    loop {
+        match listener.accept() {
+            Ok((stream, addr)) => {
+                stream.set_nonblocking(false)?;
+                return Ok(Some((stream, addr)));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A connection to `target` (`host:port`), retried until `deadline` (the other process may not
+/// listen yet).
+fn connect_until(target: &str, deadline: Instant) -> std::io::Result<TcpStream> {
+    loop {
+        let attempt = target
+            .to_socket_addrs()
+            .and_then(|mut a| {
+                a.next()
+                    .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"))
+            })
+            .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(5)));
+        match attempt {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -654,9 +807,11 @@ mod tests {
     fn a_reduce_of_many_pieces_is_summed_in_rank_order() {
         // Two and a half pieces, so the pipelined path and a short last piece both run.
         let n = 2 * PIECE + PIECE / 2;
-        let value = |r: usize, i: usize| ((i * 7 + r * 13) % 1000) as f32 * [1e-3, 1e4, -1e4][r];
+        // Four ranks: rank 2 has chain links of its own both ways.
+        let value =
+            |r: usize, i: usize| ((i * 7 + r * 13) % 1000) as f32 * [1e-3, 1e4, -1e4, 3e-2][r];
         let out = on_ranks(
-            3,
+            4,
             |_| String::new(),
             move |g| {
                 let mut x: Vec<f32> = (0..n).map(|i| value(g.rank(), i)).collect();
@@ -665,7 +820,7 @@ mod tests {
             },
         );
         let want: Vec<u32> = (0..n)
-            .map(|i| ((value(0, i) + value(1, i)) + value(2, i)).to_bits())
+            .map(|i| (((value(0, i) + value(1, i)) + value(2, i)) + value(3, i)).to_bits())
             .collect();
         for o in out {
             let got: Vec<u32> = o.unwrap().iter().map(|v| v.to_bits()).collect();
