@@ -1369,17 +1369,33 @@ fn spawn_rank(rank: usize, world: usize, port: &str, args: &[&str]) -> std::proc
         .unwrap()
 }
 
-/// Runs `fsvfm ARGS` as ranks 0 and 1 of a two-process run; their outputs.
-fn run_ranks(args: &[String]) -> [Output; 2] {
+/// Runs `fsvfm ARGS` as the ranks of a `world`-process run; their outputs.
+fn run_ranks(args: &[String], world: usize) -> Vec<Output> {
     let port = free_port();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
-    // Rank 1 first: it waits for rank 0 to listen.
-    let one = spawn_rank(1, 2, &port, &a);
-    let zero = spawn_rank(0, 2, &port, &a);
-    [
-        zero.wait_with_output().unwrap(),
-        one.wait_with_output().unwrap(),
-    ]
+    // The last ranks first: they wait for rank 0 to listen.
+    let children: Vec<_> = (0..world)
+        .rev()
+        .map(|r| spawn_rank(r, world, &port, &a))
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+/// Fails unless the checkpoint `name` of runs `a` and `b` holds the same tensors, bit for bit,
+/// and the same state.
+fn assert_same_checkpoint(a: &Path, b: &Path, name: &str, what: &str) {
+    for f in ["online", "target", "optimizer"] {
+        let file = format!("{name}/{f}.safetensors");
+        assert!(
+            tensor_bytes(&a.join(&file)) == tensor_bytes(&b.join(&file)),
+            "{what}: {file} differs from the in-process run"
+        );
+    }
+    let state = |d: &Path| std::fs::read_to_string(d.join(name).join("state.json")).unwrap();
+    assert_eq!(state(a), state(b), "{what}");
 }
 
 /// Every tensor of a safetensors file as (shape, bytes).
@@ -1393,7 +1409,7 @@ fn tensor_bytes(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, 
 }
 
 #[test]
-fn two_processes_train_bit_identical_to_two_workers_in_one_process() {
+fn processes_train_bit_identical_to_workers_in_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
     let faces = dir.path().join("faces");
@@ -1434,7 +1450,7 @@ fn two_processes_train_bit_identical_to_two_workers_in_one_process() {
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
-    let run_pair = |out: &Path, extra: &[&str]| run_ranks(&args(out, extra));
+    let run_pair = |out: &Path, extra: &[&str]| run_ranks(&args(out, extra), 2);
 
     // The reference: two data-parallel workers as threads of one process (the test of that
     // path, in fsvfm-train, compares it with one worker on the doubled batch).
@@ -1446,17 +1462,7 @@ fn two_processes_train_bit_identical_to_two_workers_in_one_process() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let multi = dir.path().join("multi");
-    let same_as_inproc = |what: &str| {
-        for f in ["online", "target", "optimizer"] {
-            let file = format!("checkpoint-2/{f}.safetensors");
-            assert!(
-                tensor_bytes(&inproc.join(&file)) == tensor_bytes(&multi.join(&file)),
-                "{what}: {file} differs from the in-process run"
-            );
-        }
-        let state = |d: &Path| std::fs::read_to_string(d.join("checkpoint-2/state.json")).unwrap();
-        assert_eq!(state(&inproc), state(&multi), "{what}");
-    };
+    let same_as_inproc = |what: &str| assert_same_checkpoint(&inproc, &multi, "checkpoint-2", what);
     for o in run_pair(&multi, &[]) {
         assert!(o.status.success(), "{}", stderr(&o));
     }
@@ -1470,6 +1476,20 @@ fn two_processes_train_bit_identical_to_two_workers_in_one_process() {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     same_as_inproc("two processes resumed");
+
+    // Three processes (rank 2 joins the gradient chain through rank 1) against three workers
+    // in one process.
+    let inproc3 = dir.path().join("inproc3");
+    let a = args(&inproc3, &[]);
+    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
+    a.splice(0..0, ["--device", "cpu,cpu,cpu"]);
+    let o = fsvfm(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let multi3 = dir.path().join("multi3");
+    for o in run_ranks(&args(&multi3, &[]), 3) {
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_same_checkpoint(&inproc3, &multi3, "checkpoint-2", "three processes");
 
     // A rank started with another recipe is refused, and both ranks say what differs.
     let port = free_port();
@@ -1613,7 +1633,7 @@ fn two_processes_of_two_workers_train_like_four_workers_in_one_process() {
     let o = fsvfm(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(o.status.success(), "{}", stderr(&o));
     let pairs = dir.path().join("pairs");
-    for o in run_ranks(&args("cpu,cpu", &pairs)) {
+    for o in run_ranks(&args("cpu,cpu", &pairs), 2) {
         assert!(o.status.success(), "{}", stderr(&o));
     }
     let mut worst = 0.0f32;
