@@ -394,25 +394,11 @@ fn pretrain_loss_prints_the_reference_loss_terms() {
 #[test]
 fn pretrain_runs_resumes_and_exports_a_loadable_encoder() {
     let dir = tempfile::tempdir().unwrap();
-    let faces = dir.path().join("faces");
-    let o = fsvfm(&[
-        "synthetic-faces",
-        "--output",
-        faces.to_str().unwrap(),
-        "--count",
-        "12",
-        "--size",
-        "32",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let recipe = dir.path().join("micro.toml");
-    std::fs::write(
-        &recipe,
-        "base = \"tiny\"\nbatch_size = 4\nsave_every = 1\n[model]\ndecoder_embed_dim = 24\n\
-         decoder_depth = 1\ndecoder_num_heads = 4\nprojection_size = 16\nprojection_hidden_size = 48\n\
-         [model.encoder]\nimg_size = 32\npatch_size = 8\nembed_dim = 32\ndepth = 2\nnum_heads = 2\n",
-    )
-    .unwrap();
+    let (faces, recipe) = micro_setup(
+        dir.path(),
+        12,
+        "base = \"tiny\"\nbatch_size = 4\nsave_every = 1\n",
+    );
     let out = dir.path().join("run");
     let run = |epochs: &str, extra: &[&str]| {
         let base = [
@@ -663,32 +649,35 @@ fn eval_scores_an_image_folder_and_writes_the_report() {
     );
 }
 
+/// `count` synthetic 32-px faces in `dir/faces` and the recipe of the micro pre-training model
+/// (a 2-block, 32-px ViT with patch 8 and a one-block decoder) in `dir/micro.toml`, its first
+/// lines `head` (TOML: `base = "tiny"`, batch size, epochs…).
+fn micro_setup(dir: &Path, count: usize, head: &str) -> (PathBuf, PathBuf) {
+    let faces = dir.join("faces");
+    let n = count.to_string();
+    let o = fsvfm(&[
+        "synthetic-faces",
+        "--output",
+        faces.to_str().unwrap(),
+        "--count",
+        &n,
+        "--size",
+        "32",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recipe = dir.join("micro.toml");
+    let model = "[model]\ndecoder_embed_dim = 24\ndecoder_depth = 1\ndecoder_num_heads = 4\n\
+                 projection_size = 16\nprojection_hidden_size = 48\n[model.encoder]\nimg_size = 32\n\
+                 patch_size = 8\nembed_dim = 32\ndepth = 2\nnum_heads = 2\n";
+    std::fs::write(&recipe, format!("{head}{model}")).unwrap();
+    (faces, recipe)
+}
+
 /// A one-epoch pre-training run of a 2-block, 32-px ViT on 8 synthetic faces: its folder (the
 /// backbone is `checkpoint-0/online.safetensors`, with its state.json and mean/std).
 fn micro_pretrain(dir: &Path) -> PathBuf {
     let p = |x: &Path| x.to_str().unwrap().to_string();
-    let faces = dir.join("faces");
-    assert!(
-        fsvfm(&[
-            "synthetic-faces",
-            "--output",
-            &p(&faces),
-            "--count",
-            "8",
-            "--size",
-            "32"
-        ])
-        .status
-        .success()
-    );
-    let recipe = dir.join("micro.toml");
-    std::fs::write(
-        &recipe,
-        "base = \"tiny\"\nbatch_size = 4\nepochs = 1\n[model]\ndecoder_embed_dim = 24\ndecoder_depth = 1\n\
-         decoder_num_heads = 4\nprojection_size = 16\nprojection_hidden_size = 48\n[model.encoder]\nimg_size = 32\n\
-         patch_size = 8\nembed_dim = 32\ndepth = 2\nnum_heads = 2\n",
-    )
-    .unwrap();
+    let (faces, recipe) = micro_setup(dir, 8, "base = \"tiny\"\nbatch_size = 4\nepochs = 1\n");
     let run = dir.join("run");
     let o = fsvfm(&[
         "pretrain",
@@ -1412,25 +1401,11 @@ fn tensor_bytes(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, 
 fn processes_train_bit_identical_to_workers_in_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
-    let faces = dir.path().join("faces");
-    let o = fsvfm(&[
-        "synthetic-faces",
-        "--output",
-        &p(&faces),
-        "--count",
-        "16",
-        "--size",
-        "32",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let recipe = dir.path().join("micro.toml");
-    std::fs::write(
-        &recipe,
-        "base = \"tiny\"\nbatch_size = 2\nepochs = 3\nsave_every = 1\n[model]\ndecoder_embed_dim = 24\n\
-         decoder_depth = 1\ndecoder_num_heads = 4\nprojection_size = 16\nprojection_hidden_size = 48\n\
-         [model.encoder]\nimg_size = 32\npatch_size = 8\nembed_dim = 32\ndepth = 2\nnum_heads = 2\n",
-    )
-    .unwrap();
+    let (faces, recipe) = micro_setup(
+        dir.path(),
+        16,
+        "base = \"tiny\"\nbatch_size = 2\nepochs = 3\nsave_every = 1\n",
+    );
     let args = |out: &Path, extra: &[&str]| -> Vec<String> {
         let mut a: Vec<String> = [
             "--threads",
@@ -1526,29 +1501,11 @@ fn processes_train_bit_identical_to_workers_in_one_process() {
 fn a_killed_rank_stops_the_other_with_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
-    let faces = dir.path().join("faces");
-    assert!(
-        fsvfm(&[
-            "synthetic-faces",
-            "--output",
-            &p(&faces),
-            "--count",
-            "8",
-            "--size",
-            "32"
-        ])
-        .status
-        .success()
+    let (faces, recipe) = micro_setup(
+        dir.path(),
+        8,
+        "base = \"tiny\"\nbatch_size = 2\nepochs = 100000\nsave_every = 100000\nrecon_every = 0\n",
     );
-    let recipe = dir.path().join("long.toml");
-    std::fs::write(
-        &recipe,
-        "base = \"tiny\"\nbatch_size = 2\nepochs = 100000\nsave_every = 100000\nrecon_every = 0\n[model]\n\
-         decoder_embed_dim = 24\ndecoder_depth = 1\ndecoder_num_heads = 4\nprojection_size = 16\n\
-         projection_hidden_size = 48\n[model.encoder]\nimg_size = 32\npatch_size = 8\nembed_dim = 32\n\
-         depth = 2\nnum_heads = 2\n",
-    )
-    .unwrap();
     let out = dir.path().join("run");
     let args = [
         "--threads",
@@ -1588,27 +1545,12 @@ fn two_processes_of_two_workers_train_like_four_workers_in_one_process() {
     // means: the same mean as over four threads, summed in another order (so equal to round-off).
     let dir = tempfile::tempdir().unwrap();
     let p = |x: &Path| x.to_str().unwrap().to_string();
-    let faces = dir.path().join("faces");
-    let o = fsvfm(&[
-        "synthetic-faces",
-        "--output",
-        &p(&faces),
-        "--count",
-        "16",
-        "--size",
-        "32",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let recipe = dir.path().join("micro.toml");
     // Without L_rec^fr: a ratio per worker, as in the fsvfm-train test of two workers.
-    std::fs::write(
-        &recipe,
-        "base = \"tiny\"\nbatch_size = 1\nepochs = 2\nweight_region = 0.0\n[model]\n\
-         decoder_embed_dim = 24\ndecoder_depth = 1\ndecoder_num_heads = 4\nprojection_size = 16\n\
-         projection_hidden_size = 48\n[model.encoder]\nimg_size = 32\npatch_size = 8\nembed_dim = 32\n\
-         depth = 2\nnum_heads = 2\n",
-    )
-    .unwrap();
+    let (faces, recipe) = micro_setup(
+        dir.path(),
+        16,
+        "base = \"tiny\"\nbatch_size = 1\nepochs = 2\nweight_region = 0.0\n",
+    );
     let args = |devices: &str, out: &Path| -> Vec<String> {
         [
             "--threads",
@@ -1636,32 +1578,10 @@ fn two_processes_of_two_workers_train_like_four_workers_in_one_process() {
     for o in run_ranks(&args("cpu,cpu", &pairs), 2) {
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let mut worst = 0.0f32;
-    for f in ["online", "target"] {
-        let file = format!("checkpoint-1/{f}.safetensors");
-        let (x, y) = (
-            tensor_bytes(&four.join(&file)),
-            tensor_bytes(&pairs.join(&file)),
-        );
-        assert_eq!(x.keys().collect::<Vec<_>>(), y.keys().collect::<Vec<_>>());
-        for (k, (shape, bytes)) in &x {
-            assert_eq!(&y[k].0, shape, "{k}");
-            let f32s = |b: &[u8]| -> Vec<f32> {
-                b.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
-            };
-            let (a, b) = (f32s(bytes), f32s(&y[k].1));
-            let n = a.len();
-            for (i, (u, v)) in a.iter().zip(&b).enumerate() {
-                // The key third of qkv.bias has an exactly zero gradient: it receives only
-                // round-off, which AdamW scales to steps of size lr (see fsvfm-train's test).
-                if k.ends_with("attn.qkv.bias") && (n / 3..2 * n / 3).contains(&i) {
-                    continue;
-                }
-                worst = worst.max((u - v).abs());
-            }
-        }
-    }
+    let worst = fsvfm_train::checkpoint::max_parameter_difference(
+        &four.join("checkpoint-1"),
+        &pairs.join("checkpoint-1"),
+    )
+    .unwrap();
     assert!(worst <= 1e-6, "max |diff| {worst}");
 }

@@ -228,3 +228,54 @@ pub fn latest(dir: &Path) -> Option<PathBuf> {
         .max_by_key(|(epoch, _)| *epoch)
         .map(|(_, p)| p)
 }
+
+/// The largest `|a − b|` between the online and target parameters of two checkpoint folders
+/// with the same names and shapes: how far two runs that should train alike (data-parallel
+/// against single-worker, processes against threads) ended apart.
+///
+/// The key third of every `attn.qkv.bias` is left out: its gradient is exactly zero in exact
+/// arithmetic (softmax ignores a constant added to every logit of a row), so it receives only
+/// round-off, which AdamW scales up to steps of size lr; two runs that sum in different orders
+/// disagree there by design.
+pub fn max_parameter_difference(a: &Path, b: &Path) -> Result<f32, TrainError> {
+    let read = |dir: &Path, file: &str| {
+        let path = dir.join(file);
+        std::fs::read(&path).map_err(io_error(&path))
+    };
+    let bad = TrainError::Checkpoint;
+    let mut worst = 0.0f32;
+    for file in ["online.safetensors", "target.safetensors"] {
+        let (x, y) = (read(a, file)?, read(b, file)?);
+        let parse = |bytes| {
+            safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(format!("{file}: {e}")))
+        };
+        let (x, y) = (parse(&x)?, parse(&y)?);
+        let (mut xn, mut yn) = (x.names(), y.names());
+        xn.sort();
+        yn.sort();
+        if xn != yn {
+            return Err(bad(format!("{file}: the two runs hold different tensors")));
+        }
+        for name in xn {
+            let p = x.tensor(name).map_err(|e| bad(e.to_string()))?;
+            let q = y.tensor(name).map_err(|e| bad(e.to_string()))?;
+            if p.shape() != q.shape() {
+                return Err(bad(format!("{file}: {name} has two shapes")));
+            }
+            let values = |d: &[u8]| -> Vec<f32> {
+                d.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            };
+            let (u, v) = (values(p.data()), values(q.data()));
+            let n = u.len();
+            let key = |i: usize| name.ends_with("attn.qkv.bias") && (n / 3..2 * n / 3).contains(&i);
+            for (i, (s, t)) in u.iter().zip(&v).enumerate() {
+                if !key(i) {
+                    worst = worst.max((s - t).abs());
+                }
+            }
+        }
+    }
+    Ok(worst)
+}
