@@ -1344,7 +1344,7 @@ fn free_port() -> String {
 }
 
 /// Starts `fsvfm ARGS` as rank `rank` of a `world`-process run whose rank 0 listens on `port`.
-fn spawn_rank(rank: usize, world: usize, port: &str, args: &[&str]) -> std::process::Child {
+fn spawn_rank(rank: usize, world: usize, port: &str, args: &[String]) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_fsvfm"))
         .args(args)
         .env("RANK", rank.to_string())
@@ -1358,14 +1358,51 @@ fn spawn_rank(rank: usize, world: usize, port: &str, args: &[&str]) -> std::proc
         .unwrap()
 }
 
+/// `fsvfm --threads 1 --device DEVICES pretrain --config RECIPE --data FACES --output OUT --quiet
+/// EXTRA…` as owned arguments.
+fn pretrain_args(
+    devices: &str,
+    recipe: &Path,
+    faces: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Vec<String> {
+    let p = |x: &Path| x.to_str().unwrap().to_string();
+    let mut a: Vec<String> = [
+        "--threads",
+        "1",
+        "--device",
+        devices,
+        "pretrain",
+        "--config",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend([
+        p(recipe),
+        "--data".into(),
+        p(faces),
+        "--output".into(),
+        p(out),
+    ]);
+    a.push("--quiet".into());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// `fsvfm ARGS` with owned arguments.
+fn fsvfm_with(args: &[String]) -> Output {
+    fsvfm(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 /// Runs `fsvfm ARGS` as the ranks of a `world`-process run; their outputs.
 fn run_ranks(args: &[String], world: usize) -> Vec<Output> {
     let port = free_port();
-    let a: Vec<&str> = args.iter().map(String::as_str).collect();
     // The last ranks first: they wait for rank 0 to listen.
     let children: Vec<_> = (0..world)
         .rev()
-        .map(|r| spawn_rank(r, world, &port, &a))
+        .map(|r| spawn_rank(r, world, &port, args))
         .collect();
     children
         .into_iter()
@@ -1400,40 +1437,18 @@ fn tensor_bytes(path: &Path) -> std::collections::BTreeMap<String, (Vec<usize>, 
 #[test]
 fn processes_train_bit_identical_to_workers_in_one_process() {
     let dir = tempfile::tempdir().unwrap();
-    let p = |x: &Path| x.to_str().unwrap().to_string();
     let (faces, recipe) = micro_setup(
         dir.path(),
         16,
         "base = \"tiny\"\nbatch_size = 2\nepochs = 3\nsave_every = 1\n",
     );
-    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "--threads",
-            "1",
-            "pretrain",
-            "--config",
-            &p(&recipe),
-            "--data",
-            &p(&faces),
-            "--output",
-            &p(out),
-            "--quiet",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        a.extend(extra.iter().map(|s| s.to_string()));
-        a
-    };
+    let args = |out: &Path, extra: &[&str]| pretrain_args("cpu", &recipe, &faces, out, extra);
     let run_pair = |out: &Path, extra: &[&str]| run_ranks(&args(out, extra), 2);
 
     // The reference: two data-parallel workers as threads of one process (the test of that
     // path, in fsvfm-train, compares it with one worker on the doubled batch).
     let inproc = dir.path().join("inproc");
-    let a = args(&inproc, &[]);
-    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
-    a.splice(0..0, ["--device", "cpu,cpu"]);
-    let o = fsvfm(&a);
+    let o = fsvfm_with(&pretrain_args("cpu,cpu", &recipe, &faces, &inproc, &[]));
     assert!(o.status.success(), "{}", stderr(&o));
 
     let multi = dir.path().join("multi");
@@ -1455,10 +1470,13 @@ fn processes_train_bit_identical_to_workers_in_one_process() {
     // Three processes (rank 2 joins the gradient chain through rank 1) against three workers
     // in one process.
     let inproc3 = dir.path().join("inproc3");
-    let a = args(&inproc3, &[]);
-    let mut a: Vec<&str> = a.iter().map(String::as_str).collect();
-    a.splice(0..0, ["--device", "cpu,cpu,cpu"]);
-    let o = fsvfm(&a);
+    let o = fsvfm_with(&pretrain_args(
+        "cpu,cpu,cpu",
+        &recipe,
+        &faces,
+        &inproc3,
+        &[],
+    ));
     assert!(o.status.success(), "{}", stderr(&o));
     let multi3 = dir.path().join("multi3");
     for o in run_ranks(&args(&multi3, &[]), 3) {
@@ -1472,18 +1490,8 @@ fn processes_train_bit_identical_to_workers_in_one_process() {
         args(&dir.path().join("bad"), &[]),
         args(&dir.path().join("bad"), &["--batch-size", "4"]),
     );
-    let zero = spawn_rank(
-        0,
-        2,
-        &port,
-        &a0.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
-    let one = spawn_rank(
-        1,
-        2,
-        &port,
-        &a1.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let zero = spawn_rank(0, 2, &port, &a0);
+    let one = spawn_rank(1, 2, &port, &a1);
     for o in [
         zero.wait_with_output().unwrap(),
         one.wait_with_output().unwrap(),
@@ -1500,25 +1508,13 @@ fn processes_train_bit_identical_to_workers_in_one_process() {
 #[test]
 fn a_killed_rank_stops_the_other_with_an_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let p = |x: &Path| x.to_str().unwrap().to_string();
     let (faces, recipe) = micro_setup(
         dir.path(),
         8,
         "base = \"tiny\"\nbatch_size = 2\nepochs = 100000\nsave_every = 100000\nrecon_every = 0\n",
     );
     let out = dir.path().join("run");
-    let args = [
-        "--threads",
-        "1",
-        "pretrain",
-        "--config",
-        &p(&recipe),
-        "--data",
-        &p(&faces),
-        "--output",
-        &p(&out),
-        "--quiet",
-    ];
+    let args = pretrain_args("cpu", &recipe, &faces, &out, &[]);
     let port = free_port();
     let zero = spawn_rank(0, 2, &port, &args);
     let mut one = spawn_rank(1, 2, &port, &args);
@@ -1544,35 +1540,15 @@ fn two_processes_of_two_workers_train_like_four_workers_in_one_process() {
     // Each process averages its two threads' gradients first, then the processes average those
     // means: the same mean as over four threads, summed in another order (so equal to round-off).
     let dir = tempfile::tempdir().unwrap();
-    let p = |x: &Path| x.to_str().unwrap().to_string();
     // Without L_rec^fr: a ratio per worker, as in the fsvfm-train test of two workers.
     let (faces, recipe) = micro_setup(
         dir.path(),
         16,
         "base = \"tiny\"\nbatch_size = 1\nepochs = 2\nweight_region = 0.0\n",
     );
-    let args = |devices: &str, out: &Path| -> Vec<String> {
-        [
-            "--threads",
-            "1",
-            "--device",
-            devices,
-            "pretrain",
-            "--config",
-            &p(&recipe),
-            "--data",
-            &p(&faces),
-            "--output",
-            &p(out),
-            "--quiet",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
+    let args = |devices: &str, out: &Path| pretrain_args(devices, &recipe, &faces, out, &[]);
     let four = dir.path().join("four");
-    let a = args("cpu,cpu,cpu,cpu", &four);
-    let o = fsvfm(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = fsvfm_with(&args("cpu,cpu,cpu,cpu", &four));
     assert!(o.status.success(), "{}", stderr(&o));
     let pairs = dir.path().join("pairs");
     for o in run_ranks(&args("cpu,cpu", &pairs), 2) {
