@@ -68,8 +68,10 @@ struct Progress {
 impl Observer for Progress {
     fn message(&mut self, msg: &str) {
         match &self.bar {
-            Some(b) => b.println(msg),
-            None => eprintln!("{msg}"),
+            // A bar that does not draw (stderr is not a terminal: a log file, a launcher)
+            // would swallow the line.
+            Some(b) if !b.is_hidden() => b.println(msg),
+            _ => eprintln!("{msg}"),
         }
     }
 

@@ -687,9 +687,14 @@ fn micro_pretrain(dir: &Path) -> PathBuf {
         &p(&faces),
         "--output",
         &p(&run),
-        "--quiet",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Without a terminal the progress bar does not draw, and its lines still reach the log.
+    let e = stderr(&o);
+    assert!(
+        e.contains("effective batch 4") && e.contains("epoch    0: loss"),
+        "{e}"
+    );
     run
 }
 

@@ -288,6 +288,34 @@ fn check_same_weights(group: &ProcessGroup, t: &PretrainTrainer) -> Result<(), T
     Ok(())
 }
 
+/// The batch arithmetic of a run, as the official code prints it at start: the global and
+/// effective batch and the learning rate they give.
+fn run_summary(recipe: &PretrainRecipe, devices: usize, processes: usize, steps: usize) -> String {
+    let per = if processes > 1 {
+        format!("{devices} device(s) × {processes} processes")
+    } else {
+        format!("{devices} device(s)")
+    };
+    let lr = match recipe.lr {
+        Some(lr) => format!("lr {lr:.3e} (set)"),
+        None => format!(
+            "lr {:.3e} = blr {:.3e} × {} / 256",
+            recipe.peak_lr(),
+            recipe.blr,
+            recipe.effective_batch()
+        ),
+    };
+    format!(
+        "batch {} per device × {per} = {} per step; × accum_iter {} = effective batch {}; {lr}; \
+         {} epochs × {steps} steps",
+        recipe.batch_size,
+        recipe.global_batch(),
+        recipe.accum_iter,
+        recipe.effective_batch(),
+        recipe.epochs
+    )
+}
+
 /// Runs (or continues) pre-training.
 pub fn pretrain(
     opts: &PretrainOptions,
@@ -473,6 +501,7 @@ pub fn pretrain(
         )));
     }
     let total_iters = (recipe.epochs * steps) as u64;
+    obs.message(&run_summary(&recipe, opts.devices.len(), processes, steps));
     let schedule = recipe.lr_schedule();
     let log_path = opts.output.join("log.jsonl");
     let mut log = if writer {
