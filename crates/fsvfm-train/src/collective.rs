@@ -95,6 +95,44 @@ impl Rendezvous {
     }
 }
 
+/// The error for a lock that a panicking worker poisoned.
+fn poisoned<T>(_: T) -> TrainError {
+    TrainError::Diverged("a data-parallel worker panicked".into())
+}
+
+/// Gradients laid end to end in name order (every rank agrees on it), for collectives that
+/// move one buffer per update: the names and lengths that cut the buffer back into parameters.
+struct Flat {
+    names: Vec<String>,
+    sizes: Vec<usize>,
+}
+
+impl Flat {
+    /// Takes the gradients out of `grads`: their layout and one `[numel]` tensor (`None` when
+    /// there are none).
+    fn take(grads: &mut GradBuffer) -> Option<(Self, Tensor<1>)> {
+        let parts = grads.take();
+        if parts.is_empty() {
+            return None;
+        }
+        let layout = Self {
+            names: parts.keys().cloned().collect(),
+            sizes: parts.values().map(|g| g.dims()[0]).collect(),
+        };
+        Some((layout, Tensor::cat(parts.into_values().collect(), 0)))
+    }
+
+    /// Puts `flat` (in this layout) back into `grads`.
+    fn set(self, grads: &mut GradBuffer, flat: Tensor<1>) {
+        grads.set(
+            self.names
+                .into_iter()
+                .zip(flat.split_with_sizes(self.sizes, 0))
+                .collect(),
+        );
+    }
+}
+
 /// An error for a rank outside `0..world`.
 fn check_rank(rank: usize, world: usize) -> Result<(), TrainError> {
     if rank >= world {
@@ -143,7 +181,6 @@ impl Collective for ThreadCollective {
 
     fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError> {
         check_rank(rank, self.world)?;
-        let poisoned = |_| TrainError::Diverged("a data-parallel worker panicked".into());
         self.slots.lock().map_err(poisoned)?[rank] = Some(grads.take());
         self.barrier.wait()?;
         let mean = {
@@ -213,20 +250,11 @@ impl Collective for DeviceCollective {
 
     fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError> {
         check_rank(rank, self.devices.len())?;
-        let parts = grads.take();
-        if parts.is_empty() {
+        let Some((layout, flat)) = Flat::take(grads) else {
             return Ok(());
-        }
-        let sizes: Vec<usize> = parts.values().map(|g| g.dims()[0]).collect();
-        let names: Vec<String> = parts.keys().cloned().collect();
-        let flat = Tensor::cat(parts.into_values().collect(), 0);
+        };
         let mean = all_reduce(flat, ReduceOperation::Mean, self.devices.clone()).resolve();
-        grads.set(
-            names
-                .into_iter()
-                .zip(mean.split_with_sizes(sizes, 0))
-                .collect(),
-        );
+        layout.set(grads, mean);
         Ok(())
     }
 }
@@ -275,15 +303,12 @@ impl Collective for ProcessCollective {
     fn all_reduce_mean(&self, rank: usize, grads: &mut GradBuffer) -> Result<(), TrainError> {
         check_rank(rank, self.local.world_size())?;
         self.local.all_reduce_mean(rank, grads)?;
-        let parts = grads.take();
-        let Some(device) = parts.values().next().map(|g| g.device()) else {
+        let Some((layout, flat)) = Flat::take(grads) else {
             return Ok(());
         };
-        let sizes: Vec<usize> = parts.values().map(|g| g.dims()[0]).collect();
-        let names: Vec<String> = parts.keys().cloned().collect();
-        let poisoned = |_| TrainError::Diverged("a data-parallel worker panicked".into());
+        let device = flat.device();
         if rank == 0 {
-            let flat = Tensor::cat(parts.into_values().collect(), 0)
+            let flat = flat
                 .into_data()
                 .try_into_vec::<f32>()
                 .map_err(|e| TrainError::Collective(format!("gradients to the host: {e:?}")));
@@ -300,12 +325,13 @@ impl Collective for ProcessCollective {
         let mean = mean
             .ok_or_else(|| TrainError::Collective("no result from local rank 0".into()))?
             .map_err(TrainError::Collective)?;
-        let flat = Tensor::<1>::from_data(TensorData::new(mean.to_vec(), [mean.len()]), &device);
-        grads.set(
-            names
-                .into_iter()
-                .zip(flat.split_with_sizes(sizes, 0))
-                .collect(),
+        // The last holder (local rank 0 when it is the only worker) takes the buffer itself
+        // instead of copying it.
+        let mean = Arc::try_unwrap(mean).unwrap_or_else(|shared| shared.to_vec());
+        let n = mean.len();
+        layout.set(
+            grads,
+            Tensor::from_data(TensorData::new(mean, [n]), &device),
         );
         Ok(())
     }

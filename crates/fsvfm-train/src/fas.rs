@@ -50,13 +50,14 @@ impl FasTrainer {
     /// `weight.data = l2_norm(weight, axis=0)`: the in-place normalisation of the official
     /// forward (a value change, not part of the graph).
     fn renormalize(&mut self) {
-        let model = self.model.clone();
-        self.model = map_params(model, |name, v| {
-            if name != CLASSIFIER_WEIGHT {
-                return v;
-            }
-            let n = v.dims()[0];
-            normalize_class_axis(v.reshape([n / 2, 2])).reshape([n])
+        update_in_place(&mut self.model, |model| {
+            map_params(model, |name, v| {
+                if name != CLASSIFIER_WEIGHT {
+                    return v;
+                }
+                let n = v.dims()[0];
+                normalize_class_axis(v.reshape([n / 2, 2])).reshape([n])
+            })
         });
     }
 

@@ -229,8 +229,8 @@ fn read_f32_head(reader: &mut impl Read, peer: &str, tag: u8, n: usize) -> Resul
     Ok(())
 }
 
-/// Values per piece of a pipelined all-reduce (4 MiB): rank 0 sums piece `k` while piece
-/// `k + 1` is on its way in and piece `k − 1` on its way out.
+/// Values per piece of the pipelined all-reduce (4 MiB): a rank adds its values to piece `k`
+/// while piece `k + 1` is on its way in and the sums of earlier pieces are on their way back.
 const PIECE: usize = 1 << 20;
 
 // Gradients travel as their in-memory bytes (no conversion pass over 100+ M values): the wire
@@ -568,14 +568,16 @@ impl ProcessGroup {
             Some((r, w, p, _)) => (Some((r, p.clone())), Some((w, p))),
             None => (None, None),
         };
-        let (next_reader, mut next_writer, next_stream) = match next.map(split_link) {
+        let (next_reader, next_writer, next_stream) = match next.map(split_link) {
             Some((r, w, p, s)) => (Some((r, p.clone())), Some((w, p)), s),
             None => (None, None, None),
         };
-        // The sums go back through the thread that reads them from the next rank; the last
-        // rank, which has none, sends them back itself.
-        let (mut back_writer, mut last_writer) = if next_reader.is_some() {
-            (prev_writer, None)
+        // Forward, the partial sums go to the next rank; the last rank, which has none, sends
+        // the finished sums back to the previous one itself. Otherwise the sums go back through
+        // the thread that reads them from the next rank.
+        let has_next = next_reader.is_some();
+        let (mut back_writer, mut out_writer) = if has_next {
+            (prev_writer, next_writer)
         } else {
             (None, prev_writer)
         };
@@ -607,7 +609,7 @@ impl ProcessGroup {
                 if let Some((r, p)) = &mut prev_reader {
                     read_f32_head(*r, p, tag, n)?;
                 }
-                for (w, p) in [&mut next_writer, &mut last_writer].into_iter().flatten() {
+                if let Some((w, p)) = &mut out_writer {
                     w.write_all(&head(tag, 4 * n)).map_err(|e| lost(p, e))?;
                 }
                 let mut part = vec![0f32; PIECE.min(n)];
@@ -622,13 +624,12 @@ impl ProcessGroup {
                             *a += *b;
                         }
                     }
-                    let out = next_writer.as_mut().or(last_writer.as_mut());
-                    if let Some((w, p)) = out {
+                    if let Some((w, p)) = &mut out_writer {
                         w.write_all(bytemuck::cast_slice(piece))
                             .and_then(|()| w.flush())
                             .map_err(|e| lost(p, e))?;
                     }
-                    if next_writer.is_some() && to_back.send(piece).is_err() {
+                    if has_next && to_back.send(piece).is_err() {
                         break; // the back thread failed; its error is reported below
                     }
                 }
@@ -641,8 +642,11 @@ impl ProcessGroup {
                 }
             }
             let back = back.map_or(Ok(()), |h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(TrainError::Collective("a sender panicked".into())))
+                h.join().unwrap_or_else(|_| {
+                    Err(TrainError::Collective(
+                        "the thread passing sums back panicked".into(),
+                    ))
+                })
             });
             forward.and(back)
         })
