@@ -14,7 +14,7 @@ use fsvfm_train::batches::Augmentation;
 use fsvfm_train::transfer::{TransferOptions, split_validation};
 use fsvfm_train::transfer_recipe::{Method, TransferRecipe};
 
-use crate::eval::{mean_std_near, vit_config_near};
+use crate::eval::encoder_of;
 
 /// What `adapt` and `finetune` share. Unset numbers take the recipe's value.
 #[derive(Args, Debug)]
@@ -28,7 +28,8 @@ pub struct TransferArgs {
     /// official `checkpoint-*.pth`).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Architecture (preset or JSON); default: the `state.json` next to our checkpoints, else ViT-B/16.
+    /// Architecture (preset or JSON); default: the checkpoint's `fsvfm.json`, else (official `.pth`) its
+    /// tensor shapes with the heads of the matching preset.
     #[arg(long)]
     pub model: Option<String>,
     /// Training images: ImageFolder (real*/, fake*/), JSONL manifest or DeepfakeBench JSON (`train` split).
@@ -43,7 +44,7 @@ pub struct TransferArgs {
     /// Folder that DeepfakeBench frame paths are relative to.
     #[arg(long)]
     pub root: Option<PathBuf>,
-    /// Output folder: checkpoint-min_val_loss.safetensors, model.json, pretrain_ds_mean_std.txt, log.jsonl.
+    /// Output folder: checkpoint-min_val_loss.safetensors, fsvfm.json (the sidecar), log.jsonl, checkpoint-last/.
     #[arg(long)]
     pub output: PathBuf,
     /// Epochs.
@@ -199,8 +200,9 @@ fn prepare<M: Module + ModuleSnapshot>(
     method: Method,
     model: impl FnOnce(&VitConfig, &TransferRecipe) -> Result<M>,
     new_prefixes: &[&str],
-) -> Result<(M, VitConfig, TransferOptions, TransferRecipe)> {
-    let mut vit = vit_config_near(&a.checkpoint, a.model.as_deref())?;
+) -> Result<(M, TransferOptions, TransferRecipe)> {
+    let (mut vit, mean_std, src) =
+        encoder_of(&a.checkpoint, a.model.as_deref(), a.mean_std.as_deref())?;
     vit.num_classes = 2;
     vit.global_pool = true;
     let recipe = a.recipe(method, vit.embed_dim)?;
@@ -219,7 +221,6 @@ fn prepare<M: Module + ModuleSnapshot>(
         "{} lacks encoder weights {missing:?}: is --model the right size?",
         a.checkpoint.display()
     );
-    let (mean_std, src) = mean_std_near(&a.checkpoint, a.mean_std.as_deref())?;
     let read = |p: &PathBuf, split: &str| {
         fsvfm_data::read_eval_set(p, split, a.root.as_deref()).map_err(anyhow::Error::msg)
     };
@@ -261,6 +262,7 @@ fn prepare<M: Module + ModuleSnapshot>(
         val,
         output: a.output.clone(),
         img_size: vit.img_size,
+        model: vit.clone(),
         mean_std,
         epochs: recipe.epochs,
         batch_size: recipe.batch_size,
@@ -275,7 +277,7 @@ fn prepare<M: Module + ModuleSnapshot>(
         on_step: (!a.quiet).then(step_bar),
         device,
     };
-    Ok((model, vit, opts, recipe))
+    Ok((model, opts, recipe))
 }
 
 /// A progress bar over each epoch's steps (restarted at step 1, cleared at the last step so the
@@ -293,15 +295,6 @@ fn step_bar() -> fsvfm_train::transfer::StepHook {
     }))
 }
 
-/// Writes the architecture next to the checkpoint, so `eval` needs no `--model`.
-fn write_model_json(out: &std::path::Path, vit: &VitConfig) -> Result<()> {
-    let mut saved = vit.clone();
-    saved.drop_path_rate = 0.0;
-    let p = out.join("model.json");
-    std::fs::write(&p, serde_json::to_string_pretty(&saved)?)
-        .with_context(|| format!("writing {}", p.display()))
-}
-
 /// Arguments of `fsvfm adapt`.
 #[derive(Args, Debug)]
 pub struct AdaptArgs {
@@ -312,7 +305,7 @@ pub struct AdaptArgs {
 /// Runs `fsvfm adapt`.
 pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
     use fsvfm_train::adapt::{AdaptOptions, adapt};
-    let (model, vit, common, recipe) = prepare(
+    let (model, common, recipe) = prepare(
         &a.common,
         Method::Adapter,
         |vit, _| {
@@ -322,7 +315,6 @@ pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
         },
         &["fc_norm.", "adapter.", "projector.", "head."],
     )?;
-    let output = common.output.clone();
     let summary = adapt(
         model,
         &AdaptOptions {
@@ -337,7 +329,6 @@ pub fn adapt_cmd(a: AdaptArgs) -> Result<()> {
             std::ops::ControlFlow::Continue(())
         },
     )?;
-    write_model_json(&output, &vit)?;
     for (p, why) in &summary.skipped {
         eprintln!("left out {}: {why}", p.display());
     }
@@ -367,7 +358,7 @@ pub struct FinetuneArgs {
 /// Runs `fsvfm finetune`.
 pub fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
     use fsvfm_train::finetune::{FinetuneOptions, finetune};
-    let (model, vit, common, recipe) = prepare(
+    let (model, common, recipe) = prepare(
         &a.common,
         Method::Finetune,
         |vit, recipe| {
@@ -384,7 +375,6 @@ pub fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
         eps: 1e-8,
         weight_decay: common.weight_decay,
     };
-    let output = common.output.clone();
     let opts = FinetuneOptions {
         common,
         layer_decay: recipe.layer_decay,
@@ -396,7 +386,6 @@ pub fn finetune_cmd(a: FinetuneArgs) -> Result<()> {
         );
         std::ops::ControlFlow::Continue(())
     })?;
-    write_model_json(&output, &vit)?;
     println!(
         "fine-tuned {} epochs; best: {}",
         epochs.len(),

@@ -8,7 +8,6 @@ use burn::tensor::{Distribution, Tensor};
 use clap::Args;
 use fsvfm_model::VisionTransformer;
 
-use crate::forward::resolve_config;
 use crate::runtime::peak_rss_bytes;
 
 /// Arguments of `fsvfm bench`.
@@ -48,7 +47,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.finetune {
         return bench_finetune(&a);
     }
-    let cfg = resolve_config(&a.model)?;
+    let cfg = fsvfm::model_config(&a.model)?;
     cfg.validate()?;
     let device = crate::runtime::device();
     let model = VisionTransformer::new(&cfg, &device);
@@ -91,7 +90,7 @@ fn report(a: &BenchArgs, kind: &str, mut times: Vec<f64>) {
 /// One fine-tuning step per timed step, random weights and images (λ 0.7 Mixup soft targets),
 /// the same step as `tools/bench/torch_finetune_step.py`.
 fn bench_finetune(a: &BenchArgs) -> Result<()> {
-    let mut cfg = resolve_config(&a.model)?;
+    let mut cfg = fsvfm::model_config(&a.model)?;
     cfg.num_classes = 2;
     cfg.global_pool = true;
     cfg.drop_path_rate = 0.1;

@@ -620,19 +620,39 @@ fn write_text(path: &Path, text: &str) -> Result<()> {
 /// `(path, region_map)` of the manifest entry with the smallest path (lines come in the order
 /// `prepare`'s workers finished, so "the first line" would change between runs).
 fn first_manifest_entry(manifest: &Path) -> Result<(String, String)> {
-    let text = std::fs::read_to_string(manifest)
-        .with_context(|| format!("reading {}", manifest.display()))?;
-    let mut best: Option<(String, String)> = None;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}: not JSON: {line}", manifest.display()))?;
-        if let (Some(p), Some(m)) = (v["path"].as_str(), v["region_map"].as_str())
-            && best.as_ref().is_none_or(|(b, _)| p < b.as_str())
-        {
-            best = Some((p.to_string(), m.to_string()));
+    let (records, _) = fsvfm_data::read_records(manifest).map_err(anyhow::Error::msg)?;
+    records
+        .into_iter()
+        .filter_map(|(_, r)| Some((r.path, r.region_map?)))
+        .min()
+        .with_context(|| format!("{}: no face with a region map", manifest.display()))
+}
+
+/// Writes `data/sets/SET.jsonl`: the images of `data/FOLDER/images` for each `(FOLDER, label)`
+/// in turn, names sorted, paths relative to the manifest.
+fn write_set_manifest(out: &Path, set: &str, parts: &[(&str, fsvfm_data::Label)]) -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        schema: u32,
+        path: String,
+        label: fsvfm_data::Label,
+        dataset: &'a str,
+    }
+    let mut text = String::new();
+    for (folder, label) in parts {
+        for p in list_photos(&out.join("data").join(folder).join("images"))? {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            let line = Line {
+                schema: fsvfm_data::manifest::SCHEMA_VERSION,
+                path: format!("../{folder}/images/{name}"),
+                label: *label,
+                dataset: folder,
+            };
+            text += &serde_json::to_string(&line)?;
+            text.push('\n');
         }
     }
-    best.with_context(|| format!("{}: no face with a region map", manifest.display()))
+    write_text(&out.join("data/sets").join(format!("{set}.jsonl")), &text)
 }
 
 /// The first `n` image names of a folder, sorted.
@@ -672,9 +692,9 @@ fn protocol_toml(plan: &Plan, method: &str, checkpoint: &str) -> String {
     if let Some(e) = epochs {
         t += &format!("epochs = {e}\n");
     }
-    t += "[[train]]\nname = \"SBI\"\ndata = \"../data/sets/train\"\nval = \"../data/sets/val\"\n\
-          [[test]]\nname = \"SBI\"\ndata = \"../data/sets/test-sbi\"\n\
-          [[test]]\nname = \"swap\"\ndata = \"../data/sets/test-swap\"\n";
+    t += "[[train]]\nname = \"SBI\"\ndata = \"../data/sets/train.jsonl\"\nval = \"../data/sets/val.jsonl\"\n\
+          [[test]]\nname = \"SBI\"\ndata = \"../data/sets/test-sbi.jsonl\"\n\
+          [[test]]\nname = \"swap\"\ndata = \"../data/sets/test-swap.jsonl\"\n";
     t
 }
 
@@ -818,18 +838,19 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str, precision: &s
             ]),
         )?;
     }
-    let set_links: Vec<(&str, &str, &str)> = vec![
+    // Each set is one manifest over the real and fake crops (fake first, names sorted: the
+    // order an ImageFolder of the two gave, so the runs see the same samples in the same order).
+    let set_parts: Vec<(&str, &str, &str)> = vec![
         ("train", "real-train", "sbi-train"),
         ("val", "real-val", "sbi-val"),
         ("test-sbi", "real-test", "sbi-test"),
         ("test-swap", "real-test", "swap-test"),
     ];
-    let links_text = set_links
+    let sets_text = set_parts
         .iter()
         .map(|(set, real, fake)| {
             format!(
-                "mkdir -p data/sets/{set} && ln -sfn ../../{real}/images data/sets/{set}/real && \
-                 ln -sfn ../../{fake}/images data/sets/{set}/fake"
+                "data/sets/{set}.jsonl: every image of data/{fake}/images (fake), then of data/{real}/images (real), sorted by name"
             )
         })
         .collect::<Vec<_>>()
@@ -844,18 +865,17 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str, precision: &s
             "synth-swap-test",
         ],
         Action::Internal(
-            links_text,
+            sets_text,
             Box::new(move |out: &Path| {
-                for (set, real, fake) in &set_links {
-                    let dir = out.join("data/sets").join(set);
-                    std::fs::create_dir_all(&dir)?;
-                    for (link, target) in [("real", real), ("fake", fake)] {
-                        std::os::unix::fs::symlink(
-                            format!("../../{target}/images"),
-                            dir.join(link),
-                        )
-                        .with_context(|| format!("linking {}/{link}", dir.display()))?;
-                    }
+                for (set, real, fake) in &set_parts {
+                    write_set_manifest(
+                        out,
+                        set,
+                        &[
+                            (*fake, fsvfm_data::Label::Fake),
+                            (*real, fsvfm_data::Label::Real),
+                        ],
+                    )?;
                 }
                 Ok(())
             }),
@@ -968,13 +988,9 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str, precision: &s
 
     // 8. Attention maps of the fine-tuned FS-VFM on a few test faces.
     let mut faces = Vec::new();
-    for (set, class) in [
-        ("test-sbi", "real"),
-        ("test-sbi", "fake"),
-        ("test-swap", "fake"),
-    ] {
-        for n in first_images(&out.join("data/sets").join(set).join(class), 2)? {
-            faces.push(format!("data/sets/{set}/{class}/{n}"));
+    for folder in ["real-test", "sbi-test", "swap-test"] {
+        for n in first_images(&out.join("data").join(folder).join("images"), 2)? {
+            faces.push(format!("data/{folder}/images/{n}"));
         }
     }
     let mut args = vec![s("predict")];

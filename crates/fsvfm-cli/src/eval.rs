@@ -87,7 +87,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Architecture: a preset or a JSON config (readout and class count come from the file);
-    /// default: the `model.json` / `state.json` next to the checkpoint, else vit_base_patch16.
+    /// default: the checkpoint's `fsvfm.json` (needed for official `.pth` files).
     #[arg(long)]
     pub model: Option<String>,
     /// Test sets: ImageFolder trees (real*/, fake*/), JSONL manifests, DeepfakeBench JSONs or FSFM
@@ -98,13 +98,14 @@ pub struct EvalArgs {
     /// Output folder: metrics.json, report.md, scores-NAME.csv, roc-NAME.png, hist-NAME.png.
     #[arg(long)]
     pub output: PathBuf,
-    /// Normalisation: a `pretrain_ds_mean_std.txt`, or `vggface2`; default: the file next to the
-    /// checkpoint, else VGGFace2's.
+    /// Normalisation: a `pretrain_ds_mean_std.txt`, or `vggface2`; default: the checkpoint's
+    /// `fsvfm.json` (needed for official `.pth` files).
     #[arg(long)]
     pub mean_std: Option<String>,
-    /// Index of the "fake" class in the head. Official FSFM heads: 0 (ImageFolder order fake, real).
-    #[arg(long, default_value_t = 0)]
-    pub fake_index: usize,
+    /// Index of the "fake" class in the head; default: the sidecar's, else 0 (official FSFM
+    /// heads: ImageFolder order fake, real).
+    #[arg(long)]
+    pub fake_index: Option<usize>,
     /// DeepfakeBench split to read.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -125,171 +126,69 @@ struct Scored {
     skipped: Vec<fsvfm_data::Skipped>,
 }
 
-/// Normalisation for a checkpoint: `arg` (`vggface2` or a file), else the
-/// `pretrain_ds_mean_std.txt` next to the checkpoint or one folder up (our run folders), else
-/// VGGFace2's; with a description of where it came from.
-pub(crate) fn mean_std_near(
-    checkpoint: &std::path::Path,
-    arg: Option<&str>,
-) -> Result<(fsvfm_data::MeanStd, String)> {
-    if let Some(s) = arg {
-        return Ok((mean_std_arg(s)?, s.into()));
-    }
-    let dir = checkpoint.parent().unwrap_or(std::path::Path::new("."));
-    for cand in [
-        dir.join("pretrain_ds_mean_std.txt"),
-        dir.join("../pretrain_ds_mean_std.txt"),
-    ] {
-        if cand.is_file() {
-            let ms = fsvfm_data::MeanStd::read(&cand).map_err(anyhow::Error::msg)?;
-            return Ok((ms, cand.display().to_string()));
-        }
-    }
+/// `--model` and `--mean-std` values: a preset or JSON file, and `vggface2` or a
+/// `pretrain_ds_mean_std.txt`.
+pub(crate) fn model_and_mean_std(
+    model: Option<&str>,
+    mean_std: Option<&str>,
+) -> Result<(Option<fsvfm_model::VitConfig>, Option<fsvfm_data::MeanStd>)> {
     Ok((
-        fsvfm_data::MeanStd::VGGFACE2,
-        "VGGFace2 (no pretrain_ds_mean_std.txt next to the checkpoint)".into(),
+        model.map(fsvfm::model_config).transpose()?,
+        mean_std.map(fsvfm::mean_std_named).transpose()?,
     ))
 }
 
-/// A `--mean-std` value: `vggface2` or a `pretrain_ds_mean_std.txt`.
-pub(crate) fn mean_std_arg(s: &str) -> Result<fsvfm_data::MeanStd> {
-    if s.eq_ignore_ascii_case("vggface2") {
-        return Ok(fsvfm_data::MeanStd::VGGFACE2);
-    }
-    fsvfm_data::MeanStd::read(std::path::Path::new(s)).map_err(anyhow::Error::msg)
-}
-
-/// The `state.json` of our pre-training checkpoint folder holding `checkpoint`, if there is one.
-pub(crate) fn run_state_near(
-    checkpoint: &std::path::Path,
-) -> Result<Option<fsvfm_train::checkpoint::TrainState>> {
-    let dir = checkpoint.parent().unwrap_or(std::path::Path::new("."));
-    if !dir.join("state.json").is_file() {
-        return Ok(None);
-    }
-    Ok(Some(fsvfm_train::checkpoint::read_state(dir)?))
-}
-
-/// The encoder config for a checkpoint: `--model` (preset or JSON file), else the `model.json`
-/// (written by `fsvfm adapt`) or `state.json` (written by `fsvfm pretrain`) next to it, else
-/// ViT-B/16.
-pub(crate) fn vit_config_near(
+/// A detector from the command's `--checkpoint`, `--model`, `--mean-std`, `--fake-index`;
+/// reports what it loaded on stderr.
+pub(crate) fn load_detector(
     checkpoint: &std::path::Path,
     model: Option<&str>,
-) -> Result<fsvfm_model::VitConfig> {
-    if let Some(m) = model {
-        return crate::forward::resolve_config(m);
-    }
-    let dir = checkpoint.parent().unwrap_or(std::path::Path::new("."));
-    let json = dir.join("model.json");
-    if json.is_file() {
-        return crate::forward::resolve_config(&json.to_string_lossy());
-    }
-    if let Some(state) = run_state_near(checkpoint)? {
-        return Ok(state.recipe.model.encoder);
-    }
-    Ok(fsvfm_model::VitConfig::preset("vit_base_patch16").expect("preset"))
-}
-
-/// A classifier checkpoint ready to score normalised face crops with P(fake).
-pub(crate) struct Classifier {
-    model: crate::forward::Loaded,
-    classes: usize,
-    fake_index: usize,
-    /// Input side in pixels.
-    pub size: usize,
-    /// The normalisation its inputs need.
-    pub norm: fsvfm_data::MeanStd,
-}
-
-impl Classifier {
-    /// Loads `checkpoint` (architecture and normalisation found as `vit_config_near` and
-    /// `mean_std_near` do) and checks it has a head with class `fake_index`; reports what it
-    /// loaded on stderr.
-    pub fn load(
-        checkpoint: &std::path::Path,
-        model: Option<&str>,
-        mean_std: Option<&str>,
-        fake_index: usize,
-    ) -> Result<Self> {
-        use crate::forward::load;
-        let cfg = vit_config_near(checkpoint, model)?;
-        let size = cfg.img_size;
-        let wf = fsvfm_model::WeightFile::open(checkpoint)?;
-        let (model, what) = load(&wf, cfg)?;
-        let classes = model.classes();
-        ensure!(
-            classes >= 2 && fake_index < classes,
-            "{} has {classes} output classes: scoring needs a classifier head with class {fake_index} = fake (a pre-training checkpoint must be fine-tuned first)",
-            checkpoint.display(),
-        );
-        let (norm, norm_src) = mean_std_near(checkpoint, mean_std)?;
-        eprintln!(
-            "loaded {}: {what}; normalisation: {norm_src}",
-            checkpoint.display()
-        );
-        Ok(Classifier {
+    mean_std: Option<&str>,
+    fake_index: Option<usize>,
+    options: fsvfm::DetectorOptions,
+) -> Result<fsvfm::Detector> {
+    let (model, mean_std) = model_and_mean_std(model, mean_std)?;
+    let d = fsvfm::Detector::load_with(
+        checkpoint,
+        &fsvfm::DetectorOptions {
             model,
-            classes,
+            mean_std,
             fake_index,
-            size,
-            norm,
-        })
-    }
+            device: Some(crate::runtime::device()),
+            ..options
+        },
+    )?;
+    eprintln!("loaded {}: {}", checkpoint.display(), d.description());
+    Ok(d)
+}
 
-    fn input(&self, pixels: &[f32]) -> burn::tensor::Tensor<4> {
-        let per = 3 * self.size * self.size;
-        burn::tensor::Tensor::<4>::from_data(
-            burn::tensor::TensorData::new(
-                pixels.to_vec(),
-                [pixels.len() / per, 3, self.size, self.size],
-            ),
-            &crate::runtime::device(),
-        )
-    }
-
-    /// P(fake) of each image in `pixels` (`[n, 3, size, size]` normalised, flattened), in
-    /// forward passes of at most `batch_size` images.
-    pub fn p_fake(&self, pixels: &[f32], batch_size: usize) -> Result<Vec<f64>> {
-        use burn::tensor::activation::softmax;
-        let per = 3 * self.size * self.size;
-        let mut scores = Vec::with_capacity(pixels.len() / per);
-        for chunk in pixels.chunks(batch_size.max(1) * per) {
-            let x = self.input(chunk);
-            let logits = self.model.logits(x);
-            let p = softmax(logits, 1)
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| anyhow::anyhow!("reading scores: {e:?}"))?;
-            scores.extend(
-                p.chunks(self.classes)
-                    .map(|row| row[self.fake_index] as f64),
-            );
-        }
-        Ok(scores)
-    }
-
-    /// Last-block class-token attention over the patches (head-averaged), `[n, L]` flattened,
-    /// for heat maps.
-    pub fn attention(&self, pixels: &[f32]) -> Result<Vec<f32>> {
-        let x = self.input(pixels);
-        let maps = self.model.attention(x);
-        maps.into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("reading attention: {e:?}"))
-    }
+/// The encoder config and normalisation of a checkpoint to train on (`--model` and
+/// `--mean-std` first, then its sidecar), with where they came from.
+pub(crate) fn encoder_of(
+    checkpoint: &std::path::Path,
+    model: Option<&str>,
+    mean_std: Option<&str>,
+) -> Result<(fsvfm_model::VitConfig, fsvfm_data::MeanStd, String)> {
+    let (model, ms) = model_and_mean_std(model, mean_std)?;
+    let d = fsvfm::describe(checkpoint, model.as_ref(), ms)?;
+    let ms = d.require_mean_std(checkpoint)?;
+    Ok((d.model.clone(), ms, d.source_text()))
 }
 
 /// `fsvfm eval`.
 pub fn eval(a: EvalArgs) -> Result<()> {
     ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    let clf = Classifier::load(
+    let clf = load_detector(
         &a.checkpoint,
         a.model.as_deref(),
         a.mean_std.as_deref(),
         a.fake_index,
+        fsvfm::DetectorOptions {
+            batch_size: a.batch_size,
+            ..Default::default()
+        },
     )?;
-    let (size, norm) = (clf.size, clf.norm);
+    let (size, norm) = (clf.input_size(), clf.mean_std());
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
     let mut results = Vec::new();
@@ -329,7 +228,11 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 }),
             }
         }
-        let scores = clf.p_fake(&pixels, a.batch_size)?;
+        let scores: Vec<f64> = clf
+            .score_normalised(&pixels)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
         eprintln!(
             "{name}: {} images scored, {} left out",
             samples.len(),

@@ -12,7 +12,7 @@ use fsvfm_train::batches::Augmentation;
 use fsvfm_train::fas::{FasOptions, train_fas};
 use fsvfm_train::transfer_recipe::size_class;
 
-use crate::eval::{mean_std_near, vit_config_near};
+use crate::eval::encoder_of;
 use crate::protocol::mean_sd;
 
 /// Arguments of `fsvfm fas`.
@@ -21,7 +21,8 @@ pub struct FasArgs {
     /// Encoder: a pre-training checkpoint (ours or an official `.pth`).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Architecture (preset or JSON); default: the `state.json` next to our checkpoints, else ViT-B/16.
+    /// Architecture (preset or JSON); default: the checkpoint's `fsvfm.json`, else (official `.pth`) its
+    /// tensor shapes with the heads of the matching preset.
     #[arg(long)]
     pub model: Option<String>,
     /// A domain, `NAME=PATH`: one of its FSFM/FLIP split files (`txt/casia_fake_train.txt`: the
@@ -111,7 +112,8 @@ pub fn fas_cmd(a: FasArgs) -> Result<()> {
         "none" => Augmentation::none(0.0),
         other => bail!("--augment {other}: use fas or none"),
     };
-    let mut vit_cfg = vit_config_near(&a.checkpoint, a.model.as_deref())?;
+    let (mut vit_cfg, mean_std, src) =
+        encoder_of(&a.checkpoint, a.model.as_deref(), a.mean_std.as_deref())?;
     vit_cfg.num_classes = 0;
     vit_cfg.global_pool = true;
     vit_cfg.drop_path_rate = 0.0;
@@ -119,7 +121,6 @@ pub fn fas_cmd(a: FasArgs) -> Result<()> {
     let large = size_class(vit_cfg.embed_dim) == 'L';
     let lr = a.lr.unwrap_or(if large { 1e-5 } else { 2.5e-5 });
     let wd = a.weight_decay.unwrap_or(if large { 1e-5 } else { 1e-6 });
-    let (mean_std, src) = mean_std_near(&a.checkpoint, a.mean_std.as_deref())?;
     let read = |p: &PathBuf, split: &str| -> Result<Vec<fsvfm_data::EvalSample>> {
         let p = fsvfm_data::eval_set::with_split(p, split);
         let (set, skipped) =
@@ -193,6 +194,7 @@ pub fn fas_cmd(a: FasArgs) -> Result<()> {
                 target: target_set.clone(),
                 output: out.clone(),
                 img_size: vit_cfg.img_size,
+                model: vit_cfg.clone(),
                 mean_std,
                 iterations: a.iterations,
                 eval_every: a.eval_every,
@@ -213,19 +215,6 @@ pub fn fas_cmd(a: FasArgs) -> Result<()> {
                     e.seconds
                 )
             })?;
-            std::fs::write(
-                out.join("model.json"),
-                serde_json::to_string_pretty(&vit_cfg)?,
-            )?;
-            std::fs::write(
-                out.join("fas.json"),
-                serde_json::json!({ "norm": norm }).to_string(),
-            )?;
-            fsvfm_data::write_atomic(
-                &out.join("pretrain_ds_mean_std.txt"),
-                (mean_std.to_json_line() + "\n").as_bytes(),
-                false,
-            )?;
             runs.push(summary.best);
         }
         let col = |f: fn(&fsvfm_train::fas::FasEval) -> f64| {

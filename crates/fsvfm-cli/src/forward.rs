@@ -2,14 +2,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use burn::tensor::{Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use fsvfm_data::npy;
-use fsvfm_model::{
-    AdapterConfig, CheckpointKind, FsAdapterClassifier, LoadMode, VisionTransformer, VitConfig,
-    WeightFile,
-};
+use fsvfm_model::{VitConfig, WeightFile};
 
 /// What `forward` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -63,153 +60,10 @@ pub struct InspectArgs {
     pub tensors: bool,
 }
 
-/// A preset name or a JSON config path.
-pub fn resolve_config(model: &str) -> Result<VitConfig> {
-    if let Some(cfg) = VitConfig::preset(model) {
-        return Ok(cfg);
-    }
-    let path = PathBuf::from(model);
-    ensure!(
-        path.exists(),
-        "unknown model '{model}': use a preset ({}) or a JSON config file",
-        fsvfm_model::PRESETS.join(", ")
-    );
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let cfg: VitConfig = serde_json::from_str(&text)
-        .with_context(|| format!("parsing model config {}", path.display()))?;
-    Ok(cfg)
-}
-
-/// The model a weight file holds, built for `cfg` and loaded.
-pub(crate) enum Loaded {
-    Vit(Box<VisionTransformer>),
-    Adapter(Box<FsAdapterClassifier>),
-    Fas(Box<fsvfm_model::FasClassifier>),
-}
-
-impl Loaded {
-    /// Pooled features `[N, D]`.
-    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
-        match self {
-            Loaded::Vit(m) => m.forward_features(x),
-            Loaded::Adapter(m) => m.forward_features(x),
-            Loaded::Fas(m) => m.backbone.vit.forward_features(x),
-        }
-    }
-
-    /// Logits `[N, classes]` (the features of a head-less encoder).
-    pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
-        match self {
-            Loaded::Vit(m) => m.forward(x),
-            Loaded::Adapter(m) => m.forward(x).logits,
-            Loaded::Fas(m) => m.forward(x),
-        }
-    }
-
-    /// Output classes (0 without a head).
-    pub fn classes(&self) -> usize {
-        match self {
-            Loaded::Vit(m) => m.head.as_ref().map_or(0, |h| h.weight.val().dims()[1]),
-            Loaded::Adapter(m) => m.head.weight.val().dims()[1],
-            Loaded::Fas(_) => 2,
-        }
-    }
-
-    /// Last-block class-token attention `[N, L]`.
-    pub fn attention(&self, x: Tensor<4>) -> Tensor<2> {
-        match self {
-            Loaded::Vit(m) => m.last_attention(x),
-            Loaded::Adapter(m) => m.last_attention(x),
-            Loaded::Fas(m) => m.backbone.vit.last_attention(x),
-        }
-    }
-}
-
-/// Adapts `cfg`'s readout to what the file holds (class count from `head.weight`, mean-pool vs cls
-/// from `fc_norm` vs `norm`), builds the matching model, and loads it: strictly for classifiers
-/// and adapters; for pre-training checkpoints only the encoder, as the official fine-tuning does
-/// (`strict=False`, fresh identity `fc_norm`).
-pub(crate) fn load(wf: &WeightFile, mut cfg: VitConfig) -> Result<(Loaded, String)> {
-    cfg.drop_path_rate = 0.0;
-    let shapes = wf.shapes();
-    let device = crate::runtime::device();
-    match wf.kind() {
-        CheckpointKind::Pretrain | CheckpointKind::Target => {
-            cfg.global_pool = true;
-            cfg.num_classes = 0;
-            cfg.validate()?;
-            let (m, report) =
-                wf.load_into(VisionTransformer::new(&cfg, &device), LoadMode::Partial)?;
-            let unexpected_missing: Vec<_> = report
-                .missing
-                .iter()
-                .filter(|k| !k.starts_with("fc_norm."))
-                .collect();
-            ensure!(
-                unexpected_missing.is_empty(),
-                "{} is a pre-training checkpoint but lacks encoder weights {:?}: is --model the right size?",
-                wf.path().display(),
-                unexpected_missing
-            );
-            Ok((
-                Loaded::Vit(Box::new(m)),
-                format!("encoder of a pre-training checkpoint ({report})"),
-            ))
-        }
-        CheckpointKind::Adapter => {
-            if let Some(s) = shapes.get("head.weight") {
-                cfg.num_classes = s[0];
-            }
-            let acfg = AdapterConfig::new(cfg);
-            acfg.validate()?;
-            let (m, report) =
-                wf.load_into(FsAdapterClassifier::new(&acfg, &device), LoadMode::Strict)?;
-            Ok((
-                Loaded::Adapter(Box::new(m)),
-                format!("FS-Adapter classifier ({report})"),
-            ))
-        }
-        CheckpointKind::Fas => {
-            cfg.num_classes = 0;
-            cfg.global_pool = true;
-            cfg.validate()?;
-            // The embedder norm is a training choice, not a weight: `fsvfm fas` writes it beside
-            // the checkpoint.
-            let norm = match wf.path().parent().map(|d| d.join("fas.json")) {
-                Some(p) if p.is_file() => {
-                    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p)?)?;
-                    serde_json::from_value(v["norm"].clone())
-                        .with_context(|| format!("reading {}", p.display()))?
-                }
-                _ => fsvfm_model::FasNorm::PerSample,
-            };
-            let vit = VisionTransformer::new(&cfg, &device);
-            let fresh = fsvfm_model::FasClassifier::new(vit, norm, &device);
-            let (m, report) = wf.load_into(fresh, LoadMode::Strict)?;
-            Ok((
-                Loaded::Fas(Box::new(m)),
-                format!("face anti-spoofing classifier, {norm:?} norm ({report})"),
-            ))
-        }
-        CheckpointKind::Classifier => {
-            cfg.num_classes = shapes.get("head.weight").map_or(0, |s| s[0]);
-            cfg.global_pool = !shapes.contains_key("norm.weight");
-            cfg.validate()?;
-            let (m, report) =
-                wf.load_into(VisionTransformer::new(&cfg, &device), LoadMode::Strict)?;
-            Ok((
-                Loaded::Vit(Box::new(m)),
-                format!("ViT classifier ({report})"),
-            ))
-        }
-    }
-}
-
 /// `fsvfm forward`.
 pub fn forward(a: ForwardArgs) -> Result<()> {
     ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    let cfg = resolve_config(&a.model)?;
+    let cfg = fsvfm::model_config(&a.model)?;
     let input = npy::read_f32(&a.input)?;
     let want = [cfg.in_chans, cfg.img_size, cfg.img_size];
     ensure!(
@@ -227,8 +81,11 @@ pub fn forward(a: ForwardArgs) -> Result<()> {
         "{} contains NaN or infinite values",
         a.input.display()
     );
+    // The FAS embedder norm is a training choice, not a weight: the sidecar says it.
+    let fas_norm = fsvfm::describe(&a.checkpoint, Some(&cfg), None)?.fas_norm;
     let wf = WeightFile::open(&a.checkpoint)?;
-    let (model, what_loaded) = load(&wf, cfg)?;
+    let device = crate::runtime::device();
+    let (model, what_loaded) = fsvfm::Network::load(&wf, cfg, fas_norm, &device)?;
     eprintln!("loaded {}: {what_loaded}", a.checkpoint.display());
     if let What::Logits = a.what {
         ensure!(
@@ -237,7 +94,6 @@ pub fn forward(a: ForwardArgs) -> Result<()> {
             a.checkpoint.display()
         );
     }
-    let device = crate::runtime::device();
     let n = input.shape[0];
     let per = want.iter().product::<usize>();
     let mut out: Vec<f32> = Vec::new();

@@ -14,15 +14,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::{Args, ValueEnum};
-use fsvfm_faces::assets::Assets;
-use fsvfm_faces::pipeline::{FacePipeline, PipelineOptions};
+use fsvfm::Detector;
 use fsvfm_faces::prepare::{Input, list_inputs};
-use fsvfm_faces::video::{FrameSelection, frame_count, frame_indices, is_video_file, read_frames};
+use fsvfm_faces::video::is_video_file;
 use image::RgbImage;
 use rayon::prelude::*;
 use serde::Serialize;
-
-use crate::eval::Classifier;
 
 /// Arguments of `fsvfm predict`.
 #[derive(Args, Debug)]
@@ -39,9 +36,9 @@ pub struct PredictArgs {
     /// Normalisation (`pretrain_ds_mean_std.txt` or `vggface2`); default as `fsvfm eval`.
     #[arg(long)]
     mean_std: Option<String>,
-    /// Index of the "fake" class in the head (official FSFM heads: 0).
-    #[arg(long, default_value_t = 0)]
-    fake_index: usize,
+    /// Index of the "fake" class in the head; default: the sidecar's, else 0 (official FSFM heads).
+    #[arg(long)]
+    fake_index: Option<usize>,
     /// Frames per video (uniform, np.linspace).
     #[arg(long, default_value_t = 32)]
     frames: usize,
@@ -127,14 +124,9 @@ struct Decoded {
     errors: Vec<Record>,
 }
 
-/// Faces of one input: detected and cropped by `p`, or with `p = None` (`--crops`) the image
-/// itself, resized to `size` as `eval` does.
-fn decode_input(
-    p: Option<&FacePipeline>,
-    input: &Input,
-    frames: usize,
-    size: u32,
-) -> Result<Decoded> {
+/// Faces of one input, found by the detector's face pipeline (or with `--crops` the image
+/// itself, resized to the input as `eval` does).
+fn decode_input(det: &Detector, input: &Input) -> Result<Decoded> {
     let file = input.path.display().to_string();
     let mut d = Decoded {
         video: is_video_file(&input.path),
@@ -142,54 +134,24 @@ fn decode_input(
         faces: Vec::new(),
         errors: Vec::new(),
     };
-    let unreadable = |d: &mut Decoded, why: String| {
-        d.readable = false;
-        d.errors.push(Record::error(&file, None, why));
-    };
-    let images: Vec<(Option<usize>, RgbImage)> = if d.video {
-        let got = frame_count(&input.path).and_then(|n| {
-            read_frames(
-                &input.path,
-                &frame_indices(n, FrameSelection::Uniform(frames)),
-            )
-        });
-        match got {
-            Ok(f) => f.into_iter().map(|(i, img)| (Some(i), img)).collect(),
-            Err(fsvfm_faces::FaceError::Input(msg)) => {
-                unreadable(&mut d, msg);
-                return Ok(d);
-            }
-            Err(e) => return Err(e.into()),
+    let frames = match det.crops_in_file(&input.path) {
+        Ok(f) => f,
+        Err(fsvfm::Error::Input { reason, .. }) => {
+            d.readable = false;
+            d.errors.push(Record::error(&file, None, reason));
+            return Ok(d);
         }
-    } else {
-        match image::open(&input.path) {
-            Ok(img) => vec![(None, img.to_rgb8())],
-            Err(e) => {
-                unreadable(&mut d, format!("unreadable image: {e}"));
-                return Ok(d);
-            }
-        }
+        Err(e) => return Err(e.into()),
     };
-    for (frame, img) in images {
-        let crops: Vec<(Option<[f32; 4]>, RgbImage)> = match p {
-            Some(p) => p
-                .crops(&img)?
-                .into_iter()
-                .map(|(det, _, crop)| {
-                    let b = det.bbox;
-                    (Some([b.x0, b.y0, b.x1, b.y1]), crop)
-                })
-                .collect(),
-            None => vec![(None, fsvfm_data::image_io::to_input_size(img, size))],
-        };
-        if crops.is_empty() {
+    for f in frames {
+        if f.crops.is_empty() {
             d.errors
-                .push(Record::error(&file, frame, "no face detected".into()));
+                .push(Record::error(&file, f.frame, "no face detected".into()));
         }
-        for (k, (bbox, crop)) in crops.into_iter().enumerate() {
+        for (k, (bbox, crop)) in f.crops.into_iter().enumerate() {
             let mut name = input.name.clone();
-            if let Some(f) = frame {
-                name += &format!("_frame_{f:05}");
+            if let Some(i) = f.frame {
+                name += &format!("_frame_{i:05}");
             }
             if k > 0 {
                 name += &format!("_face{k}");
@@ -197,7 +159,7 @@ fn decode_input(
             d.faces.push(Pending {
                 record: Record {
                     file: file.clone(),
-                    frame,
+                    frame: f.frame,
                     face_index: Some(k),
                     bbox,
                     p_fake: None,
@@ -213,75 +175,26 @@ fn decode_input(
     Ok(d)
 }
 
-/// Normalised `[3, S, S]` pixels of a crop.
-fn normalise(crop: &RgbImage, norm: &fsvfm_data::MeanStd) -> Vec<f32> {
-    let mut x = fsvfm_data::image_io::rgb_to_chw(crop);
-    norm.apply(&mut x);
-    x
-}
-
-/// A blue→red colour for `t` in `[0, 1]` (jet-like).
-fn heat_colour(t: f32) -> [f32; 3] {
-    let t = t.clamp(0.0, 1.0);
-    let ramp = |c: f32| (1.5 - (4.0 * t - c).abs()).clamp(0.0, 1.0);
-    [ramp(3.0), ramp(2.0), ramp(1.0)]
-}
-
-/// The crop with a `g × g` attention map (raster order) upsampled bilinearly, min–max scaled and
-/// blended at 50%.
-fn heatmap_picture(crop: &RgbImage, map: &[f32]) -> RgbImage {
-    let g = (map.len() as f64).sqrt() as usize;
-    let (lo, hi) = map
-        .iter()
-        .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    let span = (hi - lo).max(1e-12);
-    let (w, h) = crop.dimensions();
-    let mut out = crop.clone();
-    for (x, y, px) in out.enumerate_pixels_mut() {
-        // Patch-centre coordinates.
-        let fx = ((x as f32 + 0.5) / w as f32 * g as f32 - 0.5).clamp(0.0, (g - 1) as f32);
-        let fy = ((y as f32 + 0.5) / h as f32 * g as f32 - 0.5).clamp(0.0, (g - 1) as f32);
-        let (x0, y0) = (fx.floor() as usize, fy.floor() as usize);
-        let (x1, y1) = ((x0 + 1).min(g - 1), (y0 + 1).min(g - 1));
-        let (ax, ay) = (fx - x0 as f32, fy - y0 as f32);
-        let at = |r: usize, c: usize| map[r * g + c];
-        let v = (at(y0, x0) * (1.0 - ax) + at(y0, x1) * ax) * (1.0 - ay)
-            + (at(y1, x0) * (1.0 - ax) + at(y1, x1) * ax) * ay;
-        let c = heat_colour((v - lo) / span);
-        for (o, h) in px.0.iter_mut().zip(c) {
-            *o = (0.5 * *o as f32 + 0.5 * 255.0 * h).round() as u8;
-        }
-    }
-    out
-}
-
 /// Runs `fsvfm predict`.
 pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     ensure!(a.frames > 0, "--frames must be at least 1");
-    let clf = Classifier::load(
+    let det = crate::eval::load_detector(
         &a.checkpoint,
         a.model.as_deref(),
         a.mean_std.as_deref(),
         a.fake_index,
+        fsvfm::DetectorOptions {
+            all_faces: a.all_faces,
+            crops: a.crops,
+            frames: a.frames,
+            batch_size: a.batch_size,
+            face_models: a.models.clone(),
+            ..Default::default()
+        },
     )?;
-    let pipeline = if a.crops {
-        None
-    } else {
-        let assets = Assets::in_dir_or_home(a.models.as_deref())?;
-        Some(
-            FacePipeline::load(
-                &assets,
-                PipelineOptions {
-                    all_faces: a.all_faces,
-                    size: clf.size as u32,
-                    ..PipelineOptions::default()
-                },
-            )
-            .context("loading the face models")?,
-        )
-    };
-    let size = clf.size as u32;
+    det.ensure_face_models()
+        .context("loading the face models")?;
     let mut inputs = Vec::new();
     for i in &a.inputs {
         inputs.extend(list_inputs(i)?);
@@ -309,30 +222,31 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     // together, so batches span files.
     let chunk = (4 * a.batch_size).max(rayon::current_num_threads());
     for files in inputs.chunks(chunk) {
-        let decoded: Vec<Result<Decoded>> = files
-            .par_iter()
-            .map(|i| decode_input(pipeline.as_ref(), i, a.frames, size))
-            .collect();
+        let decoded: Vec<Result<Decoded>> =
+            files.par_iter().map(|i| decode_input(&det, i)).collect();
         let decoded: Vec<Decoded> = decoded.into_iter().collect::<Result<_>>()?;
-        let mut pixels = Vec::new();
-        for f in decoded.iter().flat_map(|d| &d.faces) {
-            pixels.extend(normalise(&f.crop, &clf.norm));
-        }
-        let scores = clf.p_fake(&pixels, a.batch_size)?;
+        let crops: Vec<RgbImage> = decoded
+            .iter()
+            .flat_map(|d| d.faces.iter().map(|f| f.crop.clone()))
+            .collect();
+        let scores: Vec<f64> = det
+            .score_crops(&crops)?
+            .into_iter()
+            .map(f64::from)
+            .collect();
         let maps = match &a.heatmap {
-            Some(_) if !pixels.is_empty() => Some(clf.attention(&pixels)?),
-            _ => None,
+            Some(_) => Some(det.attention(&crops)?),
+            None => None,
         };
-        let per_face = maps.as_ref().map(|m| m.len() / scores.len().max(1));
         let mut k = 0;
         for (input, d) in files.iter().zip(decoded) {
             readable_inputs += d.readable as usize;
             let mut video_scores = Vec::new();
             for mut f in d.faces {
                 f.record.p_fake = Some(scores[k]);
-                if let (Some(dir), Some(m), Some(l)) = (&a.heatmap, &maps, per_face) {
+                if let (Some(dir), Some(m)) = (&a.heatmap, &maps) {
                     let path = dir.join(format!("{}.png", f.name));
-                    heatmap_picture(&f.crop, &m[k * l..(k + 1) * l])
+                    fsvfm::heatmap::overlay(&f.crop, &m[k])
                         .save(&path)
                         .with_context(|| format!("writing {}", path.display()))?;
                     f.record.heatmap = Some(path.display().to_string());
@@ -396,34 +310,6 @@ fn emit(out: &mut dyn Write, format: Format, r: &Record) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn heat_colours_run_blue_to_red() {
-        let (lo, hi) = (heat_colour(0.0), heat_colour(1.0));
-        assert!(lo[2] > lo[0] && hi[0] > hi[2]);
-    }
-
-    #[test]
-    fn heatmap_is_hot_where_attention_is() {
-        let crop = RgbImage::from_pixel(32, 32, image::Rgb([0, 0, 0]));
-        let mut map = vec![0.0f32; 4];
-        map[3] = 1.0; // bottom-right patch of a 2x2 grid
-        let pic = heatmap_picture(&crop, &map);
-        let (tl, br) = (pic.get_pixel(2, 2).0, pic.get_pixel(29, 29).0);
-        assert!(br[0] > tl[0] && tl[2] > br[2], "{tl:?} {br:?}");
-    }
-
-    #[test]
-    fn normalise_is_chw_with_mean_std() {
-        let mut crop = RgbImage::new(2, 1);
-        crop.put_pixel(1, 0, image::Rgb([255, 0, 0]));
-        let ms = fsvfm_data::MeanStd {
-            mean: [0.5; 3],
-            std: [0.5; 3],
-        };
-        let x = normalise(&crop, &ms);
-        assert_eq!(x, vec![-1.0, 1.0, -1.0, -1.0, -1.0, -1.0]);
-    }
 
     #[test]
     fn table_rows_show_errors_and_video_summaries() {

@@ -75,6 +75,7 @@ pub struct PrepareArgs {
 enum LabelArg {
     Real,
     Fake,
+    Attack,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -127,7 +128,11 @@ pub fn prepare_cmd(a: PrepareArgs) -> Result<()> {
             Some(n) => FrameSelection::Every(n.max(1)),
             None => FrameSelection::Uniform(a.frames),
         },
-        label: a.label.map(|l| format!("{l:?}").to_lowercase()),
+        label: a.label.map(|l| match l {
+            LabelArg::Real => fsvfm_data::Label::Real,
+            LabelArg::Fake => fsvfm_data::Label::Fake,
+            LabelArg::Attack => fsvfm_data::Label::Attack,
+        }),
         dataset: a.dataset.clone(),
         split: a.split.map(|s| format!("{s:?}").to_lowercase()),
         overlays: a.overlays,

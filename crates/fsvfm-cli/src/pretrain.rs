@@ -160,7 +160,7 @@ pub fn pretrain_cmd(a: PretrainArgs) -> Result<()> {
         mean_std: a
             .mean_std
             .as_deref()
-            .map(crate::eval::mean_std_arg)
+            .map(|s| fsvfm::mean_std_named(s).map_err(anyhow::Error::from))
             .transpose()?,
         stop_after: None,
         resume_epochs: if resuming { a.epochs } else { None },
@@ -248,10 +248,17 @@ fn pretrain_config(model: Option<&str>, checkpoint: &Path) -> Result<PretrainCon
             .with_context(|| format!("'{m}' is neither a preset nor a readable JSON file"))?;
         return serde_json::from_str(&text).with_context(|| format!("parsing {m}"));
     }
-    if let Some(state) = crate::eval::run_state_near(checkpoint)? {
-        return Ok(state.recipe.model);
-    }
-    Ok(PretrainConfig::preset("vit_base_patch16").expect("preset"))
+    let dir = checkpoint.parent().unwrap_or(Path::new("."));
+    let found = match fsvfm_train::sidecar::Sidecar::read_in(dir)? {
+        Some(s) => s.pretrain_model,
+        None => fsvfm_train::sidecar::Legacy::read(dir)?.pretrain_model,
+    };
+    found.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: the pre-training architecture is not known (no fsvfm.json of a pre-training checkpoint beside it, nor the previous release's state.json): pass --model PRESET|FILE.json",
+            checkpoint.display()
+        )
+    })
 }
 
 /// Runs `fsvfm pretrain-loss`: the four loss terms of one batch as JSON.

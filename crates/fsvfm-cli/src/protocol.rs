@@ -187,7 +187,7 @@ pub fn protocol_cmd(a: ProtocolArgs) -> Result<()> {
                     data,
                     output: eval_dir.clone(),
                     mean_std: None,
-                    fake_index: 0,
+                    fake_index: None,
                     split: "test".into(),
                     root: None,
                     batch_size: 16,

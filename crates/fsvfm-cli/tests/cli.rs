@@ -747,7 +747,7 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
         total(&log[0]),
         total(&log[19])
     );
-    // eval finds model.json and the mean/std next to the adapter checkpoint.
+    // eval finds the architecture and the mean/std in the sidecar next to the adapter checkpoint.
     let o = fsvfm(&[
         "eval",
         "--checkpoint",
@@ -763,8 +763,48 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
         "{}",
         stderr(&o)
     );
+    assert!(stderr(&o).contains("fsvfm.json"), "{}", stderr(&o));
+    // One sidecar, written by the library: the kind, the official class order, the pre-training
+    // run's mean/std; nothing of the previous release's five files.
+    let json = |f: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap()
+    };
+    let sidecar = json(&out.join("fsvfm.json"));
+    let pre = json(&run.join("checkpoint-0/fsvfm.json"));
+    assert_eq!(
+        (&sidecar["kind"], &pre["kind"]),
+        (&"adapter".into(), &"pretrain".into())
+    );
+    assert_eq!(sidecar["classes"], serde_json::json!(["fake", "real"]));
+    assert_eq!(sidecar["fake_index"], 0);
+    assert_eq!(sidecar["input_size"], 32);
+    assert_eq!(sidecar["mean_std"], pre["mean_std"]);
+    let state = json(&run.join("checkpoint-0/state.json"));
+    assert_eq!(pre["mean_std"], state["mean_std"]);
+    assert!(!out.join("model.json").exists());
+    // The library loads the checkpoint from its file alone and scores as eval did.
+    let det = fsvfm::Detector::load(out.join("checkpoint-min_val_loss.safetensors")).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("eval/scores-set.csv")).unwrap();
+    for row in csv.lines().skip(1).take(4) {
+        let cols: Vec<&str> = row.split(',').collect();
+        let img = image::open(cols[0]).unwrap().to_rgb8();
+        let lib = det.score_crops(&[img]).unwrap()[0] as f64;
+        assert_eq!(lib, cols[2].parse::<f64>().unwrap(), "{row}");
+    }
+    // The resume folder given as a model: an error naming the file to use.
+    let o = fsvfm(&[
+        "eval",
+        "--checkpoint",
+        &p(&out.join("checkpoint-last/adapter.safetensors")),
+        "--data",
+        &p(&set),
+        "--output",
+        &p(&dir.path().join("eval-last")),
+    ]);
+    assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("pretrain_ds_mean_std.txt"),
+        stderr(&o).contains("resume folder")
+            && stderr(&o).contains("adapter/checkpoint-min_val_loss.safetensors"),
         "{}",
         stderr(&o)
     );
@@ -890,6 +930,8 @@ fn eval_groups_frames_into_videos() {
         &format!("frames={}", set.display()),
         "--output",
         out.to_str().unwrap(),
+        "--mean-std",
+        "vggface2",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m: serde_json::Value =
@@ -1041,6 +1083,39 @@ fn predict_scores_faces_like_prepare_plus_forward() {
     let hm = image::open(face["heatmap"].as_str().unwrap()).unwrap();
     assert_eq!((hm.width(), hm.height()), (32, 32));
 
+    // The library gives the same faces and the same scores, bit for bit.
+    let det = fsvfm::Detector::load_with(
+        &ckpt,
+        &fsvfm::DetectorOptions {
+            model: Some(fsvfm::model_config(&cfg).unwrap()),
+            mean_std: Some(fsvfm::data::MeanStd::VGGFACE2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let faces = det.predict_file(inputs.join("astronaut.jpg")).unwrap();
+    assert_eq!(faces.len(), 1);
+    assert_eq!(faces[0].p_fake as f64, score);
+    // The record's box is f32 printed shortest: read back as f32, the same values.
+    let bbox: Vec<f32> = face["box"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(bbox, faces[0].bbox.unwrap());
+    assert!(
+        det.predict_file(inputs.join("grey.png"))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        det.predict_file(inputs.join("broken.jpg")),
+        Err(fsvfm::Error::Input { .. })
+    ));
+    let heat = det.heatmap(&faces[0].crop).unwrap();
+    assert_eq!(heat, hm.to_rgb8());
+
     // The same crop through prepare, then forward: the same score.
     let prep = dir.path().join("prep");
     let o = fsvfm(&[
@@ -1073,6 +1148,8 @@ fn predict_scores_faces_like_prepare_plus_forward() {
         &p(&ckpt),
         "--model",
         &cfg,
+        "--mean-std",
+        "vggface2",
     ]);
     assert!(!o.status.success());
     assert!(

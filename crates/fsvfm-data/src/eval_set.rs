@@ -19,6 +19,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::image_io::{is_image_file, sorted_entries};
+use crate::manifest::{Label, read_records};
 use crate::pretrain_set::Skipped;
 
 /// One labelled image.
@@ -44,15 +45,9 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
+/// A class folder's binary label ([`Label::parse`]: 0 = real, 1 = fake or attack).
 fn label_of(name: &str) -> Option<u8> {
-    let n = name.to_ascii_lowercase();
-    if n.starts_with("real") {
-        Some(0)
-    } else if n.starts_with("fake") || n.starts_with("attack") || n.starts_with("spoof") {
-        Some(1)
-    } else {
-        None
-    }
+    Label::parse(name).map(Label::binary)
 }
 
 /// Reads a test set; `split` selects the DeepfakeBench split (`test` by default there), `root`
@@ -191,39 +186,25 @@ fn image_folder(dir: &Path) -> Result<(Vec<EvalSample>, Vec<Skipped>), String> {
 }
 
 fn json_label(v: &serde_json::Value) -> Option<u8> {
-    match v {
-        serde_json::Value::String(s) => label_of(s),
-        serde_json::Value::Number(n) => n.as_u64().filter(|&x| x <= 1).map(|x| x as u8),
-        _ => None,
-    }
+    Label::from_json(v).map(Label::binary)
 }
 
+/// A manifest ([`crate::manifest`]): every labelled record, 1 for fake and attack.
 fn manifest(path: &Path) -> Result<(Vec<EvalSample>, Vec<Skipped>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
-    let (mut samples, mut skipped) = (Vec::new(), Vec::new());
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", path.display(), i + 1);
-        let parsed: Result<serde_json::Value, _> = serde_json::from_str(line);
-        let rec = parsed.map_err(|e| format!("not JSON: {e}")).and_then(|v| {
-            let image = v["path"].as_str().ok_or("no \"path\"")?;
-            let label = json_label(&v["label"]).ok_or("no usable \"label\" (real/fake or 0/1)")?;
-            let video = v["video_id"].as_str().map(String::from);
-            Ok(EvalSample {
-                image: base.join(image),
-                label,
-                video,
-            })
-        });
-        match rec {
-            Ok(s) => samples.push(s),
-            Err(reason) => skipped.push(Skipped {
-                path: at,
-                reason: reason.to_string(),
+    let (records, mut skipped) = read_records(path)?;
+    let mut samples = Vec::new();
+    for (line, r) in records {
+        // A test set says what each image is: an unlabelled record is not taken for real.
+        match r.label {
+            Some(label) => samples.push(EvalSample {
+                image: base.join(&r.path),
+                label: label.binary(),
+                video: r.video_id,
             }),
+            None => {
+                skipped.push(line.skipped(path, "no \"label\" (real, fake or attack; or 0 / 1)"))
+            }
         }
     }
     Ok((samples, skipped))

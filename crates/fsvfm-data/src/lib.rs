@@ -8,6 +8,7 @@
 //!   normalisation that travels with every checkpoint.
 //! - [`pretrain_set`]: the pre-training dataset (official folder layout or JSONL manifest) and
 //!   its mean/std.
+//! - [`manifest`]: the one `manifest.jsonl` record and label type (`real | fake | attack`).
 //! - [`eval_set`]: labelled test sets (ImageFolder, JSONL manifest, DeepfakeBench JSON).
 //! - [`augment`]: the training augmentations of the transfer recipes (Pillow-exact resize and
 //!   RandAugment ops, random erasing, Mixup/CutMix, the FAS colour jitter).
@@ -17,6 +18,7 @@ pub mod atomic;
 pub mod augment;
 pub mod eval_set;
 pub mod image_io;
+pub mod manifest;
 pub mod npy;
 pub mod pretrain_set;
 pub mod tensors;
@@ -24,5 +26,6 @@ pub mod tensors;
 pub use atomic::write_atomic;
 pub use eval_set::{EvalSample, read_eval_set};
 pub use image_io::{MeanStd, is_image_file, load_normalized, load_rgb, sorted_entries};
+pub use manifest::{Label, ManifestLine, ManifestRecord, read_manifest, read_records};
 pub use pretrain_set::{PretrainSample, Skipped, discover, mean_std};
 pub use tensors::{F32Tensors, read_f32_safetensors};

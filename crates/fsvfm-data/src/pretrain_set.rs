@@ -4,7 +4,8 @@
 //! Official layout: `DIR/images/NAME.png` with `DIR/parsing_maps/NAME.npy` (int8 `[1, 224, 224]`;
 //! an 8-bit PNG label map works too). Manifest: one JSON object per line with the image under
 //! `path` and its map under `region_map` (paths relative to the manifest's folder); records with
-//! `"label": "fake"` or `1` are left out, since pre-training sees real faces only.
+//! any label but real (`fake`, `attack`, `spoof`, `print`, `replay`, `1`; see [`crate::manifest`])
+//! are left out, since pre-training sees real faces only.
 
 use std::path::{Path, PathBuf};
 
@@ -85,42 +86,33 @@ fn discover_folder(dir: &Path) -> Result<(Vec<PretrainSample>, Vec<Skipped>), St
     Ok((samples, skipped))
 }
 
+/// The real records of a manifest ([`crate::manifest`]); fake and attack records (spoof,
+/// print, replay included) are reported as skipped, as are records without a region map.
 fn read_manifest(path: &Path) -> Result<(Vec<PretrainSample>, Vec<Skipped>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let (mut samples, mut skipped) = (Vec::new(), Vec::new());
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", path.display(), i + 1);
-        let skip = |reason: String| Skipped {
-            path: at.clone(),
-            reason,
-        };
-        let v: serde_json::Value = match serde_json::from_str(line) {
-            Ok(v) => v,
-            Err(e) => {
-                skipped.push(skip(format!("not JSON: {e}")));
+    for l in crate::manifest::read_manifest(path)? {
+        let r = match &l.record {
+            Ok(r) => r,
+            Err(why) => {
+                skipped.push(l.skipped(path, why.clone()));
                 continue;
             }
         };
-        let fake = match &v["label"] {
-            serde_json::Value::String(s) => s == "fake" || s == "attack",
-            serde_json::Value::Number(n) => n.as_u64() == Some(1),
-            _ => false,
-        };
-        if fake {
-            skipped.push(skip(
-                "labelled fake: pre-training uses real faces only".into(),
+        let label = r.label();
+        if label != crate::manifest::Label::Real {
+            skipped.push(l.skipped(
+                path,
+                format!("labelled {label}: pre-training uses real faces only"),
             ));
             continue;
         }
-        let field = |k: &str| v[k].as_str().map(|s| base.join(s));
-        match (field("path"), field("region_map")) {
-            (Some(image), Some(parsing)) => samples.push(PretrainSample { image, parsing }),
-            (None, _) => skipped.push(skip("no \"path\"".into())),
-            (_, None) => skipped.push(skip("no \"region_map\"".into())),
+        match &r.region_map {
+            Some(map) => samples.push(PretrainSample {
+                image: base.join(&r.path),
+                parsing: base.join(map),
+            }),
+            None => skipped.push(l.skipped(path, "no \"region_map\"")),
         }
     }
     // `prepare` appends lines as its parallel workers finish: sorted, a run does not depend on
@@ -245,6 +237,51 @@ mod tests {
                 && k[1].reason.contains("region_map")
                 && k[2].reason.contains("JSON")
         );
+    }
+
+    /// Only real records are pre-trained on: fake, spoof, attack, print and replay lines are
+    /// left out, each named with its line.
+    #[test]
+    fn manifest_of_mixed_labels_gives_only_the_real_faces() {
+        let d = tempfile::tempdir().unwrap();
+        let m = d.path().join("m.jsonl");
+        let line = |n: &str, l: &str| {
+            format!("{{\"path\":\"{n}.png\",\"region_map\":\"{n}.npy\",\"label\":{l}}}\n")
+        };
+        let text = [
+            line("r1", "\"real\""),
+            line("f", "\"fake\""),
+            line("s", "\"spoof\""),
+            line("a", "\"attack\""),
+            line("p", "\"print\""),
+            line("v", "\"replay\""),
+            line("one", "1"),
+            line("r2", "0"),
+            "{\"path\":\"r3.png\",\"region_map\":\"r3.npy\"}\n".into(),
+        ]
+        .concat();
+        std::fs::write(&m, text).unwrap();
+        let (s, k) = discover(&m).unwrap();
+        let names: Vec<_> = s
+            .iter()
+            .map(|x| x.image.file_stem().unwrap().to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["r1", "r2", "r3"]);
+        assert_eq!(k.len(), 6);
+        for (skip, (line, label)) in k.iter().zip([
+            (2, "fake"),
+            (3, "attack"),
+            (4, "attack"),
+            (5, "attack"),
+            (6, "attack"),
+            (7, "fake"),
+        ]) {
+            assert!(skip.path.ends_with(&format!(":{line}")), "{skip:?}");
+            assert!(
+                skip.reason.contains(&format!("labelled {label}")),
+                "{skip:?}"
+            );
+        }
     }
 
     /// `prepare` writes manifest lines in completion order: the samples come out sorted, so two

@@ -30,6 +30,8 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use fsvfm_data::manifest::Label;
+
 use crate::FaceError;
 use crate::pipeline::{Face, FacePipeline, overlay};
 use crate::video::{FrameSelection, frame_indices, is_video_file, read_frames};
@@ -37,6 +39,9 @@ use crate::video::{FrameSelection, frame_indices, is_video_file, read_frames};
 /// One face crop in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
+    /// Manifest schema version ([`fsvfm_data::manifest::SCHEMA_VERSION`]; 1 when absent).
+    #[serde(default = "schema_v1")]
+    pub schema: u32,
     /// The crop, relative to the output folder.
     pub path: String,
     /// SHA-256 of the crop PNG.
@@ -55,9 +60,9 @@ pub struct Record {
     /// Split (`train`/`val`/`test`), when given.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub split: Option<String>,
-    /// `real` or `fake`, when given.
+    /// `real`, `fake` or `attack`, when given (absent = real).
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub label: Option<String>,
+    pub label: Option<Label>,
     /// The video the frame came from (its NAME), for video inputs.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub video_id: Option<String>,
@@ -82,6 +87,10 @@ pub struct Record {
     pub detector: String,
 }
 
+fn schema_v1() -> u32 {
+    1
+}
+
 /// An input (or video frame) that produced no crop.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SkipRecord {
@@ -100,8 +109,8 @@ pub struct PrepareOptions {
     /// Frames to take from each video.
     #[serde(with = "frames_serde")]
     pub frames: FrameSelection,
-    /// `real` or `fake` for every record.
-    pub label: Option<String>,
+    /// `real`, `fake` or `attack` for every record.
+    pub label: Option<Label>,
     /// Dataset name for every record.
     pub dataset: Option<String>,
     /// Split for every record.
@@ -609,6 +618,7 @@ fn write_face(
     let b = face.detection.bbox;
     let c = face.crop_rect;
     Ok(Record {
+        schema: fsvfm_data::manifest::SCHEMA_VERSION,
         path: image_rel,
         sha256: sha256_hex(&crop_png),
         region_map: map_rel,
@@ -617,7 +627,7 @@ fn write_face(
         source_sha256: String::new(),
         dataset: opts.dataset.clone(),
         split: opts.split.clone(),
-        label: opts.label.clone(),
+        label: opts.label,
         video_id: None,
         frame_index: None,
         face_index: k,

@@ -333,7 +333,7 @@ fn prepare_accounts_for_every_input_and_resumes() {
     let out = d.path().join("out");
     let opts = PrepareOptions {
         frames: FrameSelection::Uniform(4),
-        label: Some("real".into()),
+        label: Some(fsvfm_data::manifest::Label::Real),
         dataset: Some("radar".into()),
         split: Some("train".into()),
         overlays: true,
@@ -360,7 +360,7 @@ fn prepare_accounts_for_every_input_and_resumes() {
         for f in [&r.path, &r.region_map, &r.landmarks] {
             assert!(out.join(f).is_file(), "{f}");
         }
-        assert_eq!(r.label.as_deref(), Some("real"));
+        assert_eq!(r.label, Some(fsvfm_data::manifest::Label::Real));
         assert!(r.score > 0.5 && r.presence > 0.5);
     }
     assert!(out.join("overlays/people__p1.png").is_file());

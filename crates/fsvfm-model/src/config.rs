@@ -38,8 +38,10 @@ pub struct VitConfig {
     #[serde(default = "default_num_classes")]
     pub num_classes: usize,
     /// `true`: mean of the patch tokens (cls excluded) followed by `fc_norm` (the official default);
-    /// `false`: the cls token after the final `norm`.
-    #[serde(default = "default_true")]
+    /// `false`: the cls token after the final `norm`. Also read as timm and its hub `config.json`
+    /// write it: `"avg"` = `true`; `"token"` and `""` = `false` (timm's `""` returns the unpooled
+    /// tokens; the closest readout here is the normed cls token). Written as a boolean.
+    #[serde(default = "default_true", deserialize_with = "global_pool_field")]
     pub global_pool: bool,
     /// Stochastic depth rate of the last block; block `i` uses `rate * i / (depth - 1)` (timm rule).
     /// Only active on an autodiff device.
@@ -64,6 +66,26 @@ fn default_num_classes() -> usize {
 }
 fn default_true() -> bool {
     true
+}
+
+/// `global_pool` as a boolean (the official `models_vit.py`) or a timm string.
+fn global_pool_field<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Pool {
+        Flag(bool),
+        Name(String),
+    }
+    match Pool::deserialize(d)? {
+        Pool::Flag(b) => Ok(b),
+        Pool::Name(n) => match n.as_str() {
+            "avg" => Ok(true),
+            "token" | "" => Ok(false),
+            other => Err(serde::de::Error::custom(format!(
+                "global_pool {other:?}: this ViT reads \"avg\" (mean of patch tokens + fc_norm), \"token\" or \"\" (cls token + norm), or a boolean"
+            ))),
+        },
+    }
 }
 
 /// Names accepted by [`VitConfig::preset`], in size order.
@@ -385,6 +407,33 @@ mod tests {
                 r#"{"embed_dim": 64, "depth": 2, "num_heads": 4, "heads": 1}"#
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn global_pool_reads_timm_strings_and_booleans() {
+        let read = |v: &str| {
+            serde_json::from_str::<VitConfig>(&format!(
+                r#"{{"embed_dim": 64, "depth": 2, "num_heads": 4, "global_pool": {v}}}"#
+            ))
+            .map(|c| c.global_pool)
+        };
+        assert!(read(r#""avg""#).unwrap());
+        assert!(!read(r#""token""#).unwrap());
+        assert!(!read(r#""""#).unwrap());
+        assert!(read("true").unwrap());
+        assert!(!read("false").unwrap());
+        let e = read(r#""map""#).unwrap_err().to_string();
+        assert!(e.contains("\"map\"") && e.contains("avg"), "{e}");
+        // Written back as a boolean, which the official code and older fsvfm read.
+        let c: VitConfig = serde_json::from_str(
+            r#"{"embed_dim": 64, "depth": 2, "num_heads": 4, "global_pool": "token"}"#,
+        )
+        .unwrap();
+        assert!(
+            serde_json::to_string(&c)
+                .unwrap()
+                .contains("\"global_pool\":false")
         );
     }
 

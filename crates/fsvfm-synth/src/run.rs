@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use fsvfm_data::manifest::Label;
+
 use crate::{Draw, Img, SynthError, attack, mask_to_gray, sbi, swap};
 
 /// What to make.
@@ -44,12 +46,16 @@ impl Kind {
     }
 
     /// `fake` for forgeries, `attack` for presentation attacks (both label 1).
-    pub fn label(self) -> &'static str {
+    pub fn label(self) -> Label {
         match self {
-            Kind::Sbi | Kind::Swap => "fake",
-            Kind::Print | Kind::Replay => "attack",
+            Kind::Sbi | Kind::Swap => Label::Fake,
+            Kind::Print | Kind::Replay => Label::Attack,
         }
     }
+}
+
+fn schema_v1() -> u32 {
+    1
 }
 
 /// One real face of the input manifest.
@@ -72,12 +78,15 @@ pub struct Face {
 /// One synthesised output in the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SynthRecord {
+    /// Manifest schema version ([`fsvfm_data::manifest::SCHEMA_VERSION`]; 1 when absent).
+    #[serde(default = "schema_v1")]
+    pub schema: u32,
     /// The image, relative to the output folder.
     pub path: String,
     /// Its mask, relative to the output folder.
     pub mask: String,
     /// `fake` or `attack`.
-    pub label: String,
+    pub label: Label,
     /// `sbi`, `swap`, `print` or `replay`.
     pub kind: String,
     /// The real crop it was made from (the target, for swaps).
@@ -113,44 +122,43 @@ pub struct SynthSkip {
 /// Reads the real faces of a `fsvfm prepare` manifest, sorted by image path (records labelled
 /// fake/attack, or without landmarks, are reported as skipped).
 pub fn read_faces(manifest: &Path) -> Result<(Vec<Face>, Vec<SynthSkip>), SynthError> {
-    let text = std::fs::read_to_string(manifest).map_err(|e| SynthError::io(manifest, e))?;
+    let lines = fsvfm_data::manifest::read_manifest(manifest)
+        .map_err(|e| SynthError::Input(e.to_string()))?;
     let base = manifest.parent().unwrap_or(Path::new("."));
     let (mut faces, mut skips) = (Vec::new(), Vec::new());
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", manifest.display(), i + 1);
+    for l in lines {
         let skip = |reason: &str| SynthSkip {
-            source: at.clone(),
+            source: format!("{}:{}", manifest.display(), l.line),
             reason: reason.into(),
         };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            skips.push(skip("not JSON"));
-            continue;
+        let r = match &l.record {
+            Ok(r) => r,
+            Err(why) => {
+                skips.push(skip(why));
+                continue;
+            }
         };
-        if matches!(v["label"].as_str(), Some("fake" | "attack")) || v["label"].as_u64() == Some(1)
-        {
+        if r.label() != Label::Real {
             skips.push(skip("not a real face"));
             continue;
         }
-        let (Some(path), Some(marks)) = (v["path"].as_str(), v["landmarks"].as_str()) else {
+        let Some(marks) = &r.landmarks else {
             skips.push(skip(
                 "no \"path\" or \"landmarks\" (a `fsvfm prepare` manifest is needed)",
             ));
             continue;
         };
-        let name = Path::new(path)
+        let name = Path::new(&r.path)
             .file_stem()
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
         faces.push(Face {
-            image: base.join(path),
+            image: base.join(&r.path),
             landmarks: base.join(marks),
-            identity: v["source"].as_str().unwrap_or(path).to_string(),
-            split: v["split"].as_str().map(String::from),
-            dataset: v["dataset"].as_str().map(String::from),
+            identity: r.source.clone().unwrap_or_else(|| r.path.clone()),
+            split: r.split.clone(),
+            dataset: r.dataset.clone(),
             name,
         });
     }
@@ -344,7 +352,8 @@ fn one_face(
         recs.push(SynthRecord {
             path: ip,
             mask: mp,
-            label: kind.label().into(),
+            schema: fsvfm_data::manifest::SCHEMA_VERSION,
+            label: kind.label(),
             kind: kind.name().into(),
             source: face.image.display().to_string(),
             donor: donor.map(|j| faces[j].image.display().to_string()),

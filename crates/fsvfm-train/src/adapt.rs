@@ -268,7 +268,8 @@ pub fn adapt(
 ) -> Result<AdaptSummary, TrainError> {
     let (w_cl, opts) = (opts.w_cl, &opts.common);
     let settings = opts.settings(serde_json::json!({ "adapter": { "w_cl": w_cl } }));
-    let (best, mut log, resumed) = opts.prepare_output(&settings, &opts.device)?;
+    let (best, mut log, resumed) =
+        opts.prepare_output(crate::sidecar::ModelKind::Adapter, &settings, &opts.device)?;
     let (model, optim, start, mut best_val) = match resumed {
         Some(r) => (
             restore_heads(opts, model)?,

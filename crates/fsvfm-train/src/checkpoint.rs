@@ -6,7 +6,8 @@
 //! - `target.safetensors`: the EMA target, official keys (the official `checkpoint-te-*.pth`);
 //! - `optimizer.safetensors`: AdamW moments by parameter name (`exp_avg.<name>`,
 //!   `exp_avg_sq.<name>`, flattened) with the update count in the metadata;
-//! - `state.json`: where to continue (next epoch, iteration, counters), the recipe and mean/std.
+//! - `state.json`: where to continue (next epoch, iteration, counters), the recipe and mean/std;
+//! - `fsvfm.json`: the sidecar every reader uses ([`crate::sidecar`]).
 //!
 //! Everything is f32 as in memory, so a resume continues bit-exactly (`tests/resume.rs`).
 
@@ -55,6 +56,7 @@ pub fn save(
         save_safetensors(online, tmp.join("online.safetensors"))?;
         save_safetensors(target, tmp.join("target.safetensors"))?;
         save_optimizer(optim, &tmp.join("optimizer.safetensors"))?;
+        crate::sidecar::Sidecar::pretrain(state).write(tmp)?;
         write_state(tmp, state)
     })
 }

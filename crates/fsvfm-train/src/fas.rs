@@ -110,6 +110,8 @@ pub struct FasOptions {
     pub output: PathBuf,
     /// Input side.
     pub img_size: usize,
+    /// The encoder's architecture (written to the sidecar `fsvfm.json`).
+    pub model: fsvfm_model::VitConfig,
     /// Normalisation.
     pub mean_std: MeanStd,
     /// Iterations (official: 4000).
@@ -222,7 +224,33 @@ pub fn train_fas(
     std::fs::create_dir_all(&opts.output).map_err(crate::io_error(&opts.output))?;
     let log_path = opts.output.join("log.jsonl");
     let mut log = std::fs::File::create(&log_path).map_err(crate::io_error(&log_path))?;
-    let best_path = opts.output.join("checkpoint-best_hter.safetensors");
+    let best_name = "checkpoint-best_hter.safetensors";
+    let best_path = opts.output.join(best_name);
+    let mut sidecar = crate::sidecar::Sidecar::classifier(
+        crate::sidecar::ModelKind::Fas,
+        best_name,
+        &opts.model,
+        opts.mean_std,
+        crate::sidecar::ProducedBy {
+            command: "fas".into(),
+            settings: serde_json::json!({
+                "iterations": opts.iterations,
+                "eval_every": opts.eval_every,
+                "per_class": opts.per_class,
+                "lr": opts.lr,
+                "seed": opts.seed,
+                "sources": opts.sources.iter().map(|(n, s)| (n.clone(), s.len())).collect::<Vec<_>>(),
+                "target_images": opts.target.len(),
+            }),
+        },
+    );
+    sidecar.model.num_classes = 0;
+    sidecar.fas_norm = Some(if model.token_axis_norm {
+        fsvfm_model::FasNorm::TokenAxis
+    } else {
+        fsvfm_model::FasNorm::PerSample
+    });
+    sidecar.write(&opts.output)?;
     // Per source, its real and attack images (the official per-class loaders).
     let mut pools: Vec<[Cycle; 2]> = opts
         .sources

@@ -29,6 +29,7 @@ pub mod process_group;
 pub mod recipe;
 pub mod run;
 pub mod schedule;
+pub mod sidecar;
 pub mod step;
 pub mod synthetic;
 pub mod transfer;

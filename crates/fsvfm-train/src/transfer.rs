@@ -49,6 +49,9 @@ impl StepHook {
 /// The folder a transfer run resumes from.
 pub const LAST: &str = "checkpoint-last";
 
+/// The file of the best (lowest validation loss) weights, what readers load.
+pub const BEST: &str = "checkpoint-min_val_loss.safetensors";
+
 /// Where a transfer run stands (`checkpoint-last/state.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferState {
@@ -81,6 +84,8 @@ pub struct TransferOptions {
     pub output: PathBuf,
     /// Input side.
     pub img_size: usize,
+    /// The encoder's architecture (written to the sidecar `fsvfm.json`).
+    pub model: fsvfm_model::VitConfig,
     /// Normalisation (copied next to the checkpoint).
     pub mean_std: MeanStd,
     /// Epochs.
@@ -145,6 +150,7 @@ impl TransferOptions {
     /// a run is refused without `resume`, and a resume whose `settings` differ is refused.
     pub fn prepare_output(
         &self,
+        kind: crate::sidecar::ModelKind,
         settings: &serde_json::Value,
         device: &Device,
     ) -> Result<(PathBuf, File, Option<Resumed>), TrainError> {
@@ -191,6 +197,21 @@ impl TransferOptions {
             &self.output.join("pretrain_ds_mean_std.txt"),
             (self.mean_std.to_json_line() + "\n").as_bytes(),
         )?;
+        let command = match kind {
+            crate::sidecar::ModelKind::Adapter => "adapt",
+            _ => "finetune",
+        };
+        crate::sidecar::Sidecar::classifier(
+            kind,
+            BEST,
+            &self.model,
+            self.mean_std,
+            crate::sidecar::ProducedBy {
+                command: command.into(),
+                settings: settings.clone(),
+            },
+        )
+        .write(&self.output)?;
         let log_path = self.output.join("log.jsonl");
         let log = if resumed.is_some() {
             File::options().append(true).create(true).open(&log_path)
@@ -198,11 +219,7 @@ impl TransferOptions {
             File::create(&log_path)
         }
         .map_err(io_error(&log_path))?;
-        Ok((
-            self.output.join("checkpoint-min_val_loss.safetensors"),
-            log,
-            resumed,
-        ))
+        Ok((self.output.join(BEST), log, resumed))
     }
 
     /// The training batch of `idx` at `(epoch, step)` ([`crate::batches::load_train_batch`]);

@@ -64,6 +64,7 @@ fn options(
         val: samples[18..].to_vec(),
         output,
         img_size: 32,
+        model: cfg(),
         mean_std: MeanStd {
             mean: [0.5, 0.45, 0.4],
             std: [0.25, 0.25, 0.25],

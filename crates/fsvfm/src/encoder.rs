@@ -1,0 +1,122 @@
+//! [`Encoder`]: pooled FS-VFM features of face crops.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use fsvfm_data::MeanStd;
+use fsvfm_model::{VitConfig, WeightFile};
+use image::RgbImage;
+
+use crate::checkpoint::{Described, Network, describe};
+use crate::{Error, Result};
+
+/// How an [`Encoder`] is loaded. `Default` suits our own checkpoints.
+#[derive(Debug, Clone, Default)]
+pub struct EncoderOptions {
+    /// The architecture (overrides the sidecar's); see [`crate::model_config`].
+    pub model: Option<VitConfig>,
+    /// Input normalisation (overrides the sidecar's).
+    pub mean_std: Option<MeanStd>,
+    /// Compute device (default: the CPU).
+    pub device: Option<Device>,
+}
+
+/// The encoder of any checkpoint (pre-training, fine-tuned, FS-Adapter, FAS): pooled features
+/// `[N, D]` (mean of the patch tokens + `fc_norm`, or the normed cls token, as the file's
+/// readout is), equal to timm's `forward_features` + pooling on the same weights.
+pub struct Encoder {
+    path: std::path::PathBuf,
+    network: Network,
+    described: Described,
+    device: Device,
+}
+
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Encoder")
+            .field("path", &self.path)
+            .field("described", &self.described)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Encoder {
+    /// Loads the encoder of a checkpoint we wrote (its `fsvfm.json` says the architecture).
+    pub fn load(path: impl AsRef<Path>) -> Result<Encoder> {
+        Self::load_with(path, &EncoderOptions::default())
+    }
+
+    /// Loads with `options` (official `.pth` files need `model`; `mean_std` is needed only by
+    /// [`Encoder::features_of`]).
+    pub fn load_with(path: impl AsRef<Path>, options: &EncoderOptions) -> Result<Encoder> {
+        let path = path.as_ref();
+        let described = describe(path, options.model.as_ref(), options.mean_std)?;
+        let device = options
+            .device
+            .clone()
+            .unwrap_or_else(fsvfm_model::cpu_device);
+        let wf = WeightFile::open(path)?;
+        let (network, _) =
+            Network::load(&wf, described.model.clone(), described.fas_norm, &device)?;
+        Ok(Encoder {
+            path: path.to_path_buf(),
+            network,
+            described,
+            device,
+        })
+    }
+
+    /// Input side in pixels.
+    pub fn input_size(&self) -> usize {
+        self.described.model.img_size
+    }
+
+    /// Feature width D.
+    pub fn dim(&self) -> usize {
+        self.described.model.embed_dim
+    }
+
+    /// Features `[N, D]` (row-major) of normalised images `x = [N, 3, S, S]` (row-major).
+    pub fn features(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let s = self.input_size();
+        let per = 3 * s * s;
+        if x.is_empty() || x.len() % per != 0 {
+            return Err(Error::Invalid(format!(
+                "features need [N, 3, {s}, {s}] values, got {} (not a multiple of {per})",
+                x.len()
+            )));
+        }
+        if !x.iter().all(|v| v.is_finite()) {
+            return Err(Error::Invalid(
+                "the input holds NaN or infinite values".into(),
+            ));
+        }
+        let n = x.len() / per;
+        let t = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 3, s, s]), &self.device);
+        self.network
+            .features(t)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Invalid(format!("reading features: {e:?}")))
+    }
+
+    /// Features of face crops: resized to the input, normalised with the checkpoint's mean/std.
+    pub fn features_of(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+        let ms = self.described.require_mean_std(&self.path)?;
+        let size = self.input_size() as u32;
+        let mut x = Vec::new();
+        for c in crops {
+            let mut v = fsvfm_data::image_io::rgb_to_chw(&fsvfm_data::image_io::to_input_size(
+                c.clone(),
+                size,
+            ));
+            ms.apply(&mut v);
+            x.extend(v);
+        }
+        Ok(self
+            .features(&x)?
+            .chunks(self.dim())
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}

@@ -1,0 +1,327 @@
+//! The library entry points on the model crate's timm fixtures
+//! (`tools/reference/export_model_fixtures.py`; tolerance 1e-4 as the parity tests): loading
+//! from the sidecar alone, the previous release's files, the errors for what is missing, and
+//! scores and features equal to the reference.
+
+use std::path::{Path, PathBuf};
+
+use fsvfm::data::MeanStd;
+use fsvfm::model::VitConfig;
+use fsvfm::{Detector, DetectorOptions, Encoder, EncoderOptions, Error, ModelKind, ProducedBy};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fsvfm-model/tests/fixtures")
+        .join(name)
+}
+
+fn reference(name: &str) -> (Vec<usize>, Vec<f32>) {
+    fsvfm::data::read_f32_safetensors(fixture("reference.safetensors"))
+        .unwrap()
+        .remove(name)
+        .unwrap_or_else(|| panic!("fixture {name}"))
+}
+
+/// The architecture of the fixtures (a 2-block, 32-px ViT with patch 8).
+fn small() -> VitConfig {
+    let mut c = VitConfig::new(8, 32, 2, 2);
+    c.img_size = 32;
+    c
+}
+
+const MS: MeanStd = MeanStd {
+    mean: [0.5, 0.45, 0.4],
+    std: [0.25, 0.2, 0.3],
+};
+
+/// The classifier fixture as a run folder of ours: weights + `fsvfm.json`.
+fn our_checkpoint(dir: &Path) -> PathBuf {
+    let ck = dir.join("checkpoint-min_val_loss.safetensors");
+    std::fs::copy(fixture("classifier_avg.safetensors"), &ck).unwrap();
+    fsvfm::Sidecar::classifier(
+        ModelKind::Finetune,
+        "checkpoint-min_val_loss.safetensors",
+        &small(),
+        MS,
+        ProducedBy {
+            command: "test".into(),
+            settings: serde_json::Value::Null,
+        },
+    )
+    .write(dir)
+    .unwrap();
+    ck
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn detector_scores_are_the_reference_softmax_and_encoder_features_are_timms() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = our_checkpoint(dir.path());
+    let det = Detector::load(&ck).unwrap();
+    assert_eq!(det.input_size(), 32);
+    assert_eq!(det.mean_std(), MS);
+    assert!(
+        det.description().contains("fsvfm.json"),
+        "{}",
+        det.description()
+    );
+    let (_, x) = reference("classifier_avg.x");
+    let (_, logits) = reference("classifier_avg.logits");
+    let got = det.score_normalised(&x).unwrap();
+    let want: Vec<f32> = logits
+        .chunks(2)
+        .map(|l| 1.0 / (1.0 + (l[1] - l[0]).exp()))
+        .collect();
+    assert!(max_diff(&got, &want) <= 1e-5, "{got:?} vs {want:?}");
+
+    let enc = Encoder::load_with(
+        fixture("classifier_avg.pth"),
+        &EncoderOptions {
+            model: Some(small()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (shape, feats) = reference("classifier_avg.features");
+    assert_eq!(enc.dim(), shape[1]);
+    let f = enc.features(&x).unwrap();
+    assert!(max_diff(&f, &feats) <= 1e-4);
+    // Crops need the normalisation, which an official file does not carry.
+    let crop = fsvfm::image::RgbImage::new(32, 32);
+    let e = enc.features_of(&[crop]).unwrap_err().to_string();
+    assert!(e.contains("--mean-std"), "{e}");
+    assert!(matches!(
+        enc.features(&[f32::NAN; 3 * 32 * 32]),
+        Err(Error::Invalid(_))
+    ));
+}
+
+/// Without a config, an official `.pth` gets its architecture from its tensor shapes, the head
+/// count from the preset of the same width and depth.
+#[test]
+fn an_official_file_gets_its_architecture_from_its_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The fixture (width 32, 2 blocks) matches no preset: its head count is unknown.
+    let wf = fsvfm::model::WeightFile::open(fixture("classifier_avg.pth")).unwrap();
+    let e = fsvfm::checkpoint::infer_model(&wf).unwrap_err().to_string();
+    assert!(e.contains("heads"), "{e}");
+    // A ViT-Ti/16 at 32 px: random weights saved without a sidecar.
+    let mut cfg = VitConfig::preset("vit_tiny_patch16").unwrap();
+    cfg.img_size = 32;
+    let device = fsvfm::model::cpu_device();
+    let vit = fsvfm::model::VisionTransformer::new(&cfg, &device);
+    let ck = dir.path().join("s.safetensors");
+    fsvfm::model::checkpoint::save_safetensors(&vit, &ck).unwrap();
+    let wf = fsvfm::model::WeightFile::open(&ck).unwrap();
+    let got = fsvfm::checkpoint::infer_model(&wf).unwrap();
+    assert_eq!(
+        got,
+        VitConfig {
+            num_classes: got.num_classes,
+            ..cfg.clone()
+        }
+    );
+    let det = Detector::load_with(
+        &ck,
+        &DetectorOptions {
+            mean_std: Some(MeanStd::VGGFACE2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(
+        det.description().contains("tensor shapes"),
+        "{}",
+        det.description()
+    );
+    assert_eq!(det.input_size(), 32);
+}
+
+/// `score_crops` is `normalise` + the network: a crop scores as its normalised pixels do, and a
+/// crop of another size is resized first, as `fsvfm eval` reads images.
+#[test]
+fn crops_are_normalised_with_the_sidecars_mean_std_and_resized() {
+    let dir = tempfile::tempdir().unwrap();
+    let det = Detector::load(our_checkpoint(dir.path())).unwrap();
+    let crop = fsvfm::image::RgbImage::from_fn(32, 32, |x, y| {
+        fsvfm::image::Rgb([(x * 8) as u8, (y * 8) as u8, ((x + y) * 4) as u8])
+    });
+    let mut x = fsvfm::data::image_io::rgb_to_chw(&crop);
+    MS.apply(&mut x);
+    let a = det.score_crops(std::slice::from_ref(&crop)).unwrap();
+    assert_eq!(a, det.score_normalised(&x).unwrap());
+    let big = fsvfm::image::imageops::resize(&crop, 64, 64, fsvfm::image::imageops::Triangle);
+    let b = det.score_crops(std::slice::from_ref(&big)).unwrap();
+    let resized = fsvfm::data::image_io::to_input_size(big.clone(), 32);
+    assert_eq!(b, det.score_crops(&[resized]).unwrap());
+    // predict_image in crops mode: one face, no box.
+    let crops_det = Detector::load_with(
+        dir.path().join("checkpoint-min_val_loss.safetensors"),
+        &DetectorOptions {
+            crops: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let faces = crops_det.predict_image(&crop).unwrap();
+    assert_eq!(faces.len(), 1);
+    assert_eq!((faces[0].bbox, faces[0].p_fake), (None, a[0]));
+    let heat = det.heatmap(&crop).unwrap();
+    assert_eq!(heat.dimensions(), (32, 32));
+}
+
+/// A checkpoint of the previous release (`model.json` + `pretrain_ds_mean_std.txt` beside it)
+/// loads and scores as with the sidecar.
+#[test]
+fn previous_release_checkpoints_still_load() {
+    let new = tempfile::tempdir().unwrap();
+    let with_sidecar = Detector::load(our_checkpoint(new.path())).unwrap();
+    let old = tempfile::tempdir().unwrap();
+    let ck = old.path().join("checkpoint-min_val_loss.safetensors");
+    std::fs::copy(fixture("classifier_avg.safetensors"), &ck).unwrap();
+    std::fs::write(
+        old.path().join("model.json"),
+        serde_json::to_string(&small()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        old.path().join("pretrain_ds_mean_std.txt"),
+        MS.to_json_line() + "\n",
+    )
+    .unwrap();
+    let legacy = Detector::load(&ck).unwrap();
+    assert!(
+        legacy.description().contains("previous release"),
+        "{}",
+        legacy.description()
+    );
+    let (_, x) = reference("classifier_avg.x");
+    assert_eq!(
+        legacy.score_normalised(&x).unwrap(),
+        with_sidecar.score_normalised(&x).unwrap()
+    );
+}
+
+/// Nothing is guessed: a file with neither sidecar nor options names what is missing and the
+/// flag that supplies it; a resume folder names the file to use.
+#[test]
+fn what_is_missing_is_named_never_defaulted() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("c.safetensors");
+    std::fs::copy(fixture("classifier_avg.safetensors"), &ck).unwrap();
+    // The fixture's width and depth match no preset: its head count cannot be known.
+    let e = Detector::load(&ck).unwrap_err();
+    assert!(
+        matches!(&e, Error::MissingMetadata { missing, .. } if missing.contains("heads")),
+        "{e}"
+    );
+    assert!(e.to_string().contains("--model"), "{e}");
+    let opts = DetectorOptions {
+        model: Some(small()),
+        ..Default::default()
+    };
+    let e = Detector::load_with(&ck, &opts).unwrap_err().to_string();
+    assert!(e.contains("mean/std") && e.contains("--mean-std"), "{e}");
+    let opts = DetectorOptions {
+        mean_std: Some(MeanStd::VGGFACE2),
+        ..opts
+    };
+    Detector::load_with(&ck, &opts).unwrap();
+    // A pre-training checkpoint has no head: said before anything about its mean/std.
+    let e = Detector::load_with(
+        fixture("pretrain_online.pth"),
+        &DetectorOptions {
+            model: Some(small()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("fine-tuned first"), "{e}");
+    let e = Detector::load_with(
+        &ck,
+        &DetectorOptions {
+            fake_index: Some(2),
+            ..opts.clone()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("class 2"), "{e}");
+
+    // The resume folder of a run, and the run folder itself.
+    let run = tempfile::tempdir().unwrap();
+    let best = our_checkpoint(run.path());
+    let last = run.path().join("checkpoint-last");
+    std::fs::create_dir_all(&last).unwrap();
+    std::fs::copy(
+        fixture("adapter.safetensors"),
+        last.join("adapter.safetensors"),
+    )
+    .unwrap();
+    for given in [
+        last.join("adapter.safetensors"),
+        last.clone(),
+        run.path().to_path_buf(),
+    ] {
+        let e = Detector::load(&given).unwrap_err();
+        assert!(
+            matches!(&e, Error::NotAModel { use_instead, .. } if *use_instead == best),
+            "{}: {e}",
+            given.display()
+        );
+    }
+    let e = Detector::load_with(
+        &ck,
+        &DetectorOptions {
+            batch_size: 0,
+            ..opts
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Invalid(_)), "{e}");
+}
+
+/// Faces in a photo need the face models (`bash tools/face/setup.sh`); without them the error
+/// says where they were looked for, and crops mode needs none.
+#[test]
+fn missing_face_models_are_reported_at_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = our_checkpoint(dir.path());
+    let det = Detector::load_with(
+        &ck,
+        &DetectorOptions {
+            face_models: Some(dir.path().join("no-models")),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let img = fsvfm::image::RgbImage::new(64, 64);
+    let e = det.predict_image(&img).unwrap_err().to_string();
+    assert!(e.contains("no-models"), "{e}");
+    assert!(det.ensure_face_models().is_err());
+    let broken = dir.path().join("broken.jpg");
+    std::fs::write(&broken, b"not a jpeg").unwrap();
+    let crops = Detector::load_with(
+        &ck,
+        &DetectorOptions {
+            crops: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    crops.ensure_face_models().unwrap();
+    let e = crops.predict_file(&broken).unwrap_err();
+    assert!(
+        matches!(&e, Error::Input { path, reason } if *path == broken && reason.starts_with("unreadable image")),
+        "{e}"
+    );
+}
