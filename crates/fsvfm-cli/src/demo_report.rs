@@ -224,7 +224,7 @@ fn mean_auc(labels: &[u8], scores: &[Vec<f64>]) -> Result<f64, fsvfm_eval::EvalE
 
 /// The mean, and "mean ± sd" over seeds in % (just the mean for one seed).
 fn spread(v: &[f64]) -> (f64, String) {
-    let (m, sd) = crate::protocol::mean_sd(v);
+    let (m, sd) = fsvfm::fas::mean_sd(v);
     let text = if v.len() > 1 {
         format!("{:.1} ± {:.1}", 100.0 * m, 100.0 * sd)
     } else {

@@ -162,19 +162,6 @@ pub(crate) fn load_detector(
     Ok(d)
 }
 
-/// The encoder config and normalisation of a checkpoint to train on (`--model` and
-/// `--mean-std` first, then its sidecar), with where they came from.
-pub(crate) fn encoder_of(
-    checkpoint: &std::path::Path,
-    model: Option<&str>,
-    mean_std: Option<&str>,
-) -> Result<(fsvfm_model::VitConfig, fsvfm_data::MeanStd, String)> {
-    let (model, ms) = model_and_mean_std(model, mean_std)?;
-    let d = fsvfm::describe(checkpoint, model.as_ref(), ms)?;
-    let ms = d.require_mean_std(checkpoint)?;
-    Ok((d.model.clone(), ms, d.source_text()))
-}
-
 /// `fsvfm eval`.
 pub fn eval(a: EvalArgs) -> Result<()> {
     ensure!(a.batch_size > 0, "--batch-size must be at least 1");

@@ -31,7 +31,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
-use clap::{Args, Parser};
+use clap::Args;
 use serde::Deserialize;
 
 /// Arguments of `fsvfm protocol`.
@@ -65,6 +65,7 @@ struct Protocol {
     model: Option<String>,
     #[serde(default = "default_seeds")]
     seeds: Vec<u64>,
+    /// The tuning flags of `adapt` / `finetune`, without the dashes ([`tuning`] reads them).
     #[serde(default)]
     options: toml::Table,
     train: Vec<DataSet>,
@@ -75,23 +76,22 @@ fn default_seeds() -> Vec<u64> {
     vec![0]
 }
 
-/// The command line of one transfer run, parsed by the command's own argument definitions.
-#[derive(Parser, Debug)]
-struct TransferLine {
-    #[command(flatten)]
-    args: crate::adapt::TransferArgs,
-}
-
-/// A value of `[options]` as command-line text.
-fn option_text(key: &str, v: &toml::Value) -> Result<Option<String>> {
-    Ok(match v {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(true) => None,
-        toml::Value::Boolean(false) => return Ok(Some(String::new())),
-        _ => bail!("option {key}: only strings, numbers and true are supported"),
-    })
+/// A protocol's `[options]` as the typed tuning flags; a key that is no such flag is named as
+/// the flag it would be.
+fn tuning(options: &toml::Table, config: &Path, method: &str) -> Result<crate::adapt::Tuning> {
+    let flags = <crate::adapt::Tuning as clap::Args>::augment_args(clap::Command::new(""));
+    let known: Vec<&str> = flags.get_arguments().filter_map(|a| a.get_long()).collect();
+    for k in options.keys() {
+        ensure!(
+            known.contains(&k.as_str()),
+            "[options] of {}: --{k} is not a tuning flag of `{method}` (those are --{})",
+            config.display(),
+            known.join(", --")
+        );
+    }
+    toml::Value::Table(options.clone())
+        .try_into()
+        .with_context(|| format!("[options] of {}", config.display()))
 }
 
 fn resolve(base: &Path, p: &Path) -> PathBuf {
@@ -124,6 +124,7 @@ pub fn protocol_cmd(a: ProtocolArgs) -> Result<()> {
         names.dedup();
         ensure!(names.len() == sets.len(), "[[{what}]] names must be unique");
     }
+    let tuning = tuning(&p.options, &a.config, &p.method)?;
     let base = a.config.parent().unwrap_or(Path::new(".")).to_path_buf();
     let checkpoint = resolve(&base, &p.checkpoint);
     std::fs::create_dir_all(&a.output)
@@ -144,33 +145,16 @@ pub fn protocol_cmd(a: ProtocolArgs) -> Result<()> {
                     std::fs::remove_dir_all(&run_dir)
                         .with_context(|| format!("clearing {}", run_dir.display()))?;
                 }
-                let mut line: Vec<String> = vec![
-                    "transfer".into(),
-                    "--checkpoint".into(),
-                    checkpoint.display().to_string(),
-                    "--data".into(),
-                    resolve(&base, &train.data).display().to_string(),
-                    "--output".into(),
-                    run_dir.display().to_string(),
-                    "--seed".into(),
-                    seed.to_string(),
-                ];
-                if let Some(v) = &train.val {
-                    line.extend(["--val".into(), resolve(&base, v).display().to_string()]);
-                }
-                if let Some(m) = &p.model {
-                    line.extend(["--model".into(), m.clone()]);
-                }
-                for (k, v) in &p.options {
-                    match option_text(k, v)? {
-                        Some(s) if s.is_empty() => {}
-                        Some(s) => line.extend([format!("--{k}"), s]),
-                        None => line.push(format!("--{k}")),
-                    }
-                }
-                let args = TransferLine::try_parse_from(&line)
-                    .map_err(|e| anyhow::anyhow!("[options] of {}: {e}", a.config.display()))?
-                    .args;
+                let args = crate::adapt::TransferArgs {
+                    checkpoint: checkpoint.clone(),
+                    model: p.model.clone(),
+                    data: resolve(&base, &train.data),
+                    val: train.val.as_ref().map(|v| resolve(&base, v)),
+                    output: run_dir.clone(),
+                    seed,
+                    resume: false,
+                    tuning: tuning.clone(),
+                };
                 if p.method == "adapt" {
                     crate::adapt::adapt_cmd(crate::adapt::AdaptArgs { common: args })?;
                 } else {
@@ -230,18 +214,6 @@ pub fn protocol_cmd(a: ProtocolArgs) -> Result<()> {
     Ok(())
 }
 
-/// Mean and sample standard deviation (0 for one value): the "± over seeds" of the tables.
-pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
-}
-
 /// The papers' layout: one row per training set, one column per test set and the average.
 fn results_table(p: &Protocol, results: &[Vec<Vec<(f64, f64)>>]) -> String {
     let mut md = format!(
@@ -276,10 +248,10 @@ fn results_table(p: &Protocol, results: &[Vec<Vec<(f64, f64)>>]) -> String {
                     .iter()
                     .map(|x| if pick == 0 { x.0 } else { x.1 })
                     .collect();
-                let (m, s) = mean_sd(&v);
+                let (m, s) = fsvfm::fas::mean_sd(&v);
                 let _ = write!(md, " {:.2} ± {:.2} |", 100.0 * m, 100.0 * s);
             }
-            let (m, s) = mean_sd(&per_seed_avg);
+            let (m, s) = fsvfm::fas::mean_sd(&per_seed_avg);
             let _ = writeln!(md, " {:.2} ± {:.2} |", 100.0 * m, 100.0 * s);
         }
     }

@@ -9,6 +9,9 @@
 //!   faces of images and videos ([`Detector::predict_file`], [`Detector::predict_image`]), of
 //!   face crops ([`Detector::score_crops`]), and attention heat maps ([`Detector::heatmap`]).
 //! - [`Encoder`]: pooled features `[N, D]` of any checkpoint's encoder.
+//! - [`fas::run_fas_protocol`]: cross-domain face anti-spoofing, leave-one-domain-out, seeds.
+//! - [`transfer::transfer`]: full fine-tuning or an FS-Adapter from typed options
+//!   ([`transfer::TransferJob`]), progress to an [`transfer::Observer`].
 //! - [`Sidecar`]: `fsvfm.json`, written beside every checkpoint our trainers write; it says the
 //!   architecture, class order, mean/std and calibration, so [`Detector::load`] needs the weight
 //!   file alone. Official `.pth` files take [`Detector::load_with`] and [`DetectorOptions`].
@@ -66,7 +69,9 @@ pub mod checkpoint;
 mod detector;
 mod encoder;
 mod error;
+pub mod fas;
 pub mod heatmap;
+pub mod transfer;
 
 pub use checkpoint::{Described, MetadataSource, Network, describe, mean_std_named, model_config};
 pub use detector::{Detector, DetectorOptions, Face, FrameCrops};
