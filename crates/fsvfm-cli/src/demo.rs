@@ -404,6 +404,7 @@ impl Runner {
             let mut status = 0;
             // SAFETY: plain syscall on our own child; `ru` is a valid out-pointer.
             let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: as above: `status` and `ru` are valid out-pointers for the call.
             let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
             if r == pid {
                 break (status, ru);

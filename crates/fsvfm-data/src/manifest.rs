@@ -198,10 +198,12 @@ pub fn read_manifest(path: &Path) -> Result<Vec<ManifestLine>, String> {
         .collect())
 }
 
+/// What [`read_records`] returns: each record with its line, and a [`Skipped`] per line that is
+/// none.
+pub type Records = (Vec<(ManifestLine, ManifestRecord)>, Vec<Skipped>);
+
 /// The records of a manifest, and a [`Skipped`] for every line that is none, in file order.
-pub fn read_records(
-    path: &Path,
-) -> Result<(Vec<(ManifestLine, ManifestRecord)>, Vec<Skipped>), String> {
+pub fn read_records(path: &Path) -> Result<Records, String> {
     let mut records = Vec::new();
     let mut skipped = Vec::new();
     for l in read_manifest(path)? {

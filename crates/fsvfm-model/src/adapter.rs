@@ -117,7 +117,7 @@ impl FsAdapterClassifier {
     }
 
     /// Last-block class-token attention of the frozen backbone, head-averaged:
-    /// `[N, C, H, W] → [N, L]` (heat maps; see [`crate::vit::cls_attention`]).
+    /// `[N, C, H, W] → [N, L]` (heat maps; see `crate::vit::cls_attention`).
     pub fn last_attention(&self, x: Tensor<4>) -> Tensor<2> {
         cls_attention(
             &self.patch_embed,

@@ -157,6 +157,7 @@ mod kernel {
     /// AVX-512F/BF16 present; `x` valid for 32 reads.
     #[target_feature(enable = "avx512f,avx512bf16")]
     pub unsafe fn pairs32(x: *const f32, out: &mut [u32; 16]) {
+        // SAFETY: the caller guarantees the CPU features and 32 readable values (# Safety).
         unsafe {
             let lo = _mm512_loadu_ps(x);
             let hi = _mm512_loadu_ps(x.add(16));
@@ -182,6 +183,8 @@ mod kernel {
         rows: usize,
         cols: usize,
     ) {
+        // SAFETY: the caller guarantees the CPU features and the extents of `a`, `b` and `c`
+        // (# Safety); every access below stays within them.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); 2]; MR];
             for p in 0..kp {
@@ -225,6 +228,7 @@ mod kernel {
 struct SendPtr(*mut f32);
 // SAFETY: tasks write disjoint row ranges of one buffer that outlives the parallel loop.
 unsafe impl Send for SendPtr {}
+// SAFETY: as for `Send`: shared only to hand each task its own disjoint rows.
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {

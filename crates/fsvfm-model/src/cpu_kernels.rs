@@ -275,7 +275,7 @@ pub fn ema_inplace(t: &mut [f32], o: &[f32], momentum: f32, one_minus: f32) {
         .for_each(|(t, o)| ema_slice(t, o, momentum, one_minus));
 }
 
-/// `Σ x²` in f64 (a gradient-norm term), over [`PAR_CHUNK`]-sized chunks on all threads summed
+/// `Σ x²` in f64 (a gradient-norm term), over `PAR_CHUNK`-sized chunks on all threads summed
 /// in order (the same result whatever the thread count).
 pub fn sum_squares(v: &[f32]) -> f64 {
     let parts: Vec<f64> = v
@@ -428,11 +428,11 @@ unsafe fn gemm_rows(
     }
 }
 
-/// [`gemm_rows`] with any strides for both operands (`(pointer, row stride, column stride)`,
+/// `gemm_rows` with any strides for both operands (`(pointer, row stride, column stride)`,
 /// in elements): transposed views are read in place, the `gemm` crate packs them anyway.
 ///
 /// # Safety
-/// As [`gemm_rows`].
+/// As `gemm_rows`.
 pub unsafe fn gemm_strided(
     (m, n, k): (usize, usize, usize),
     (dst, dst_rs): (*mut f32, usize),
@@ -547,7 +547,7 @@ pub unsafe fn gemm_blocks(
 }
 
 /// Threads for a GEMM of `m·n·k` multiply-adds from the training ops: one below burn flex's
-/// threshold (192³, where splitting costs more than it gains), else as [`gemm_parallelism`].
+/// threshold (192³, where splitting costs more than it gains), else as `gemm_parallelism`.
 pub fn gemm_parallelism_for(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     if m.saturating_mul(n).saturating_mul(k) < 192 * 192 * 192 {
         return gemm::Parallelism::None;
@@ -812,6 +812,8 @@ mod tests {
                         .num_threads(threads)
                         .build()
                         .unwrap();
+                    // SAFETY: `out` is m × n, `a` m × k (or k × m transposed) and `b` k × n,
+                    // with the strides given: every access stays inside the three buffers.
                     pool.install(|| unsafe {
                         let args = (
                             (m, n, k),

@@ -129,7 +129,7 @@ impl VisionTransformer {
     }
 
     /// Last-block class-token attention to the patches, head-averaged: `[N, C, H, W] → [N, L]`
-    /// (heat maps; see [`cls_attention`]).
+    /// (heat maps; see `cls_attention`).
     pub fn last_attention(&self, x: Tensor<4>) -> Tensor<2> {
         cls_attention(
             &self.patch_embed,

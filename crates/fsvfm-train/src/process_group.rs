@@ -550,7 +550,7 @@ impl ProcessGroup {
     /// Replaces `data` with its sum over the ranks, added in rank order
     /// (`((x₀ + x₁) + x₂) + …`), so the result is the same bits on every rank.
     ///
-    /// Along the chain, pipelined in pieces of [`PIECE`] values: rank `r` receives piece `k` of
+    /// Along the chain, pipelined in pieces of `PIECE` values: rank `r` receives piece `k` of
     /// the partial sum `x₀ + … + x_{r−1}` from rank `r − 1`, adds its own, and sends it on to
     /// `r + 1` (the last rank then holds the sum); a second thread meanwhile receives the
     /// finished sums coming back from `r + 1` and passes them to `r − 1`. The values travel as

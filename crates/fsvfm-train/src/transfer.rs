@@ -64,7 +64,7 @@ pub struct TransferState {
 }
 
 /// A run being resumed: its state and optimiser (the model is restored by
-/// [`TransferOptions::restore_model`]).
+/// [`TransferOptions::restore`]).
 #[derive(Debug)]
 pub struct Resumed {
     /// Where the run stands.

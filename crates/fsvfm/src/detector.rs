@@ -345,7 +345,7 @@ impl Detector {
     pub fn score_normalised(&self, x: &[f32]) -> Result<Vec<f32>> {
         let s = self.input_size();
         let per = 3 * s * s;
-        if x.len() % per != 0 {
+        if !x.len().is_multiple_of(per) {
             return Err(Error::Invalid(format!(
                 "scoring needs [N, 3, {s}, {s}] values, got {} (not a multiple of {per})",
                 x.len()

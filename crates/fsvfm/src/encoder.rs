@@ -80,7 +80,7 @@ impl Encoder {
     pub fn features(&self, x: &[f32]) -> Result<Vec<f32>> {
         let s = self.input_size();
         let per = 3 * s * s;
-        if x.is_empty() || x.len() % per != 0 {
+        if x.is_empty() || !x.len().is_multiple_of(per) {
             return Err(Error::Invalid(format!(
                 "features need [N, 3, {s}, {s}] values, got {} (not a multiple of {per})",
                 x.len()

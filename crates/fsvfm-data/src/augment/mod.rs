@@ -10,7 +10,7 @@
 //!
 //! Interpolation: FSFM passes a torchvision `InterpolationMode` to timm 0.4.5, whose
 //! `_pil_interp` only recognises strings and falls back to bilinear, so the crop resize and the
-//! RandAugment warps are bilinear ([`Filter::Bilinear`], the default; *[inferred]* in the spec,
+//! RandAugment warps are bilinear ([`Filter::Bilinear`], the default; *\[inferred\]* in the spec,
 //! decided here from that code path).
 //!
 //! Randomness: every draw comes from the `RngCore` the caller passes, so a training run keyed on
