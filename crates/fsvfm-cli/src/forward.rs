@@ -156,17 +156,7 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
     let shapes = wf.shapes();
     let params: usize = shapes.values().map(|s| s.iter().product::<usize>()).sum();
     let dim = shapes.get("cls_token").and_then(|s| s.last().copied());
-    let depth = shapes
-        .keys()
-        .filter_map(|k| {
-            k.strip_prefix("blocks.")?
-                .split('.')
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .max()
-        .map(|d| d + 1);
+    let depth = fsvfm::checkpoint::depth_of(shapes);
     let preset = fsvfm_model::PRESETS.iter().find(|p| {
         let c = VitConfig::preset(p).expect("preset");
         Some(c.embed_dim) == dim && Some(c.depth) == depth

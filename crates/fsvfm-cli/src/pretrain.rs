@@ -246,7 +246,7 @@ fn pretrain_config(model: Option<&str>, checkpoint: &Path) -> Result<PretrainCon
         }
         let text = std::fs::read_to_string(m)
             .with_context(|| format!("'{m}' is neither a preset nor a readable JSON file"))?;
-        return serde_json::from_str(&text).with_context(|| format!("parsing {m}"));
+        return PretrainConfig::from_json(&text).with_context(|| format!("parsing {m}"));
     }
     let dir = checkpoint.parent().unwrap_or(Path::new("."));
     let found = match fsvfm_train::sidecar::Sidecar::read_in(dir)? {

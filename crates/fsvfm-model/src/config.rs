@@ -246,7 +246,98 @@ fn default_projection_hidden() -> usize {
     4096
 }
 
+/// The keyword arguments of the official `models_fsfm.FSFMViT` constructor, flat, with its
+/// defaults (which are ViT-L's encoder, `dec512d8b`, a 768-wide 2-block representation decoder
+/// with 16 heads, BYOL 4096 → 256, `norm_pix_loss=False`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OfficialKwargs {
+    #[serde(default = "default_img_size")]
+    img_size: usize,
+    #[serde(default = "default_patch_size")]
+    patch_size: usize,
+    #[serde(default = "default_in_chans")]
+    in_chans: usize,
+    #[serde(default = "official_embed_dim")]
+    embed_dim: usize,
+    #[serde(default = "official_depth")]
+    depth: usize,
+    #[serde(default = "default_16")]
+    num_heads: usize,
+    #[serde(default = "default_decoder_dim")]
+    decoder_embed_dim: usize,
+    #[serde(default = "default_decoder_depth")]
+    decoder_depth: usize,
+    #[serde(default = "default_16")]
+    decoder_num_heads: usize,
+    #[serde(default = "default_projection_size")]
+    projection_size: usize,
+    #[serde(default = "default_projection_hidden")]
+    projection_hidden_size: usize,
+    #[serde(default = "official_rep_dim")]
+    rep_decoder_embed_dim: usize,
+    #[serde(default = "default_rep_depth")]
+    rep_decoder_depth: usize,
+    #[serde(default = "default_16")]
+    rep_decoder_num_heads: usize,
+    #[serde(default = "default_mlp_ratio")]
+    mlp_ratio: f64,
+    #[serde(default)]
+    norm_pix_loss: bool,
+}
+
+fn official_embed_dim() -> usize {
+    1024
+}
+fn official_depth() -> usize {
+    24
+}
+fn official_rep_dim() -> usize {
+    768
+}
+
 impl PretrainConfig {
+    /// A pre-training model config from JSON: ours (`{"encoder": {…}, "decoder_embed_dim": …}`)
+    /// or the official `models_fsfm.FSFMViT` constructor keywords, flat (`{"embed_dim": 384,
+    /// "depth": 12, "num_heads": 12, "rep_decoder_embed_dim": 384, …}`, unset keywords taking
+    /// the constructor's defaults).
+    ///
+    /// A representation decoder of another width than the encoder (`rep_decoder_embed_dim ≠
+    /// embed_dim`, which the official model supports) is refused with an error saying so: our
+    /// networks give the representation decoder the encoder's width.
+    pub fn from_json(text: &str) -> Result<Self, ModelError> {
+        let bad =
+            |e: serde_json::Error| ModelError::Config(format!("pre-training model JSON: {e}"));
+        let v: serde_json::Value = serde_json::from_str(text).map_err(bad)?;
+        if v.get("encoder").is_some() {
+            return serde_json::from_value(v).map_err(bad);
+        }
+        let k: OfficialKwargs = serde_json::from_value(v).map_err(bad)?;
+        if k.rep_decoder_embed_dim != k.embed_dim {
+            return Err(ModelError::Config(format!(
+                "rep_decoder_embed_dim {} ≠ embed_dim {}: a representation decoder of another width than the encoder is not supported yet (set rep_decoder_embed_dim = embed_dim)",
+                k.rep_decoder_embed_dim, k.embed_dim
+            )));
+        }
+        let mut encoder = VitConfig::new(k.patch_size, k.embed_dim, k.depth, k.num_heads);
+        encoder.img_size = k.img_size;
+        encoder.in_chans = k.in_chans;
+        encoder.mlp_ratio = k.mlp_ratio;
+        let cfg = PretrainConfig {
+            encoder,
+            decoder_embed_dim: k.decoder_embed_dim,
+            decoder_depth: k.decoder_depth,
+            decoder_num_heads: k.decoder_num_heads,
+            rep_decoder_depth: k.rep_decoder_depth,
+            rep_decoder_num_heads: k.rep_decoder_num_heads,
+            projection_size: k.projection_size,
+            projection_hidden_size: k.projection_hidden_size,
+            norm_pix_loss: k.norm_pix_loss,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
     /// The official decoders (`dec512d8b`, rep decoder depth 2 / 16 heads, BYOL 4096 → 256) around `encoder`.
     pub fn new(encoder: VitConfig) -> Self {
         Self {
@@ -408,6 +499,30 @@ mod tests {
             )
             .is_err()
         );
+    }
+
+    #[test]
+    fn pretrain_json_reads_the_official_constructor_keywords() {
+        let ours = PretrainConfig::preset("vit_small_patch16").unwrap();
+        let nested = serde_json::to_string(&ours).unwrap();
+        assert_eq!(PretrainConfig::from_json(&nested).unwrap(), ours);
+        // fsfm_vit_small_patch16 as the official code builds it.
+        let flat = r#"{"patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 12,
+            "decoder_embed_dim": 512, "decoder_depth": 8, "decoder_num_heads": 16,
+            "rep_decoder_embed_dim": 384, "rep_decoder_depth": 2, "rep_decoder_num_heads": 16,
+            "projection_size": 256, "projection_hidden_size": 4096, "mlp_ratio": 4,
+            "norm_pix_loss": true}"#;
+        assert_eq!(PretrainConfig::from_json(flat).unwrap(), ours);
+        // The constructor's defaults: ViT-L with a 768-wide representation decoder, refused by name.
+        let e = PretrainConfig::from_json("{}").unwrap_err().to_string();
+        assert!(
+            e.contains("rep_decoder_embed_dim 768") && e.contains("embed_dim 1024"),
+            "{e}"
+        );
+        let e = PretrainConfig::from_json(r#"{"embed_dim": 64, "depht": 2}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("depht"), "{e}");
     }
 
     #[test]

@@ -14,7 +14,8 @@ use fsvfm_train::sidecar::{Calibration, Legacy, ModelKind, SIDECAR_FILE, Sidecar
 use crate::{Error, Result};
 
 /// An architecture by name: a preset (`vit_small_patch16`, …; see [`fsvfm_model::PRESETS`]) or a
-/// JSON file with timm's field names.
+/// JSON file with timm's field names (a pre-training model's JSON, ours or the official
+/// constructor keywords, gives its encoder).
 pub fn model_config(name: &str) -> Result<VitConfig> {
     if let Some(cfg) = VitConfig::preset(name) {
         return Ok(cfg);
@@ -30,10 +31,16 @@ pub fn model_config(name: &str) -> Result<VitConfig> {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    serde_json::from_str(&text).map_err(|e| Error::Input {
-        path,
-        reason: format!("not a model config: {e}"),
-    })
+    match serde_json::from_str::<VitConfig>(&text) {
+        Ok(cfg) => Ok(cfg),
+        // A pre-training model's JSON (ours, or the official constructor keywords): its encoder.
+        Err(e) => fsvfm_model::PretrainConfig::from_json(&text)
+            .map(|p| p.encoder)
+            .map_err(|pe| Error::Input {
+                path,
+                reason: format!("not a model config: {e} (nor a pre-training one: {pe})"),
+            }),
+    }
 }
 
 /// A normalisation by name: `vggface2` (the official default) or a `pretrain_ds_mean_std.txt`.
@@ -75,22 +82,7 @@ impl Network {
             CheckpointKind::Pretrain | CheckpointKind::Target => {
                 cfg.global_pool = true;
                 cfg.num_classes = 0;
-                cfg.validate()?;
-                let (m, report) =
-                    wf.load_into(VisionTransformer::new(&cfg, device), LoadMode::Partial)?;
-                let missing: Vec<_> = report
-                    .missing
-                    .iter()
-                    .filter(|k| !k.starts_with("fc_norm."))
-                    .collect();
-                if !missing.is_empty() {
-                    return Err(Error::Checkpoint {
-                        path: wf.path().to_path_buf(),
-                        reason: format!(
-                            "a pre-training checkpoint lacking encoder weights {missing:?}: is the model the right size?"
-                        ),
-                    });
-                }
+                let (m, report) = load_encoder(wf, &cfg, device)?;
                 Ok((
                     Network::Vit(Box::new(m)),
                     format!("encoder of a pre-training checkpoint ({report})"),
@@ -199,18 +191,7 @@ pub fn infer_model(wf: &WeightFile) -> Result<VitConfig> {
     if grid * grid + 1 != *tokens {
         return Err(bad("pos_embed is not 1 + a square number of tokens"));
     }
-    let depth = shapes
-        .keys()
-        .filter_map(|k| {
-            k.strip_prefix("blocks.")?
-                .split('.')
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .max()
-        .map(|d| d + 1)
-        .ok_or_else(|| bad("no blocks"))?;
+    let depth = depth_of(shapes).ok_or_else(|| bad("no blocks"))?;
     let hidden = shapes
         .get("blocks.0.mlp.fc1.weight")
         .map(|s| s[0])
@@ -232,6 +213,45 @@ pub fn infer_model(wf: &WeightFile) -> Result<VitConfig> {
     cfg.mlp_ratio = hidden as f64 / dim as f64;
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// The encoder of any weight file (a pre-training network's, a classifier's backbone) built for
+/// `cfg` (validated here) and loaded as the official fine-tuning does (`strict=False`): every
+/// encoder weight must be there; a missing `fc_norm` stays the fresh identity one.
+pub fn load_encoder(
+    wf: &WeightFile,
+    cfg: &VitConfig,
+    device: &Device,
+) -> Result<(VisionTransformer, fsvfm_model::LoadReport)> {
+    cfg.validate()?;
+    let (m, report) = wf.load_into(VisionTransformer::new(cfg, device), LoadMode::Partial)?;
+    let missing: Vec<_> = report
+        .missing
+        .iter()
+        .filter(|k| !k.starts_with("fc_norm."))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Checkpoint {
+            path: wf.path().to_path_buf(),
+            reason: format!("lacks encoder weights {missing:?}: is the model the right size?"),
+        });
+    }
+    Ok((m, report))
+}
+
+/// The number of transformer blocks a weight file's keys name (`blocks.<i>.…`), if any.
+pub fn depth_of(shapes: &std::collections::BTreeMap<String, Vec<usize>>) -> Option<usize> {
+    shapes
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("blocks.")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .map(|d| d + 1)
 }
 
 /// Where a [`Described`] checkpoint's metadata came from.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use fsvfm_data::{EvalSample, MeanStd};
-use fsvfm_model::{FasClassifier, FasNorm, LoadMode, VisionTransformer, VitConfig, WeightFile};
+use fsvfm_model::{FasClassifier, FasNorm, VitConfig, WeightFile};
 use fsvfm_train::batches::Augmentation;
 use fsvfm_train::fas::{FasEval, FasOptions, train_fas};
 use fsvfm_train::transfer_recipe::size_class;
@@ -216,19 +216,7 @@ pub fn run_fas_protocol(p: &FasProtocol, observer: &mut dyn FasObserver) -> Resu
             )));
             let device = p.device.clone().unwrap_or_else(fsvfm_model::cpu_device);
             device.seed(seed);
-            let (vit, report) =
-                wf.load_into(VisionTransformer::new(&vit_cfg, &device), LoadMode::Partial)?;
-            let missing: Vec<_> = report
-                .missing
-                .iter()
-                .filter(|k| !k.starts_with("fc_norm."))
-                .collect();
-            if !missing.is_empty() {
-                return Err(Error::Checkpoint {
-                    path: p.checkpoint.clone(),
-                    reason: format!("lacks encoder weights {missing:?}"),
-                });
-            }
+            let (vit, _) = crate::checkpoint::load_encoder(&wf, &vit_cfg, &device)?;
             let model = FasClassifier::new(vit, norm, &device);
             let settings = fsvfm_train::AdamWSettings {
                 beta1: 0.9,

@@ -325,3 +325,40 @@ fn missing_face_models_are_reported_at_first_use() {
         "{e}"
     );
 }
+
+/// `model_config` reads a ViT JSON with timm's names (`global_pool` as timm writes it), and the
+/// encoder of a pre-training JSON in the official constructor's keywords.
+#[test]
+fn model_configs_in_timm_and_official_spellings() {
+    let dir = tempfile::tempdir().unwrap();
+    let vit = dir.path().join("vit.json");
+    std::fs::write(
+        &vit,
+        r#"{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2, "global_pool": "avg"}"#,
+    )
+    .unwrap();
+    assert_eq!(fsvfm::model_config(vit.to_str().unwrap()).unwrap(), small());
+    let official = dir.path().join("fsfm.json");
+    std::fs::write(
+        &official,
+        r#"{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2,
+            "decoder_embed_dim": 24, "decoder_depth": 1, "decoder_num_heads": 4,
+            "rep_decoder_embed_dim": 32, "rep_decoder_num_heads": 4, "norm_pix_loss": true}"#,
+    )
+    .unwrap();
+    let enc = fsvfm::model_config(official.to_str().unwrap()).unwrap();
+    assert_eq!(
+        (
+            enc.img_size,
+            enc.patch_size,
+            enc.embed_dim,
+            enc.depth,
+            enc.num_heads
+        ),
+        (32, 8, 32, 2, 2)
+    );
+    let e = fsvfm::model_config("no_such_preset")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("vit_base_patch16"), "{e}");
+}
