@@ -362,3 +362,11 @@ fn model_configs_in_timm_and_official_spellings() {
         .to_string();
     assert!(e.contains("vit_base_patch16"), "{e}");
 }
+
+/// A service shares one loaded detector between request threads.
+#[test]
+fn detectors_and_encoders_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Detector>();
+    shared::<Encoder>();
+}
