@@ -82,8 +82,8 @@ pub fn forward(a: ForwardArgs) -> Result<()> {
         a.input.display()
     );
     // The FAS embedder norm is a training choice, not a weight: the sidecar says it.
-    let fas_norm = fsvfm::describe(&a.checkpoint, Some(&cfg), None)?.fas_norm;
-    let wf = WeightFile::open(&a.checkpoint)?;
+    let wf = fsvfm::checkpoint::open_model(&a.checkpoint)?;
+    let fas_norm = fsvfm::describe(&wf, Some(&cfg), None)?.fas_norm;
     let device = crate::runtime::device();
     let (model, what_loaded) = fsvfm::Network::load(&wf, cfg, fas_norm, &device)?;
     eprintln!("loaded {}: {what_loaded}", a.checkpoint.display());

@@ -272,19 +272,13 @@ pub enum MetadataSource {
 /// first, then its sidecar, then the previous release's files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Described {
-    /// The kind the sidecar states (`None` for files without a sidecar).
-    pub kind: Option<ModelKind>,
     /// The encoder's architecture.
     pub model: VitConfig,
     /// Input normalisation, when known (a detector needs it: [`Described::require_mean_std`]).
     pub mean_std: Option<MeanStd>,
     /// The FAS embedder norm (per sample unless the sidecar says token axis).
     pub fas_norm: FasNorm,
-    /// The fake class index the sidecar states.
-    pub fake_index: Option<usize>,
-    /// Threshold and temperature (empty until calibrated).
-    pub calibration: Calibration,
-    /// The sidecar, when there is one.
+    /// The sidecar, when there is one (kind, class order, calibration: see the methods).
     pub sidecar: Option<Sidecar>,
     /// Where the metadata came from.
     pub source: MetadataSource,
@@ -338,17 +332,17 @@ pub fn check_model_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Resolves what loading `checkpoint` needs: `model` and `mean_std` when given, else its
+/// Resolves what loading the weight file `wf` (opened by [`open_model`]) needs: `model` and `mean_std` when given, else its
 /// `fsvfm.json`, else the previous release's files beside it, else (the architecture) the
 /// tensor shapes ([`infer_model`]). What cannot be known is an [`Error::MissingMetadata`]
 /// naming the flag that supplies it (an unknown mean/std only where it is needed:
 /// [`Described::require_mean_std`]).
 pub fn describe(
-    checkpoint: &Path,
+    wf: &WeightFile,
     model: Option<&VitConfig>,
     mean_std: Option<MeanStd>,
 ) -> Result<Described> {
-    check_model_path(checkpoint)?;
+    let checkpoint = wf.path();
     let dir = checkpoint.parent().unwrap_or(Path::new("."));
     let sidecar = Sidecar::read_in(dir)?;
     let legacy = match &sidecar {
@@ -366,10 +360,7 @@ pub fn describe(
         .or(legacy.model);
     let (model, source) = match known {
         Some(m) => (m, source),
-        None => (
-            infer_model(&WeightFile::open(checkpoint)?)?,
-            MetadataSource::Shapes,
-        ),
+        None => (infer_model(wf)?, MetadataSource::Shapes),
     };
     let mean_std = mean_std
         .or(sidecar.as_ref().map(|s| s.mean_std))
@@ -380,21 +371,45 @@ pub fn describe(
         .or(legacy.fas_norm)
         .unwrap_or(FasNorm::PerSample);
     Ok(Described {
-        kind: sidecar.as_ref().map(|s| s.kind),
         model,
         mean_std,
         fas_norm,
-        fake_index: sidecar.as_ref().and_then(|s| s.fake_index),
-        calibration: sidecar
-            .as_ref()
-            .map(|s| s.calibration.clone())
-            .unwrap_or_default(),
         sidecar,
         source,
     })
 }
 
+/// Opens a model file: [`check_model_path`] first (a folder or a resume folder gets the error
+/// naming the file to use), then the weight file's header.
+pub fn open_model(path: &Path) -> Result<WeightFile> {
+    check_model_path(path)?;
+    Ok(WeightFile::open(path)?)
+}
+
+/// Calibration of a file without a sidecar: none.
+static UNCALIBRATED: Calibration = Calibration {
+    threshold: None,
+    temperature: None,
+};
+
 impl Described {
+    /// The kind the sidecar states (`None` for files without a sidecar).
+    pub fn kind(&self) -> Option<ModelKind> {
+        self.sidecar.as_ref().map(|s| s.kind)
+    }
+
+    /// The fake class index the sidecar states.
+    pub fn fake_index(&self) -> Option<usize> {
+        self.sidecar.as_ref().and_then(|s| s.fake_index)
+    }
+
+    /// Threshold and temperature (empty until calibrated, and for files without a sidecar).
+    pub fn calibration(&self) -> &Calibration {
+        self.sidecar
+            .as_ref()
+            .map_or(&UNCALIBRATED, |s| &s.calibration)
+    }
+
     /// The normalisation, or an [`Error::MissingMetadata`] naming the flag that supplies it.
     pub fn require_mean_std(&self, checkpoint: &Path) -> Result<MeanStd> {
         self.mean_std.ok_or(Error::MissingMetadata {

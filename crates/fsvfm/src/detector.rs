@@ -9,11 +9,11 @@ use fsvfm_data::MeanStd;
 use fsvfm_faces::assets::Assets;
 use fsvfm_faces::pipeline::{FacePipeline, PipelineOptions};
 use fsvfm_faces::video::{FrameSelection, frame_count, frame_indices, is_video_file, read_frames};
-use fsvfm_model::{VitConfig, WeightFile};
+use fsvfm_model::VitConfig;
 use fsvfm_train::sidecar::Calibration;
 use image::RgbImage;
 
-use crate::checkpoint::{Described, Network, describe};
+use crate::checkpoint::{Described, Network, describe, open_model};
 use crate::{Error, Result};
 
 /// How a [`Detector`] is loaded and how it finds faces. `Default` suits our own checkpoints
@@ -124,18 +124,18 @@ impl Detector {
                 "batch size and frames per video must be at least 1".into(),
             ));
         }
-        let described = describe(path, options.model.as_ref(), options.mean_std)?;
+        let wf = open_model(path)?;
+        let described = describe(&wf, options.model.as_ref(), options.mean_std)?;
         let device = options
             .device
             .clone()
             .unwrap_or_else(fsvfm_model::cpu_device);
-        let wf = WeightFile::open(path)?;
         let (network, loaded) =
             Network::load(&wf, described.model.clone(), described.fas_norm, &device)?;
         let classes = network.classes();
         let fake_index = options
             .fake_index
-            .or(described.fake_index)
+            .or(described.fake_index())
             .unwrap_or(fsvfm_train::adapt::FAKE_CLASS);
         if classes < 2 || fake_index >= classes {
             return Err(Error::Checkpoint {
@@ -176,7 +176,7 @@ impl Detector {
 
     /// The calibration of the sidecar (empty until calibrated).
     pub fn calibration(&self) -> &Calibration {
-        &self.described.calibration
+        self.described.calibration()
     }
 
     /// Input side in pixels.

@@ -4,10 +4,10 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use fsvfm_data::MeanStd;
-use fsvfm_model::{VitConfig, WeightFile};
+use fsvfm_model::VitConfig;
 use image::RgbImage;
 
-use crate::checkpoint::{Described, Network, describe};
+use crate::checkpoint::{Described, Network, describe, open_model};
 use crate::{Error, Result};
 
 /// How an [`Encoder`] is loaded. `Default` suits our own checkpoints.
@@ -50,12 +50,12 @@ impl Encoder {
     /// [`Encoder::features_of`]).
     pub fn load_with(path: impl AsRef<Path>, options: &EncoderOptions) -> Result<Encoder> {
         let path = path.as_ref();
-        let described = describe(path, options.model.as_ref(), options.mean_std)?;
+        let wf = open_model(path)?;
+        let described = describe(&wf, options.model.as_ref(), options.mean_std)?;
         let device = options
             .device
             .clone()
             .unwrap_or_else(fsvfm_model::cpu_device);
-        let wf = WeightFile::open(path)?;
         let (network, _) =
             Network::load(&wf, described.model.clone(), described.fas_norm, &device)?;
         Ok(Encoder {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use fsvfm_data::{EvalSample, MeanStd};
-use fsvfm_model::{FasClassifier, FasNorm, VitConfig, WeightFile};
+use fsvfm_model::{FasClassifier, FasNorm, VitConfig};
 use fsvfm_train::batches::Augmentation;
 use fsvfm_train::fas::{FasEval, FasOptions, train_fas};
 use fsvfm_train::transfer_recipe::size_class;
@@ -134,7 +134,9 @@ pub fn run_fas_protocol(p: &FasProtocol, observer: &mut dyn FasObserver) -> Resu
         FasAugment::Fas => Augmentation::fas(),
         FasAugment::None => Augmentation::none(0.0),
     };
-    let described = crate::describe(&p.checkpoint, p.model.as_ref(), p.mean_std)?;
+    // Opened once (its header); every run loads the weights into a fresh model.
+    let wf = crate::checkpoint::open_model(&p.checkpoint)?;
+    let described = crate::describe(&wf, p.model.as_ref(), p.mean_std)?;
     let mean_std = described.require_mean_std(&p.checkpoint)?;
     let mut vit_cfg = described.model.clone();
     vit_cfg.num_classes = 0;
@@ -160,8 +162,6 @@ pub fn run_fas_protocol(p: &FasProtocol, observer: &mut dyn FasObserver) -> Resu
             }
             Ok(set)
         };
-    // Opened once (its header); every run loads the weights into a fresh model.
-    let wf = WeightFile::open(&p.checkpoint)?;
     let norm = if p.token_axis_norm {
         FasNorm::TokenAxis
     } else {

@@ -274,7 +274,8 @@ impl TransferSummary {
 /// `recipe.toml`, then fine-tunes or trains the adapter, writing the checkpoints and the sidecar
 /// `fsvfm.json` (an interrupted run continues with `resume`).
 pub fn transfer(job: &TransferJob, observer: Arc<dyn Observer>) -> Result<TransferSummary> {
-    let described = crate::describe(&job.checkpoint, job.model.as_ref(), job.mean_std)?;
+    let wf = crate::checkpoint::open_model(&job.checkpoint)?;
+    let described = crate::describe(&wf, job.model.as_ref(), job.mean_std)?;
     let mean_std = described.require_mean_std(&job.checkpoint)?;
     let mut vit = described.model.clone();
     vit.num_classes = 2;
@@ -285,7 +286,6 @@ pub fn transfer(job: &TransferJob, observer: Arc<dyn Observer>) -> Result<Transf
     let device = job.device.clone().unwrap_or_else(fsvfm_model::cpu_device);
     // The new layers are drawn from the seeded device generator.
     device.seed(job.seed);
-    let wf = WeightFile::open(&job.checkpoint)?;
     let load = |what: &str| format!("{what} from {}", described.source_text());
     match job.method {
         Method::Adapter => {
