@@ -370,3 +370,49 @@ fn detectors_and_encoders_can_be_shared_between_threads() {
     shared::<Detector>();
     shared::<Encoder>();
 }
+
+/// Broken metadata and weight files get an error naming the file, never a guess.
+#[test]
+fn corrupt_sidecars_legacy_files_and_weights_are_named() {
+    // A sidecar that is not JSON.
+    let dir = tempfile::tempdir().unwrap();
+    let ck = our_checkpoint(dir.path());
+    std::fs::write(
+        dir.path().join("fsvfm.json"),
+        b"{\"schema_version\": 1, \"kind\"",
+    )
+    .unwrap();
+    let e = Detector::load(&ck).unwrap_err().to_string();
+    assert!(e.contains("fsvfm.json") && e.contains("not JSON"), "{e}");
+    // A previous release's model.json that is not a config.
+    let old = tempfile::tempdir().unwrap();
+    let ck = old.path().join("c.safetensors");
+    std::fs::copy(fixture("classifier_avg.safetensors"), &ck).unwrap();
+    std::fs::write(old.path().join("model.json"), b"[1, 2]").unwrap();
+    let e = Detector::load(&ck).unwrap_err().to_string();
+    assert!(e.contains("model.json"), "{e}");
+    // Weights: too short, not a weight file, and tensors that say nothing about a ViT.
+    let bad = tempfile::tempdir().unwrap();
+    let short = bad.path().join("short.safetensors");
+    std::fs::write(&short, b"abc").unwrap();
+    let e = Detector::load(&short).unwrap_err().to_string();
+    assert!(e.contains("short.safetensors"), "{e}");
+    let junk = bad.path().join("junk.pth");
+    std::fs::write(&junk, vec![0x5a; 4096]).unwrap();
+    let e = Detector::load(&junk).unwrap_err().to_string();
+    assert!(e.contains("junk.pth"), "{e}");
+    let other = bad.path().join("other.safetensors");
+    let data = vec![0u8; 16];
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &data).unwrap();
+    std::fs::write(
+        &other,
+        safetensors::serialize([("x".to_string(), view)], None).unwrap(),
+    )
+    .unwrap();
+    let e = Detector::load(&other).unwrap_err().to_string();
+    assert!(
+        e.contains("cannot tell the architecture") && e.contains("--model"),
+        "{e}"
+    );
+}
