@@ -175,7 +175,6 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             ..Default::default()
         },
     )?;
-    let (size, norm) = (clf.input_size(), clf.mean_std());
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
     let mut results = Vec::new();
@@ -192,44 +191,22 @@ pub fn eval(a: EvalArgs) -> Result<()> {
                 (n, p)
             }
         };
-        let (all, mut skipped) = fsvfm_data::read_eval_set(&path, &a.split, a.root.as_deref())
-            .map_err(anyhow::Error::msg)?;
-        // Decode in parallel; unreadable images are recorded and left out.
-        let decoded: Vec<Result<Vec<f32>, String>> = {
-            use rayon::prelude::*;
-            all.par_iter()
-                .map(|s| fsvfm_data::load_normalized(&s.image, size, &norm))
-                .collect()
-        };
-        let mut samples = Vec::new();
-        let mut pixels: Vec<f32> = Vec::new();
-        for (s, d) in all.into_iter().zip(decoded) {
-            match d {
-                Ok(x) => {
-                    pixels.extend(x);
-                    samples.push(s);
-                }
-                Err(reason) => skipped.push(fsvfm_data::Skipped {
-                    path: s.image.display().to_string(),
-                    reason,
-                }),
-            }
-        }
+        let set = clf.load_eval_set(&path, &a.split, a.root.as_deref())?;
         let scores: Vec<f64> = clf
-            .score_normalised(&pixels)?
+            .score_normalised(&set.pixels)?
             .into_iter()
             .map(f64::from)
             .collect();
         eprintln!(
             "{name}: {} images scored, {} left out",
-            samples.len(),
-            skipped.len()
+            set.samples.len(),
+            set.skipped.len()
         );
         results.push(Scored {
             name,
-            samples,
+            samples: set.samples,
             scores,
-            skipped,
+            skipped: set.skipped,
         });
     }
     crate::report::write_eval_report(
@@ -247,4 +224,91 @@ pub fn eval(a: EvalArgs) -> Result<()> {
             })
             .collect::<Vec<_>>(),
     )
+}
+
+/// Arguments of `fsvfm calibrate`.
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Classifier checkpoint; the calibration goes into the `fsvfm.json` of its folder (made for
+    /// an official `.pth` from `--model`, `--mean-std`, `--fake-index`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Labelled validation set of face crops (any form `fsvfm eval` reads), not the test set.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Threshold at this false-positive rate on the real faces.
+    #[arg(long, default_value_t = 0.05, conflicts_with = "eer")]
+    pub target_fpr: f64,
+    /// Threshold at the equal error rate instead.
+    #[arg(long)]
+    pub eer: bool,
+    /// Architecture (official `.pth` files without a sidecar).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Normalisation (official `.pth` files without a sidecar).
+    #[arg(long)]
+    pub mean_std: Option<String>,
+    /// Index of the "fake" class in the head.
+    #[arg(long)]
+    pub fake_index: Option<usize>,
+    /// DeepfakeBench split to read.
+    #[arg(long, default_value = "val")]
+    pub split: String,
+    /// Folder relative frame paths are read from.
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+}
+
+/// `fsvfm calibrate`.
+pub fn calibrate(a: CalibrateArgs) -> Result<()> {
+    let (model, mean_std) = model_and_mean_std(a.model.as_deref(), a.mean_std.as_deref())?;
+    let out = fsvfm::calibrate::calibrate(&fsvfm::calibrate::CalibrateJob {
+        checkpoint: a.checkpoint.clone(),
+        options: fsvfm::DetectorOptions {
+            model,
+            mean_std,
+            fake_index: a.fake_index,
+            batch_size: a.batch_size,
+            device: Some(crate::runtime::device()),
+            ..Default::default()
+        },
+        data: a.data.clone(),
+        split: a.split.clone(),
+        root: a.root.clone(),
+        target: if a.eer {
+            fsvfm::calibrate::Target::Eer
+        } else {
+            fsvfm::calibrate::Target::Fpr(a.target_fpr)
+        },
+    })?;
+    for s in &out.skipped {
+        eprintln!("left out {}: {}", s.path, s.reason);
+    }
+    let c = &out.calibration;
+    let op = c
+        .operating_point
+        .as_ref()
+        .expect("calibrate sets the operating point");
+    eprintln!(
+        "temperature {:.4} (validation NLL {:.4} -> {:.4}); threshold {:.4} ({}), suspect from {:.4}; on {} reals / {} fakes: TPR {:.4}, FPR {:.4}; written to {}",
+        c.temperature_or_one(),
+        out.nll_before,
+        out.nll_after,
+        c.decision_threshold(),
+        match op.target_fpr {
+            Some(f) => format!("target FPR {f}"),
+            None => "EER".into(),
+        },
+        c.suspect_from(),
+        op.n_real,
+        op.n_fake,
+        op.tpr,
+        op.fpr,
+        out.sidecar.display()
+    );
+    println!("{}", serde_json::to_string_pretty(c)?);
+    Ok(())
 }

@@ -15,6 +15,7 @@ mod pretrain;
 mod protocol;
 mod report;
 mod runtime;
+mod serve;
 mod synth;
 
 use anyhow::Result;
@@ -62,6 +63,9 @@ enum Command {
     EvalScores(eval::EvalScoresArgs),
     /// Score labelled test sets with a classifier checkpoint: metrics.json, report.md, ROC and histograms.
     Eval(eval::EvalArgs),
+    /// Fit a checkpoint's temperature and verdict threshold (target FPR or EER) on a labelled
+    /// validation set; written into its fsvfm.json.
+    Calibrate(eval::CalibrateArgs),
     /// Measure inference throughput and peak memory of a preset on random weights.
     Bench(bench::BenchArgs),
     /// Fully fine-tune a pre-trained encoder as a real/fake classifier (layer-wise lr decay, drop path).
@@ -80,6 +84,9 @@ enum Command {
     Prepare(prepare::PrepareArgs),
     /// P(fake) for every face in images, folders and videos (JSON lines or a table), with heat maps.
     Predict(predict::PredictArgs),
+    /// The detection service: HTTP API (OpenAPI at /openapi.json), web page, dynamic batching,
+    /// video jobs, metrics; binds 127.0.0.1 unless told otherwise.
+    Serve(serve::ServeArgs),
     /// Forgeries (self-blended images, face swaps) and print/replay attacks from a prepared manifest.
     Synth(synth::SynthArgs),
     /// Write synthetic faces with exact region maps (official layout), for demos and tests.
@@ -103,7 +110,9 @@ fn run(cli: Cli) -> Result<()> {
     // Inference-only commands never change a model's weights after loading: each block's host
     // copy (and bf16 pack) is made once instead of per forward.
     let inference_only = match &cli.command {
-        Command::Predict(_) | Command::Eval(_) | Command::Forward(_) => true,
+        Command::Predict(_) | Command::Eval(_) | Command::Forward(_) | Command::Calibrate(_) => {
+            true
+        }
         Command::Bench(b) => !b.train && !b.finetune,
         _ => false,
     };
@@ -117,6 +126,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Mask(a) => mask::mask(a),
         Command::EvalScores(a) => eval::eval_scores(a),
         Command::Eval(a) => eval::eval(a),
+        Command::Calibrate(a) => eval::calibrate(a),
         Command::Bench(a) => bench::bench(a),
         Command::Adapt(a) => adapt::adapt_cmd(a),
         Command::Finetune(a) => adapt::finetune_cmd(a),
@@ -127,6 +137,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::SyntheticFaces(a) => pretrain::synthetic_faces(a),
         Command::Prepare(a) => prepare::prepare_cmd(a),
         Command::Predict(a) => predict::predict_cmd(a),
+        Command::Serve(a) => serve::serve_cmd(a, &cli.precision),
         Command::Synth(a) => synth::synth_cmd(a),
     }
 }

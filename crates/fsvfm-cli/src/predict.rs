@@ -84,6 +84,9 @@ struct Record {
     bbox: Option<[f32; 4]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     p_fake: Option<f64>,
+    /// `real`, `suspect` or `fake` from the checkpoint's calibration (0.5 when uncalibrated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<fsvfm::Verdict>,
     /// Video summary line: frames with a scored face.
     #[serde(skip_serializing_if = "Option::is_none")]
     video_frames: Option<usize>,
@@ -101,6 +104,7 @@ impl Record {
             face_index: None,
             bbox: None,
             p_fake: None,
+            verdict: None,
             video_frames: None,
             heatmap: None,
             error: Some(error),
@@ -163,6 +167,7 @@ fn decode_input(det: &Detector, input: &Input) -> Result<Decoded> {
                     face_index: Some(k),
                     bbox,
                     p_fake: None,
+                    verdict: None,
                     video_frames: None,
                     heatmap: None,
                     error: None,
@@ -193,6 +198,17 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             ..Default::default()
         },
     )?;
+    let cal = det.calibration();
+    eprintln!(
+        "verdicts: fake at P(fake) >= {:.4}, suspect from {:.4}{}",
+        cal.decision_threshold(),
+        cal.suspect_from(),
+        if cal.is_calibrated() {
+            " (calibrated)"
+        } else {
+            " (uncalibrated: run fsvfm calibrate)"
+        }
+    );
     det.ensure_face_models()
         .context("loading the face models")?;
     let mut inputs = Vec::new();
@@ -212,8 +228,8 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     if a.format == Format::Table {
         writeln!(
             out,
-            "{:<48} {:>6} {:>4} {:>8}  note",
-            "file", "frame", "face", "p_fake"
+            "{:<48} {:>6} {:>4} {:>8} {:>8}  note",
+            "file", "frame", "face", "p_fake", "verdict"
         )?;
     }
     let start = Instant::now();
@@ -244,6 +260,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             let mut video_scores = Vec::new();
             for mut f in d.faces {
                 f.record.p_fake = Some(scores[k]);
+                f.record.verdict = Some(det.calibration().verdict(scores[k]));
                 if let (Some(dir), Some(m)) = (&a.heatmap, &maps) {
                     let path = dir.join(format!("{}.png", f.name));
                     fsvfm::heatmap::overlay(&f.crop, &m[k])
@@ -267,6 +284,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
                     face_index: None,
                     bbox: None,
                     p_fake: Some(mean),
+                    verdict: Some(det.calibration().verdict(mean)),
                     video_frames: Some(video_scores.len()),
                     heatmap: None,
                     error: None,
@@ -296,12 +314,17 @@ fn emit(out: &mut dyn Write, format: Format, r: &Record) -> Result<()> {
             let frame = r.frame.map_or("-".into(), |f| f.to_string());
             let face = r.face_index.map_or("-".into(), |f| f.to_string());
             let p = r.p_fake.map_or("-".into(), |p| format!("{p:.4}"));
+            let v = r.verdict.map_or("-", fsvfm::Verdict::as_str);
             let note = match (&r.error, r.video_frames) {
                 (Some(e), _) => e.clone(),
                 (None, Some(n)) => format!("video: mean of {n} faces"),
                 _ => String::new(),
             };
-            writeln!(out, "{:<48} {frame:>6} {face:>4} {p:>8}  {note}", r.file)?;
+            writeln!(
+                out,
+                "{:<48} {frame:>6} {face:>4} {p:>8} {v:>8}  {note}",
+                r.file
+            )?;
         }
     }
     Ok(())

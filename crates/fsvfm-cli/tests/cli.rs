@@ -1643,3 +1643,94 @@ fn two_processes_of_two_workers_train_like_four_workers_in_one_process() {
     .unwrap();
     assert!(worst <= 1e-6, "max |diff| {worst}");
 }
+
+/// `fsvfm calibrate` on an official-style file without a sidecar (architecture and mean/std
+/// given): it writes `fsvfm.json` with the calibration, after which `predict` needs no flags and
+/// gives verdicts at the fitted threshold, and `serve` shows it at `/v1/model`; SIGTERM stops
+/// the service with exit 0.
+#[test]
+fn calibrate_then_predict_gives_verdicts_and_serve_shows_the_calibration() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = image_folder(dir.path(), 12, ["3", "4"], true);
+    let cfg = write_config(dir.path(), SMALL);
+    let run = dir.path().join("official");
+    std::fs::create_dir_all(&run).unwrap();
+    let ck = run.join("checkpoint-min_val_loss.safetensors");
+    std::fs::copy(fixture("classifier_avg.safetensors"), &ck).unwrap();
+    let p = |q: &Path| q.to_str().unwrap().to_string();
+    let o = fsvfm(&[
+        "calibrate",
+        "--checkpoint",
+        &p(&ck),
+        "--data",
+        &p(&set),
+        "--model",
+        &cfg,
+        "--mean-std",
+        "vggface2",
+        "--target-fpr",
+        "0.25",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cal: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let thr = cal["threshold"].as_f64().unwrap();
+    assert!(cal["temperature"].as_f64().unwrap() > 0.0);
+    assert!(cal["operating_point"]["fpr"].as_f64().unwrap() <= 0.25);
+    assert!(stderr(&o).contains("fsvfm.json"), "{}", stderr(&o));
+    assert!(run.join("fsvfm.json").is_file());
+    let o = fsvfm(&[
+        "predict",
+        "--crops",
+        &p(&set.join("fake")),
+        "--checkpoint",
+        &p(&ck),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(calibrated)"), "{}", stderr(&o));
+    let mut n = 0;
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let pf = r["p_fake"].as_f64().unwrap();
+        let v = r["verdict"].as_str().unwrap();
+        assert_eq!(v == "fake", pf >= thr, "{line} at threshold {thr}");
+        n += 1;
+    }
+    assert_eq!(n, 12);
+    if !face_models_installed() {
+        return;
+    }
+    use std::io::{BufRead, Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fsvfm"))
+        .args(["serve", "--checkpoint", &p(&ck), "--port", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut addr = String::new();
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if let Some(a) = line.trim().strip_prefix("serving on http://") {
+            addr = a.split_whitespace().next().unwrap().to_string();
+            break;
+        }
+        line.clear();
+    }
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /v1/model HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let m: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(m["calibrated"], true);
+    assert_eq!(m["threshold"].as_f64(), Some(thr));
+    assert_eq!(m["operating_point"]["method"], "fpr");
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = err.read_to_string(&mut rest);
+    assert!(status.success(), "{status:?}: {rest}");
+    assert!(rest.contains("stopped"), "{rest}");
+}

@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod bootstrap;
+pub mod calibration;
 mod csv_input;
 mod error;
 mod input;
@@ -38,6 +39,10 @@ mod threshold;
 pub use bootstrap::{
     BootstrapConfig, BootstrapReport, ConfidenceInterval, ResampleUnit, bootstrap_ci,
     bootstrap_metrics, bootstrap_paired, format_intervals,
+};
+pub use calibration::{
+    TemperatureFit, ThresholdPoint, calibrated_probability, fit_temperature, threshold_at_eer,
+    threshold_at_fpr,
 };
 pub use csv_input::{DEFAULT_VIDEO_COLUMN, evaluate_csv, read_scores, read_scores_csv};
 pub use error::{EvalError, Position};

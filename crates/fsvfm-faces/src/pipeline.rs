@@ -281,9 +281,19 @@ impl FacePipeline {
         &self,
         img: &RgbImage,
     ) -> Result<Vec<(Detection, PixelRect, RgbImage)>, FaceError> {
+        self.crops_of(img, self.options.all_faces)
+    }
+
+    /// [`FacePipeline::crops`] with `all_faces` given per call (a service answers both kinds of
+    /// request from one pipeline).
+    pub fn crops_of(
+        &self,
+        img: &RgbImage,
+        all_faces: bool,
+    ) -> Result<Vec<(Detection, PixelRect, RgbImage)>, FaceError> {
         let (_, mut dets) = self.detect(img)?;
         dets.sort_by(|a, b| b.bbox.area().total_cmp(&a.bbox.area()));
-        if !self.options.all_faces {
+        if !all_faces {
             dets.truncate(1);
         }
         Ok(dets

@@ -89,6 +89,73 @@ pub fn frame_count(path: &Path) -> Result<usize, FaceError> {
     }
 }
 
+/// What a video's header says of its first video stream, read without decoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VideoInfo {
+    /// Frame width in pixels.
+    pub width: u32,
+    /// Frame height in pixels.
+    pub height: u32,
+    /// Average frame rate (frames per second; 0 when the file does not say).
+    pub fps: f64,
+    /// Duration in seconds (the stream's, else the container's; 0 when neither says).
+    pub duration_s: f64,
+}
+
+/// Reads [`VideoInfo`] with `ffprobe` (container and stream headers only), so a service can
+/// refuse a video too long or too large before decoding any frame.
+pub fn probe(path: &Path) -> Result<VideoInfo, FaceError> {
+    let out = tool("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=width,height,avg_frame_rate,duration:format=duration",
+            "-of",
+            "json",
+        ])
+        .arg(path)
+        .output()
+        .map_err(|e| missing_tool("ffprobe", e))?;
+    let unreadable = |why: &str| {
+        FaceError::Input(format!(
+            "{}: unreadable video ({})",
+            path.display(),
+            first_line(&String::from_utf8_lossy(&out.stderr)).unwrap_or(why)
+        ))
+    };
+    if !out.status.success() {
+        return Err(unreadable("ffprobe failed"));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|_| unreadable("ffprobe output"))?;
+    let stream = v["streams"]
+        .get(0)
+        .ok_or_else(|| unreadable("no video stream"))?;
+    let num = |x: &serde_json::Value| x.as_str().and_then(|s| s.parse::<f64>().ok());
+    let fps = stream["avg_frame_rate"]
+        .as_str()
+        .and_then(|r| {
+            let (a, b) = r.split_once('/')?;
+            let (a, b) = (a.parse::<f64>().ok()?, b.parse::<f64>().ok()?);
+            (b > 0.0).then_some(a / b)
+        })
+        .unwrap_or(0.0);
+    let duration_s = num(&stream["duration"])
+        .or_else(|| num(&v["format"]["duration"]))
+        .filter(|d| d.is_finite() && *d >= 0.0)
+        .unwrap_or(0.0);
+    let dim = |k: &str| stream[k].as_u64().and_then(|x| u32::try_from(x).ok());
+    match (dim("width"), dim("height")) {
+        (Some(width), Some(height)) if width > 0 && height > 0 => Ok(VideoInfo {
+            width,
+            height,
+            fps: if fps.is_finite() { fps } else { 0.0 },
+            duration_s,
+        }),
+        _ => Err(unreadable("no frame size")),
+    }
+}
+
 fn first_line(s: &str) -> Option<&str> {
     s.lines().map(str::trim).find(|l| !l.is_empty())
 }

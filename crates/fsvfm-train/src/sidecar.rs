@@ -48,16 +48,114 @@ impl ModelKind {
     }
 }
 
-/// A score calibration: `threshold` on P(fake) for the verdict and `temperature` dividing the
-/// logits before the softmax. Both empty until a checkpoint is calibrated.
+/// A score calibration (`fsvfm calibrate`): `temperature` dividing the logits before the
+/// softmax, then the verdict bands on the calibrated P(fake): `fake` at or above `threshold`,
+/// `suspect` in `[suspect_threshold, threshold)`, `real` below. All empty until a checkpoint is
+/// calibrated; then [`Calibration::UNCALIBRATED_THRESHOLD`] and
+/// [`Calibration::UNCALIBRATED_SUSPECT`] apply.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Calibration {
-    /// Decision threshold on P(fake).
+    /// Decision threshold on P(fake): `fake` when P(fake) ≥ it.
     #[serde(default)]
     pub threshold: Option<f64>,
-    /// Softmax temperature.
+    /// Softmax temperature `T` (P = softmax(logits / T)), fitted by minimising the validation
+    /// negative log-likelihood (temperature scaling, Guo et al. 2017).
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// Lower edge of the `suspect` band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspect_threshold: Option<f64>,
+    /// How the threshold was chosen and what it reached on the validation set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operating_point: Option<OperatingPoint>,
+}
+
+/// The validation operating point of a calibrated threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatingPoint {
+    /// `fpr` (a target false-positive rate on real faces) or `eer` (the equal error rate).
+    pub method: String,
+    /// The target false-positive rate (method `fpr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_fpr: Option<f64>,
+    /// Fakes at or above the threshold / fakes, on the validation set.
+    pub tpr: f64,
+    /// Reals at or above the threshold / reals, on the validation set.
+    pub fpr: f64,
+    /// Validation reals.
+    pub n_real: usize,
+    /// Validation fakes (or attacks).
+    pub n_fake: usize,
+    /// The validation set it was fitted on.
+    pub data: String,
+}
+
+/// What a calibrated (or default) threshold says of a face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// P(fake) under the suspect band.
+    Real,
+    /// P(fake) in `[suspect_threshold, threshold)`.
+    Suspect,
+    /// P(fake) at or above the threshold.
+    Fake,
+}
+
+impl Verdict {
+    /// `real`, `suspect` or `fake`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Real => "real",
+            Verdict::Suspect => "suspect",
+            Verdict::Fake => "fake",
+        }
+    }
+}
+
+impl Calibration {
+    /// The threshold of an uncalibrated checkpoint: the softmax's argmax for two classes.
+    pub const UNCALIBRATED_THRESHOLD: f64 = 0.5;
+    /// Lower edge of the suspect band of an uncalibrated checkpoint *\[inferred\]*: 0.3, so that a
+    /// face the head calls real with less than 70 % confidence is flagged for a human look.
+    pub const UNCALIBRATED_SUSPECT: f64 = 0.3;
+
+    /// Whether `fsvfm calibrate` fitted a threshold.
+    pub fn is_calibrated(&self) -> bool {
+        self.threshold.is_some()
+    }
+
+    /// The decision threshold in use.
+    pub fn decision_threshold(&self) -> f64 {
+        self.threshold.unwrap_or(Self::UNCALIBRATED_THRESHOLD)
+    }
+
+    /// The lower edge of the suspect band in use (never above the threshold).
+    pub fn suspect_from(&self) -> f64 {
+        let t = self.decision_threshold();
+        match (self.threshold, self.suspect_threshold) {
+            (Some(_), Some(s)) => s.min(t),
+            (Some(_), None) => t,
+            _ => Self::UNCALIBRATED_SUSPECT,
+        }
+    }
+
+    /// The temperature in use (1 when uncalibrated).
+    pub fn temperature_or_one(&self) -> f64 {
+        self.temperature.unwrap_or(1.0)
+    }
+
+    /// The verdict for a calibrated P(fake). NaN (which scoring never returns) is `fake`, so a
+    /// broken score is never waved through.
+    pub fn verdict(&self, p_fake: f64) -> Verdict {
+        if p_fake.is_nan() || p_fake >= self.decision_threshold() {
+            Verdict::Fake
+        } else if p_fake >= self.suspect_from() {
+            Verdict::Suspect
+        } else {
+            Verdict::Real
+        }
+    }
 }
 
 /// What wrote a checkpoint.
@@ -293,6 +391,48 @@ mod tests {
         s.write(d.path()).unwrap();
         assert_eq!(Sidecar::read_in(d.path()).unwrap(), Some(s.clone()));
         assert_eq!(s.classes[s.fake_index.unwrap()], "fake");
+    }
+
+    #[test]
+    fn verdict_bands_follow_the_calibration_and_default_to_half() {
+        let none = Calibration::default();
+        assert!(!none.is_calibrated());
+        assert_eq!(none.verdict(0.5), Verdict::Fake);
+        assert_eq!(none.verdict(0.49), Verdict::Suspect);
+        assert_eq!(none.verdict(0.3), Verdict::Suspect);
+        assert_eq!(none.verdict(0.29), Verdict::Real);
+        assert_eq!(none.verdict(f64::NAN), Verdict::Fake);
+        let c = Calibration {
+            threshold: Some(0.8),
+            temperature: Some(2.0),
+            suspect_threshold: Some(0.6),
+            operating_point: None,
+        };
+        assert_eq!(
+            (c.verdict(0.8), c.verdict(0.7), c.verdict(0.59)),
+            (Verdict::Fake, Verdict::Suspect, Verdict::Real)
+        );
+        // A calibrated threshold without a band: no suspects; a band above the threshold is cut.
+        let no_band = Calibration {
+            suspect_threshold: None,
+            ..c.clone()
+        };
+        assert_eq!(no_band.verdict(0.79), Verdict::Real);
+        let wide = Calibration {
+            suspect_threshold: Some(0.9),
+            ..c.clone()
+        };
+        assert_eq!(wide.suspect_from(), 0.8);
+        // Written into the sidecar and read back.
+        let d = tempfile::tempdir().unwrap();
+        let mut s = sample();
+        s.calibration = c.clone();
+        s.write(d.path()).unwrap();
+        assert_eq!(Sidecar::read_in(d.path()).unwrap().unwrap().calibration, c);
+        assert_eq!(
+            serde_json::to_string(&Verdict::Suspect).unwrap(),
+            "\"suspect\""
+        );
     }
 
     #[test]

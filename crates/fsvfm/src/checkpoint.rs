@@ -390,6 +390,8 @@ pub fn open_model(path: &Path) -> Result<WeightFile> {
 static UNCALIBRATED: Calibration = Calibration {
     threshold: None,
     temperature: None,
+    suspect_threshold: None,
+    operating_point: None,
 };
 
 impl Described {

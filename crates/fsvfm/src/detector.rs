@@ -10,7 +10,7 @@ use fsvfm_faces::assets::Assets;
 use fsvfm_faces::pipeline::{FacePipeline, PipelineOptions};
 use fsvfm_faces::video::{FrameSelection, frame_count, frame_indices, is_video_file, read_frames};
 use fsvfm_model::VitConfig;
-use fsvfm_train::sidecar::Calibration;
+use fsvfm_train::sidecar::{Calibration, ModelKind, Verdict};
 use image::RgbImage;
 
 use crate::checkpoint::{Described, Network, describe, open_model};
@@ -79,6 +79,17 @@ pub struct FrameCrops {
     pub frame: Option<usize>,
     /// Its faces, largest first: detector box (`None` for crops) and the crop.
     pub crops: Vec<(Option<[f32; 4]>, RgbImage)>,
+}
+
+/// A labelled set read for scoring ([`Detector::load_eval_set`]).
+#[derive(Debug, Clone)]
+pub struct EvalInputs {
+    /// The samples that could be read, in the set's order.
+    pub samples: Vec<fsvfm_data::EvalSample>,
+    /// The samples left out, with why.
+    pub skipped: Vec<fsvfm_data::Skipped>,
+    /// Their normalised pixels, `[samples, 3, S, S]` row-major.
+    pub pixels: Vec<f32>,
 }
 
 /// A face-forgery (or spoofing) detector: a classifier checkpoint with its normalisation and
@@ -189,6 +200,25 @@ impl Detector {
         self.mean_std
     }
 
+    /// Index of the fake class in the head.
+    pub fn fake_index(&self) -> usize {
+        self.fake_index
+    }
+
+    /// Number of classes of the head.
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// What kind of classifier the weights are (fine-tuned ViT, FS-Adapter, FAS).
+    pub fn kind(&self) -> ModelKind {
+        match &self.network {
+            Network::Vit(_) => ModelKind::Finetune,
+            Network::Adapter(_) => ModelKind::Adapter,
+            Network::Fas(_) => ModelKind::Fas,
+        }
+    }
+
     /// The options it was loaded with.
     pub fn options(&self) -> &DetectorOptions {
         &self.options
@@ -223,7 +253,17 @@ impl Detector {
     /// The faces of one decoded image, largest first (one unless `all_faces`), or with `crops`
     /// the image itself resized to the input.
     pub fn crops_of(&self, img: &RgbImage) -> Result<Vec<(Option<[f32; 4]>, RgbImage)>> {
-        if self.options.crops {
+        self.faces_in(img, self.options.all_faces, self.options.crops)
+    }
+
+    /// [`Detector::crops_of`] with the options' `all_faces` and `crops` given per call.
+    pub fn faces_in(
+        &self,
+        img: &RgbImage,
+        all_faces: bool,
+        crops: bool,
+    ) -> Result<Vec<(Option<[f32; 4]>, RgbImage)>> {
+        if crops {
             let size = self.input_size() as u32;
             return Ok(vec![(
                 None,
@@ -232,7 +272,7 @@ impl Detector {
         }
         Ok(self
             .pipeline()?
-            .crops(img)?
+            .crops_of(img, all_faces)?
             .into_iter()
             .map(|(det, _, crop)| {
                 let b = det.bbox;
@@ -343,6 +383,18 @@ impl Detector {
     /// P(fake) of normalised images `x = [N, 3, S, S]` (row-major, as
     /// [`Detector::normalise`] makes them), in forward passes of at most `batch_size`.
     pub fn score_normalised(&self, x: &[f32]) -> Result<Vec<f32>> {
+        self.in_batches(x, |t| self.p_fake(t))
+    }
+
+    /// Raw head logits `[n, classes]` (row-major) of normalised images `x = [N, 3, S, S]`, in
+    /// forward passes of at most `batch_size`: what [`Detector::score_normalised`] turns into
+    /// P(fake), before the calibration's temperature.
+    pub fn logits_normalised(&self, x: &[f32]) -> Result<Vec<f32>> {
+        self.in_batches(x, |t| self.read(self.network.logits(t), "logits"))
+    }
+
+    /// `f` over `x = [N, 3, S, S]` in batches of at most `batch_size`, outputs concatenated.
+    fn in_batches(&self, x: &[f32], f: impl Fn(Tensor<4>) -> Result<Vec<f32>>) -> Result<Vec<f32>> {
         let s = self.input_size();
         let per = 3 * s * s;
         if !x.len().is_multiple_of(per) {
@@ -351,24 +403,102 @@ impl Detector {
                 x.len()
             )));
         }
-        let mut scores = Vec::with_capacity(x.len() / per);
+        let mut out = Vec::new();
         for chunk in x.chunks(self.options.batch_size * per) {
             let n = chunk.len() / per;
             let t =
                 Tensor::<4>::from_data(TensorData::new(chunk.to_vec(), [n, 3, s, s]), &self.device);
-            scores.extend(self.p_fake(t)?);
+            out.extend(f(t)?);
         }
-        Ok(scores)
+        Ok(out)
     }
 
-    fn p_fake(&self, x: Tensor<4>) -> Result<Vec<f32>> {
-        let p = softmax(self.network.logits(x), 1)
-            .into_data()
+    /// The fake class's log-odds against the others, `logit_fake − logsumexp(other logits)`,
+    /// per row of `logits` (`[n, classes]`, as [`Detector::logits_normalised`] gives them):
+    /// what `fsvfm calibrate` fits its temperature on. P(fake) = σ(margin / T).
+    pub fn margins(&self, logits: &[f32]) -> Vec<f64> {
+        logits
+            .chunks(self.classes)
+            .map(|row| {
+                let others: Vec<f64> = row
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != self.fake_index)
+                    .map(|(_, &l)| f64::from(l))
+                    .collect();
+                let m = others.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let lse = m + others.iter().map(|l| (l - m).exp()).sum::<f64>().ln();
+                f64::from(row[self.fake_index]) - lse
+            })
+            .collect()
+    }
+
+    /// The verdict of the checkpoint's calibration (threshold 0.5 when uncalibrated) for a
+    /// P(fake) this detector gave.
+    pub fn verdict(&self, p_fake: f32) -> Verdict {
+        self.calibration().verdict(f64::from(p_fake))
+    }
+
+    fn read(&self, t: Tensor<2>, what: &str) -> Result<Vec<f32>> {
+        t.into_data()
             .try_to_vec::<f32>()
-            .map_err(|e| Error::Invalid(format!("reading scores: {e:?}")))?;
+            .map_err(|e| Error::Invalid(format!("reading {what}: {e:?}")))
+    }
+
+    /// P(fake): softmax over the logits divided by the calibration's temperature (none when
+    /// uncalibrated, so uncalibrated scores are the head's plain softmax, bit for bit).
+    fn p_fake(&self, x: Tensor<4>) -> Result<Vec<f32>> {
+        let mut logits = self.network.logits(x);
+        let t = self.calibration().temperature_or_one();
+        if t != 1.0 {
+            logits = logits.div_scalar(t as f32);
+        }
+        let p = self.read(softmax(logits, 1), "scores")?;
         Ok(p.chunks(self.classes)
             .map(|row| row[self.fake_index])
             .collect())
+    }
+
+    /// Reads a labelled set as `fsvfm eval` does (ImageFolder tree, JSONL manifest, DeepfakeBench
+    /// JSON or FAS split files; see [`fsvfm_data::read_eval_set`]) and normalises its images for
+    /// this detector: the images are face crops, resized to the input. Unreadable images are
+    /// left out and listed.
+    pub fn load_eval_set(
+        &self,
+        path: &Path,
+        split: &str,
+        root: Option<&Path>,
+    ) -> Result<EvalInputs> {
+        use rayon::prelude::*;
+        let (all, mut skipped) =
+            fsvfm_data::read_eval_set(path, split, root).map_err(|reason| Error::Input {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+        let size = self.input_size();
+        let decoded: Vec<std::result::Result<Vec<f32>, String>> = all
+            .par_iter()
+            .map(|s| fsvfm_data::load_normalized(&s.image, size, &self.mean_std))
+            .collect();
+        let mut out = EvalInputs {
+            samples: Vec::new(),
+            skipped: Vec::new(),
+            pixels: Vec::new(),
+        };
+        for (s, d) in all.into_iter().zip(decoded) {
+            match d {
+                Ok(x) => {
+                    out.pixels.extend(x);
+                    out.samples.push(s);
+                }
+                Err(reason) => skipped.push(fsvfm_data::Skipped {
+                    path: s.image.display().to_string(),
+                    reason,
+                }),
+            }
+        }
+        out.skipped = skipped;
+        Ok(out)
     }
 
     /// Normalised pixels `[n, 3, S, S]` of crops, resized to `S` where needed.

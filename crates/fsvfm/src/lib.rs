@@ -12,6 +12,8 @@
 //! - [`fas::run_fas_protocol`]: cross-domain face anti-spoofing, leave-one-domain-out, seeds.
 //! - [`transfer::transfer`]: full fine-tuning or an FS-Adapter from typed options
 //!   ([`transfer::TransferJob`]), progress to an [`transfer::Observer`].
+//! - [`calibrate::calibrate`]: a temperature and a verdict threshold fitted on a validation set,
+//!   written into the sidecar; [`Detector::verdict`] then says `real`, `suspect` or `fake`.
 //! - [`Sidecar`]: `fsvfm.json`, written beside every checkpoint our trainers write; it says the
 //!   architecture, class order, mean/std and calibration, so [`Detector::load`] needs the weight
 //!   file alone. Official `.pth` files take [`Detector::load_with`] and [`DetectorOptions`].
@@ -65,6 +67,7 @@
 //! # }
 //! ```
 
+pub mod calibrate;
 pub mod checkpoint;
 mod detector;
 mod encoder;
@@ -74,11 +77,12 @@ pub mod heatmap;
 pub mod transfer;
 
 pub use checkpoint::{Described, MetadataSource, Network, describe, mean_std_named, model_config};
-pub use detector::{Detector, DetectorOptions, Face, FrameCrops};
+pub use detector::{Detector, DetectorOptions, EvalInputs, Face, FrameCrops};
 pub use encoder::{Encoder, EncoderOptions};
 pub use error::{Error, Result};
 pub use fsvfm_train::sidecar::{
-    Calibration, Legacy, ModelKind, ProducedBy, SIDECAR_FILE, SIDECAR_SCHEMA, Sidecar,
+    Calibration, Legacy, ModelKind, OperatingPoint, ProducedBy, SIDECAR_FILE, SIDECAR_SCHEMA,
+    Sidecar, Verdict,
 };
 
 pub use fsvfm_data as data;

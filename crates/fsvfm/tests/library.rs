@@ -416,3 +416,96 @@ fn corrupt_sidecars_legacy_files_and_weights_are_named() {
         "{e}"
     );
 }
+
+/// A labelled ImageFolder of `n` random crops per class (`real/`, `fake/`).
+fn crop_folder(dir: &Path, n: usize) -> PathBuf {
+    let root = dir.join("val");
+    let mut state = 12345u64;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 56) as u8
+    };
+    for class in ["real", "fake"] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..n {
+            let img = fsvfm::image::RgbImage::from_fn(32, 32, |_, _| {
+                fsvfm::image::Rgb([next(), next(), next()])
+            });
+            img.save(root.join(class).join(format!("{i:03}.png")))
+                .unwrap();
+        }
+    }
+    root
+}
+
+/// `calibrate` writes temperature, threshold and operating point into the sidecar; the
+/// reloaded detector's P(fake) is then σ(margin / T) of the uncalibrated logits, and the
+/// threshold keeps the validation FPR at or under the target.
+#[test]
+fn calibration_goes_into_the_sidecar_and_changes_scores_and_verdicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = our_checkpoint(dir.path());
+    let val = crop_folder(dir.path(), 30);
+    let before = Detector::load(&ck).unwrap();
+    assert!(!before.calibration().is_calibrated());
+    let set = before.load_eval_set(&val, "val", None).unwrap();
+    assert_eq!(set.samples.len(), 60);
+    let logits = before.logits_normalised(&set.pixels).unwrap();
+    let margins = before.margins(&logits);
+    // Two classes: the margin is the logit difference.
+    let fi = before.fake_index();
+    for (row, m) in logits.chunks(2).zip(&margins) {
+        assert!((m - f64::from(row[fi] - row[1 - fi])).abs() < 1e-5);
+    }
+    let out = fsvfm::calibrate::calibrate(&fsvfm::calibrate::CalibrateJob {
+        checkpoint: ck.clone(),
+        options: DetectorOptions::default(),
+        data: val.clone(),
+        split: "val".into(),
+        root: None,
+        target: fsvfm::calibrate::Target::Fpr(0.1),
+    })
+    .unwrap();
+    assert!(out.nll_after <= out.nll_before + 1e-12);
+    let sidecar = fsvfm::Sidecar::read_in(dir.path()).unwrap().unwrap();
+    assert_eq!(sidecar.calibration, out.calibration);
+    assert_eq!(
+        sidecar.kind,
+        ModelKind::Finetune,
+        "the rest of the sidecar is kept"
+    );
+    let t = out.calibration.temperature.unwrap();
+    let after = Detector::load(&ck).unwrap();
+    assert!(after.calibration().is_calibrated());
+    let p = after.score_normalised(&set.pixels).unwrap();
+    for (pi, m) in p.iter().zip(&margins) {
+        let want = 1.0 / (1.0 + (-m / t).exp());
+        assert!((f64::from(*pi) - want).abs() < 1e-5, "{pi} vs {want}");
+    }
+    let thr = out.calibration.decision_threshold();
+    let labels: Vec<u8> = set.samples.iter().map(|s| s.label).collect();
+    let reals = labels.iter().filter(|&&l| l == 0).count();
+    let false_alarms = p
+        .iter()
+        .zip(&labels)
+        .filter(|&(&p, &l)| l == 0 && after.verdict(p) == fsvfm::Verdict::Fake)
+        .count();
+    assert!(false_alarms as f64 / reals as f64 <= 0.1);
+    let op = out.calibration.operating_point.as_ref().unwrap();
+    assert_eq!((op.n_real, op.n_fake, op.method.as_str()), (30, 30, "fpr"));
+    assert_eq!(op.fpr, false_alarms as f64 / reals as f64);
+    assert!(out.calibration.suspect_from() <= thr);
+    // Bad targets are refused before anything is read.
+    let e = fsvfm::calibrate::calibrate(&fsvfm::calibrate::CalibrateJob {
+        target: fsvfm::calibrate::Target::Fpr(1.5),
+        checkpoint: ck,
+        options: DetectorOptions::default(),
+        data: val,
+        split: "val".into(),
+        root: None,
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("(0, 1)"), "{e}");
+}
