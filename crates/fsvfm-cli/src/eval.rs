@@ -83,13 +83,9 @@ pub fn eval_scores(a: EvalScoresArgs) -> Result<()> {
 /// Arguments of `fsvfm eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Classifier checkpoint: official fine-tuned `.pth` (DfD/DiFF head or FS-Adapter) or safetensors.
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Architecture: a preset or a JSON config (readout and class count come from the file);
-    /// default: the checkpoint's `fsvfm.json` (needed for official `.pth` files).
-    #[arg(long)]
-    pub model: Option<String>,
+    /// The classifier: official fine-tuned `.pth` (DfD/DiFF head or FS-Adapter) or ours.
+    #[command(flatten)]
+    pub ck: CheckpointArgs,
     /// Test sets: ImageFolder trees (real*/, fake*/), JSONL manifests, DeepfakeBench JSONs or FSFM
     /// anti-spoofing split files (NAME_{fake|real}_test.txt: the pair is read); each is reported
     /// separately. `NAME=PATH` names one.
@@ -98,14 +94,6 @@ pub struct EvalArgs {
     /// Output folder: metrics.json, report.md, scores-NAME.csv, roc-NAME.png, hist-NAME.png.
     #[arg(long)]
     pub output: PathBuf,
-    /// Normalisation: a `pretrain_ds_mean_std.txt`, or `vggface2`; default: the checkpoint's
-    /// `fsvfm.json` (needed for official `.pth` files).
-    #[arg(long)]
-    pub mean_std: Option<String>,
-    /// Index of the "fake" class in the head; default: the sidecar's, else 0 (official FSFM
-    /// heads: ImageFolder order fake, real).
-    #[arg(long)]
-    pub fake_index: Option<usize>,
     /// DeepfakeBench split to read.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -138,43 +126,57 @@ pub(crate) fn model_and_mean_std(
     ))
 }
 
-/// A detector from the command's `--checkpoint`, `--model`, `--mean-std`, `--fake-index`;
-/// reports what it loaded on stderr.
-pub(crate) fn load_detector(
-    checkpoint: &std::path::Path,
-    model: Option<&str>,
-    mean_std: Option<&str>,
-    fake_index: Option<usize>,
-    options: fsvfm::DetectorOptions,
-) -> Result<fsvfm::Detector> {
-    let (model, mean_std) = model_and_mean_std(model, mean_std)?;
-    let d = fsvfm::Detector::load_with(
-        checkpoint,
-        &fsvfm::DetectorOptions {
+/// The checkpoint flags of the commands that load one detector (`predict`, `calibrate`, `serve`).
+#[derive(Args, Debug, Clone)]
+pub struct CheckpointArgs {
+    /// Classifier checkpoint (official fine-tuned `.pth`, FS-Adapter, or ours with its fsvfm.json).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Architecture: a preset or JSON config; default: the checkpoint's fsvfm.json, else its
+    /// tensor shapes (official `.pth` files).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Normalisation (`pretrain_ds_mean_std.txt` or `vggface2`); default: the checkpoint's
+    /// fsvfm.json (needed for official `.pth` files).
+    #[arg(long)]
+    pub mean_std: Option<String>,
+    /// Index of the "fake" class in the head; default: the sidecar's, else 0 (official FSFM heads).
+    #[arg(long)]
+    pub fake_index: Option<usize>,
+}
+
+impl CheckpointArgs {
+    /// The `DetectorOptions` these flags say, over `options`.
+    pub(crate) fn options(
+        &self,
+        options: fsvfm::DetectorOptions,
+    ) -> Result<fsvfm::DetectorOptions> {
+        let (model, mean_std) =
+            model_and_mean_std(self.model.as_deref(), self.mean_std.as_deref())?;
+        Ok(fsvfm::DetectorOptions {
             model,
             mean_std,
-            fake_index,
+            fake_index: self.fake_index,
             device: Some(crate::runtime::device()),
             ..options
-        },
-    )?;
-    eprintln!("loaded {}: {}", checkpoint.display(), d.description());
-    Ok(d)
+        })
+    }
+
+    /// Loads the detector; reports what it loaded on stderr.
+    pub(crate) fn load(&self, options: fsvfm::DetectorOptions) -> Result<fsvfm::Detector> {
+        let d = fsvfm::Detector::load_with(&self.checkpoint, &self.options(options)?)?;
+        eprintln!("loaded {}: {}", self.checkpoint.display(), d.description());
+        Ok(d)
+    }
 }
 
 /// `fsvfm eval`.
 pub fn eval(a: EvalArgs) -> Result<()> {
     ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    let clf = load_detector(
-        &a.checkpoint,
-        a.model.as_deref(),
-        a.mean_std.as_deref(),
-        a.fake_index,
-        fsvfm::DetectorOptions {
-            batch_size: a.batch_size,
-            ..Default::default()
-        },
-    )?;
+    let clf = a.ck.load(fsvfm::DetectorOptions {
+        batch_size: a.batch_size,
+        ..Default::default()
+    })?;
     std::fs::create_dir_all(&a.output)
         .with_context(|| format!("creating {}", a.output.display()))?;
     let mut results = Vec::new();
@@ -211,7 +213,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     }
     crate::report::write_eval_report(
         &a.output,
-        &a.checkpoint,
+        &a.ck.checkpoint,
         &results
             .iter()
             .map(|r| crate::report::SetScores {
@@ -229,10 +231,10 @@ pub fn eval(a: EvalArgs) -> Result<()> {
 /// Arguments of `fsvfm calibrate`.
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {
-    /// Classifier checkpoint; the calibration goes into the `fsvfm.json` of its folder (made for
-    /// an official `.pth` from `--model`, `--mean-std`, `--fake-index`).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
+    /// The checkpoint; the calibration goes into the `fsvfm.json` of its folder (made for an
+    /// official `.pth` from `--model`, `--mean-std`, `--fake-index`).
+    #[command(flatten)]
+    pub ck: CheckpointArgs,
     /// Labelled validation set of face crops (any form `fsvfm eval` reads), not the test set.
     #[arg(long)]
     pub data: PathBuf,
@@ -242,15 +244,6 @@ pub struct CalibrateArgs {
     /// Threshold at the equal error rate instead.
     #[arg(long)]
     pub eer: bool,
-    /// Architecture (official `.pth` files without a sidecar).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Normalisation (official `.pth` files without a sidecar).
-    #[arg(long)]
-    pub mean_std: Option<String>,
-    /// Index of the "fake" class in the head.
-    #[arg(long)]
-    pub fake_index: Option<usize>,
     /// DeepfakeBench split to read.
     #[arg(long, default_value = "val")]
     pub split: String,
@@ -264,17 +257,12 @@ pub struct CalibrateArgs {
 
 /// `fsvfm calibrate`.
 pub fn calibrate(a: CalibrateArgs) -> Result<()> {
-    let (model, mean_std) = model_and_mean_std(a.model.as_deref(), a.mean_std.as_deref())?;
     let out = fsvfm::calibrate::calibrate(&fsvfm::calibrate::CalibrateJob {
-        checkpoint: a.checkpoint.clone(),
-        options: fsvfm::DetectorOptions {
-            model,
-            mean_std,
-            fake_index: a.fake_index,
+        checkpoint: a.ck.checkpoint.clone(),
+        options: a.ck.options(fsvfm::DetectorOptions {
             batch_size: a.batch_size,
-            device: Some(crate::runtime::device()),
             ..Default::default()
-        },
+        })?,
         data: a.data.clone(),
         split: a.split.clone(),
         root: a.root.clone(),

@@ -27,18 +27,9 @@ pub struct PredictArgs {
     /// Images, videos, folders (searched recursively) or list files (.txt).
     #[arg(required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
-    /// Classifier checkpoint (official fine-tuned `.pth`, FS-Adapter, or ours).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Architecture: a preset or JSON config; default as `fsvfm eval`.
-    #[arg(long)]
-    model: Option<String>,
-    /// Normalisation (`pretrain_ds_mean_std.txt` or `vggface2`); default as `fsvfm eval`.
-    #[arg(long)]
-    mean_std: Option<String>,
-    /// Index of the "fake" class in the head; default: the sidecar's, else 0 (official FSFM heads).
-    #[arg(long)]
-    fake_index: Option<usize>,
+    /// The detector.
+    #[command(flatten)]
+    ck: crate::eval::CheckpointArgs,
     /// Frames per video (uniform, np.linspace).
     #[arg(long, default_value_t = 32)]
     frames: usize,
@@ -184,20 +175,14 @@ fn decode_input(det: &Detector, input: &Input) -> Result<Decoded> {
 pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     ensure!(a.batch_size > 0, "--batch-size must be at least 1");
     ensure!(a.frames > 0, "--frames must be at least 1");
-    let det = crate::eval::load_detector(
-        &a.checkpoint,
-        a.model.as_deref(),
-        a.mean_std.as_deref(),
-        a.fake_index,
-        fsvfm::DetectorOptions {
-            all_faces: a.all_faces,
-            crops: a.crops,
-            frames: a.frames,
-            batch_size: a.batch_size,
-            face_models: a.models.clone(),
-            ..Default::default()
-        },
-    )?;
+    let det = a.ck.load(fsvfm::DetectorOptions {
+        all_faces: a.all_faces,
+        crops: a.crops,
+        frames: a.frames,
+        batch_size: a.batch_size,
+        face_models: a.models.clone(),
+        ..Default::default()
+    })?;
     let cal = det.calibration();
     eprintln!(
         "verdicts: fake at P(fake) >= {:.4}, suspect from {:.4}{}",

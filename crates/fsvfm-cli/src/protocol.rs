@@ -166,12 +166,14 @@ pub fn protocol_cmd(a: ProtocolArgs) -> Result<()> {
                     .map(|t| format!("{}={}", t.name, resolve(&base, &t.data).display()))
                     .collect();
                 crate::eval::eval(crate::eval::EvalArgs {
-                    checkpoint: run_dir.join("checkpoint-min_val_loss.safetensors"),
-                    model: None,
+                    ck: crate::eval::CheckpointArgs {
+                        checkpoint: run_dir.join("checkpoint-min_val_loss.safetensors"),
+                        model: None,
+                        mean_std: None,
+                        fake_index: None,
+                    },
                     data,
                     output: eval_dir.clone(),
-                    mean_std: None,
-                    fake_index: None,
                     split: "test".into(),
                     root: None,
                     batch_size: 16,

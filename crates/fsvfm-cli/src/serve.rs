@@ -9,19 +9,9 @@ use clap::Args;
 /// Arguments of `fsvfm serve`.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Classifier checkpoint (ours with its fsvfm.json, or an official `.pth` with --model,
-    /// --mean-std, --fake-index).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// Architecture: a preset or JSON config (official `.pth` files).
-    #[arg(long)]
-    model: Option<String>,
-    /// Normalisation (official `.pth` files).
-    #[arg(long)]
-    mean_std: Option<String>,
-    /// Index of the "fake" class in the head.
-    #[arg(long)]
-    fake_index: Option<usize>,
+    /// The detector.
+    #[command(flatten)]
+    ck: crate::eval::CheckpointArgs,
     /// Address to bind; loopback unless told otherwise.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
@@ -112,25 +102,19 @@ pub fn serve_cmd(a: ServeArgs, precision: &str) -> Result<()> {
         precision: precision.to_string(),
     };
     // Loaded before binding: a wrong checkpoint is a start-up error, not a 503 forever.
-    let det = crate::eval::load_detector(
-        &a.checkpoint,
-        a.model.as_deref(),
-        a.mean_std.as_deref(),
-        a.fake_index,
-        fsvfm::DetectorOptions {
-            batch_size: a.batch_size,
-            frames: a.frames,
-            face_models: a.models.clone(),
-            ..Default::default()
-        },
-    )?;
+    let det = a.ck.load(fsvfm::DetectorOptions {
+        batch_size: a.batch_size,
+        frames: a.frames,
+        face_models: a.models.clone(),
+        ..Default::default()
+    })?;
     det.ensure_face_models()
         .context("loading the face models")?;
-    let name = a
-        .checkpoint
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name =
+        a.ck.checkpoint
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
     let server = fsvfm_serve::start(opts, move || Ok((det, name)), true)
         .with_context(|| format!("binding {}:{}", a.host, a.port))?;
     eprintln!("serving on http://{} (Ctrl-C to stop)", server.addr);
