@@ -26,7 +26,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 MEAN = torch.tensor([0.5482207536697388, 0.42340534925460815, 0.3654651641845703]).view(3, 1, 1)
 STD = torch.tensor([0.2789176106452942, 0.2438540756702423, 0.23493893444538116]).view(3, 1, 1)
-PRESETS = {"vit_small_patch16": (384, 12, 6), "vit_base_patch16": (768, 12, 12)}
+# (width, depth, heads) as fsvfm's presets: FSFM's ViT-S has 12 heads (timm's vit_small has 6).
+PRESETS = {"vit_small_patch16": (384, 12, 12), "vit_base_patch16": (768, 12, 12)}
 
 
 def build(preset):

@@ -214,6 +214,7 @@ pub fn eval(a: EvalArgs) -> Result<()> {
     crate::report::write_eval_report(
         &a.output,
         &a.ck.checkpoint,
+        clf.calibration(),
         &results
             .iter()
             .map(|r| crate::report::SetScores {

@@ -281,7 +281,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
     out.flush()?;
     let secs = start.elapsed().as_secs_f64();
     eprintln!(
-        "{} inputs ({} readable), {faces_scored} faces scored in {secs:.1} s ({:.1} faces/s)",
+        "{} inputs ({} readable), {faces_scored} faces scored in {secs:.3} s ({:.1} faces/s)",
         inputs.len(),
         readable_inputs,
         faces_scored as f64 / secs

@@ -178,8 +178,40 @@ fn pct(v: Option<f64>) -> String {
     v.map_or("–".into(), |x| format!("{:.2}", 100.0 * x))
 }
 
+/// What the checkpoint's verdicts do on a set: counts per verdict and per label, and the TPR
+/// and FPR of calling `fake`.
+fn verdicts(s: &SetScores, calibration: &fsvfm::Calibration) -> serde_json::Value {
+    let mut counts = std::collections::BTreeMap::<(&str, u8), usize>::new();
+    for (&p, &l) in s.scores.iter().zip(&s.labels) {
+        *counts
+            .entry((calibration.verdict(p).as_str(), l))
+            .or_default() += 1;
+    }
+    let n = |v: &str, l: u8| counts.get(&(v, l)).copied().unwrap_or(0);
+    let (fakes, reals) = (
+        s.labels.iter().filter(|&&l| l == 1).count(),
+        s.labels.iter().filter(|&&l| l == 0).count(),
+    );
+    let rate = |k: usize, of: usize| (of > 0).then(|| k as f64 / of as f64);
+    serde_json::json!({
+        "threshold": calibration.decision_threshold(),
+        "suspect_threshold": calibration.suspect_from(),
+        "calibrated": calibration.is_calibrated(),
+        "tpr": rate(n("fake", 1), fakes),
+        "fpr": rate(n("fake", 0), reals),
+        "fake": {"real": n("fake", 0), "fake": n("fake", 1)},
+        "suspect": {"real": n("suspect", 0), "fake": n("suspect", 1)},
+        "real": {"real": n("real", 0), "fake": n("real", 1)},
+    })
+}
+
 /// Writes every file of the report into `out`.
-pub fn write_eval_report(out: &Path, checkpoint: &Path, sets: &[SetScores]) -> Result<()> {
+pub fn write_eval_report(
+    out: &Path,
+    checkpoint: &Path,
+    calibration: &fsvfm::Calibration,
+    sets: &[SetScores],
+) -> Result<()> {
     let mut json = serde_json::Map::new();
     let mut md = format!(
         "# Evaluation of `{}`\n\nScores are P(fake); label 1 = fake. Metrics in %, EER as a rate ×100; video = mean of frame scores per video.\n\n\
@@ -240,6 +272,7 @@ pub fn write_eval_report(out: &Path, checkpoint: &Path, sets: &[SetScores]) -> R
                 );
                 let mut v = serde_json::to_value(&m)?;
                 v["left_out"] = s.skipped.len().into();
+                v["verdicts"] = verdicts(s, calibration);
                 json.insert(s.name.to_string(), v);
             }
             Err(e) => {
@@ -268,6 +301,17 @@ pub fn write_eval_report(out: &Path, checkpoint: &Path, sets: &[SetScores]) -> R
             pct(avg(&veers))
         );
     }
+    let _ = writeln!(
+        md,
+        "\nVerdicts (metrics.json `verdicts`): fake at P(fake) ≥ {:.4}, suspect from {:.4} ({}).",
+        calibration.decision_threshold(),
+        calibration.suspect_from(),
+        if calibration.is_calibrated() {
+            "calibrated by `fsvfm calibrate`"
+        } else {
+            "uncalibrated: 0.5"
+        }
+    );
     let p = out.join("metrics.json");
     let doc = serde_json::json!({"checkpoint": checkpoint.display().to_string(), "sets": json});
     std::fs::write(&p, serde_json::to_string_pretty(&doc)?)

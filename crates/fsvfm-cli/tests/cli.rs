@@ -1696,6 +1696,39 @@ fn calibrate_then_predict_gives_verdicts_and_serve_shows_the_calibration() {
         n += 1;
     }
     assert_eq!(n, 12);
+    // eval reports what the verdicts do on a labelled set, from its own scores file.
+    let out = dir.path().join("eval");
+    let o = fsvfm(&[
+        "eval",
+        "--checkpoint",
+        &p(&ck),
+        "--data",
+        &p(&set),
+        "--output",
+        &p(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
+    let v = &m["sets"]["set"]["verdicts"];
+    assert_eq!(
+        (v["calibrated"].as_bool(), v["threshold"].as_f64()),
+        (Some(true), Some(thr))
+    );
+    let csv = std::fs::read_to_string(out.join("scores-set.csv")).unwrap();
+    let (mut tp, mut fp) = (0u64, 0u64);
+    for row in csv.lines().skip(1) {
+        let f: Vec<&str> = row.split(',').collect();
+        let (label, score): (u8, f64) = (f[1].parse().unwrap(), f[f.len() - 1].parse().unwrap());
+        if score >= thr {
+            if label == 1 { tp += 1 } else { fp += 1 }
+        }
+    }
+    assert_eq!(
+        (v["fake"]["fake"].as_u64(), v["fake"]["real"].as_u64()),
+        (Some(tp), Some(fp)),
+        "{v}"
+    );
     if !face_models_installed() {
         return;
     }
