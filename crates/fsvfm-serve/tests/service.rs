@@ -814,3 +814,38 @@ fn a_video_job_runs_reports_progress_and_is_deleted() {
     assert_eq!((nf.status, nf.code().as_str()), (422, "no_face_detected"));
     s.shutdown().unwrap();
 }
+
+#[test]
+fn an_analysis_over_its_time_is_a_504_and_the_service_goes_on() {
+    let d = tempfile::tempdir().unwrap();
+    let ck = checkpoint(d.path());
+    let s = start(
+        &ck,
+        ServeOptions {
+            timeout: Duration::from_micros(1),
+            ..Default::default()
+        },
+        false,
+    );
+    let png = png_bytes(&image::RgbImage::from_pixel(32, 32, image::Rgb([1, 2, 3])));
+    let r = request(
+        s.addr,
+        "POST",
+        "/v1/detect?crops=true",
+        &[("Content-Type", "image/png")],
+        &png,
+    );
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (504, "timeout"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(request(s.addr, "GET", "/healthz", &[], b"").status, 200);
+    let met = String::from_utf8(request(s.addr, "GET", "/metrics", &[], b"").body).unwrap();
+    assert!(
+        met.contains("fsvfm_requests_total{route=\"/v1/detect\",status=\"504\"} 1"),
+        "{met}"
+    );
+    s.shutdown().unwrap();
+}
