@@ -48,6 +48,9 @@ pub struct ServeArgs {
     /// Jobs held at most.
     #[arg(long, default_value_t = 64)]
     max_jobs: usize,
+    /// Jobs analysed at once (the others wait, queued).
+    #[arg(long, default_value_t = 2)]
+    job_workers: usize,
     /// How long a finished job is kept, in seconds.
     #[arg(long, default_value_t = 3600)]
     job_ttl_s: u64,
@@ -99,6 +102,7 @@ pub fn serve_cmd(a: ServeArgs, precision: &str) -> Result<()> {
         read_timeout: Duration::from_secs(a.read_timeout_s),
         timeout: Duration::from_secs(a.timeout_s),
         io_threads: 2,
+        job_workers: a.job_workers,
         precision: precision.to_string(),
     };
     // Loaded before binding: a wrong checkpoint is a start-up error, not a 503 forever.

@@ -17,8 +17,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::{JobHandle, JobStatus, JobView};
-use crate::media::{Kind, Upload, decode_image, read_upload, sniff};
+use crate::media::{Kind, Upload, decode_image, image_dimensions, read_upload, sniff};
 use crate::{App, Loaded};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Most frames a request may ask for.
 pub const MAX_FRAMES: usize = 256;
@@ -349,6 +350,13 @@ pub async fn create_job(
     let id = job.id().to_string();
     let a = app.clone();
     tokio::spawn(async move {
+        // Jobs run a few at a time (`--job-workers`); the others stay queued.
+        let Ok(_slot) = a.job_slots.clone().acquire_owned().await else {
+            return;
+        };
+        if job.cancelled() {
+            return;
+        }
         let r = analyse(&a, &loaded, upload, &q, Some(&job), false).await;
         if !job.cancelled() {
             job.finish(r);
@@ -429,18 +437,40 @@ type Frames = Vec<(Option<usize>, f64, RgbImage)>;
 /// A frame's faces: `(frame index, time, [(box, crop)])`.
 type FoundFaces = (Option<usize>, f64, Vec<(Option<[f32; 4]>, RgbImage)>);
 
+/// Decoded pixels held by requests at once: `DECODED_BUDGET × --max-pixels` (an image may declare
+/// at most `--max-pixels`; a video's frames taken together as much as this budget).
+pub const DECODED_BUDGET: u64 = 4;
+
+/// Permits of the decoded-pixel budget for `pixels` (one per 1024 pixels).
+pub(crate) fn kilopixels(pixels: u64) -> u32 {
+    u32::try_from(pixels.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
+/// Decodes the upload; returns its frames, whether it is a video, and its share of the
+/// decoded-pixel budget, held until the analysis ends (requests wait for their share, so the
+/// pixels held at once stay bounded however many requests are in flight).
 async fn decode(
     app: &App,
     upload: Upload,
     q: &DetectQuery,
     sync: bool,
-) -> Result<(Frames, bool), ApiError> {
+) -> Result<(Frames, bool, OwnedSemaphorePermit), ApiError> {
     let max_pixels = app.opts.max_pixels;
+    let budget = |pixels: u64| {
+        let sem = app.pixel_budget.clone();
+        async move {
+            sem.acquire_many_owned(kilopixels(pixels))
+                .await
+                .map_err(|_| ApiError::internal("the decoding budget is closed"))
+        }
+    };
     match sniff(&upload.bytes)? {
         Kind::Image(format) => {
+            let (w, h) = image_dimensions(&upload.bytes, format, max_pixels)?;
+            let share = budget(u64::from(w) * u64::from(h)).await?;
             let bytes = upload.bytes;
             let img = cpu(move || decode_image(&bytes, format, max_pixels)).await??;
-            Ok((vec![(None, 0.0, img)], false))
+            Ok((vec![(None, 0.0, img)], false, share))
         }
         Kind::Video(ext) => {
             if q.crops {
@@ -457,20 +487,48 @@ async fn decode(
             }
             let frames = q.frames.unwrap_or(app.opts.frames);
             let max_s = app.opts.max_video_s;
-            cpu(move || decode_video(&upload.bytes, ext, frames, max_pixels, max_s))
-                .await?
-                .map(|f| (f, true))
+            let video =
+                cpu(move || open_video(&upload.bytes, ext, frames, max_pixels, max_s)).await??;
+            let total = video.indices.len() as u64
+                * u64::from(video.info.width)
+                * u64::from(video.info.height);
+            let limit = DECODED_BUDGET * max_pixels;
+            if total > limit {
+                return Err(ApiError::too_large(format!(
+                    "{} frames of {}×{} are {total} pixels, over the limit of {limit} ({DECODED_BUDGET} × --max-pixels): ask for fewer frames",
+                    video.indices.len(),
+                    video.info.width,
+                    video.info.height
+                )));
+            }
+            let share = budget(total).await?;
+            let frames = cpu(move || read_video(video)).await??;
+            Ok((frames, true, share))
         }
     }
 }
 
-fn decode_video(
+/// An uploaded video on disk, checked from its headers, with the frames to take.
+struct OpenVideo {
+    file: tempfile::NamedTempFile,
+    info: fsvfm::faces::video::VideoInfo,
+    indices: Vec<usize>,
+}
+
+fn unreadable_video(path: &std::path::Path) -> impl Fn(fsvfm::faces::FaceError) -> ApiError + '_ {
+    move |e| match e {
+        fsvfm::faces::FaceError::Input(r) => ApiError::unreadable(strip_path(&r, path)),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+fn open_video(
     bytes: &[u8],
     ext: &str,
     frames: usize,
     max_pixels: u64,
     max_s: f64,
-) -> Result<Frames, ApiError> {
+) -> Result<OpenVideo, ApiError> {
     let mut file = tempfile::Builder::new()
         .prefix("fsvfm-upload-")
         .suffix(&format!(".{ext}"))
@@ -478,12 +536,8 @@ fn decode_video(
         .map_err(|e| ApiError::internal(format!("temporary file: {e}")))?;
     std::io::Write::write_all(&mut file, bytes)
         .map_err(|e| ApiError::internal(format!("temporary file: {e}")))?;
-    let path = file.path();
-    let unreadable = |e: fsvfm::faces::FaceError| match e {
-        fsvfm::faces::FaceError::Input(r) => ApiError::unreadable(strip_path(&r, path)),
-        other => ApiError::internal(other.to_string()),
-    };
-    let info = probe(path).map_err(unreadable)?;
+    let path = file.path().to_path_buf();
+    let info = probe(&path).map_err(unreadable_video(&path))?;
     if info.duration_s > max_s {
         return Err(ApiError::video_too_long(format!(
             "the video lasts {:.1} s, over the limit of {max_s} s (--max-video-s)",
@@ -497,15 +551,23 @@ fn decode_video(
             info.width, info.height
         )));
     }
-    let n = frame_count(path).map_err(unreadable)?;
-    let decoded = read_frames(path, &frame_indices(n, FrameSelection::Uniform(frames)))
-        .map_err(unreadable)?;
+    let n = frame_count(&path).map_err(unreadable_video(&path))?;
+    Ok(OpenVideo {
+        file,
+        info,
+        indices: frame_indices(n, FrameSelection::Uniform(frames)),
+    })
+}
+
+fn read_video(v: OpenVideo) -> Result<Frames, ApiError> {
+    let path = v.file.path();
+    let decoded = read_frames(path, &v.indices).map_err(unreadable_video(path))?;
     if decoded.is_empty() {
         return Err(ApiError::unreadable(
             "no frame of the video could be decoded",
         ));
     }
-    let fps = info.fps;
+    let fps = v.info.fps;
     Ok(decoded
         .into_iter()
         .map(|(i, img)| {
@@ -532,7 +594,7 @@ pub(crate) async fn analyse(
     let start = Instant::now();
     let mut timing = Timing::default();
     let t = Instant::now();
-    let (frames, video) = decode(app, upload, q, sync).await?;
+    let (frames, video, _share) = decode(app, upload, q, sync).await?;
     timing.decode = ms(t);
     let t = Instant::now();
     let total = frames.len();

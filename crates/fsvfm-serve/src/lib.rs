@@ -7,8 +7,9 @@
 //!   generated from the Rust types by utoipa), `GET /` (a web page, embedded).
 //! - Every error is `{"error": {"code", "message"}}` with its status ([`error::ApiError`]).
 //! - Bounds: body size, decoded pixels (checked from the header, before decoding), video
-//!   duration, requests in flight (`--queue`, then 503 with `Retry-After`), faces queued for
-//!   scoring, jobs held, body read time, analysis time.
+//!   duration, requests in flight (`--queue`, then 503 with `Retry-After`), decoded pixels held
+//!   at once (`4 × --max-pixels`: requests wait for their share), faces queued for scoring, jobs
+//!   held and jobs running (`job_workers`), body read time, analysis time.
 //!
 //! **Threads.** One tokio runtime with `io_threads` workers does only I/O (sockets, timers).
 //! All CPU work (decoding, face detection, normalisation, heat maps, and the forward pass's
@@ -80,6 +81,8 @@ pub struct ServeOptions {
     pub timeout: Duration,
     /// Tokio I/O worker threads.
     pub io_threads: usize,
+    /// Jobs analysed at once; the others wait, `queued`.
+    pub job_workers: usize,
     /// Precision shown by `/v1/model` (set by the command's `--precision`).
     pub precision: String,
 }
@@ -103,6 +106,7 @@ impl Default for ServeOptions {
             read_timeout: Duration::from_secs(30),
             timeout: Duration::from_secs(120),
             io_threads: 2,
+            job_workers: 2,
             precision: "fp32".into(),
         }
     }
@@ -134,6 +138,8 @@ pub struct App {
     jobs: Arc<Jobs>,
     key_digest: Option<[u8; 32]>,
     inflight: Arc<Semaphore>,
+    pixel_budget: Arc<Semaphore>,
+    job_slots: Arc<Semaphore>,
     next_id: AtomicU64,
 }
 
@@ -147,6 +153,10 @@ impl App {
         Arc::new(App {
             key_digest: opts.api_key.as_deref().map(|k| digest(k.as_bytes())),
             inflight: Arc::new(Semaphore::new(opts.queue.max(1))),
+            pixel_budget: Arc::new(Semaphore::new(api::kilopixels(
+                api::DECODED_BUDGET * opts.max_pixels.max(1),
+            ) as usize)),
+            job_slots: Arc::new(Semaphore::new(opts.job_workers.max(1))),
             jobs: Jobs::new(opts.max_jobs, opts.job_ttl),
             metrics: Arc::new(Metrics::default()),
             model: OnceLock::new(),

@@ -153,24 +153,21 @@ pub fn sniff(bytes: &[u8]) -> Result<Kind, ApiError> {
     }
 }
 
-/// Decodes an image, refusing from its header alone one that declares more than `max_pixels`
-/// (a decompression bomb never gets decoded), and bounding the decoder's allocations.
-pub fn decode_image(
+/// An image's size from its header alone, refused when it declares more than `max_pixels`
+/// (a decompression bomb never gets decoded), or when a JPEG is cut short.
+pub fn image_dimensions(
     bytes: &[u8],
     format: ImageFormat,
     max_pixels: u64,
-) -> Result<RgbImage, ApiError> {
-    let reader = || {
-        let mut r = ImageReader::new(Cursor::new(bytes));
-        r.set_format(format);
-        r
-    };
+) -> Result<(u32, u32), ApiError> {
     if format == ImageFormat::Jpeg && !jpeg_complete(bytes) {
         return Err(ApiError::unreadable(
             "truncated JPEG: no end-of-image marker after its last scan",
         ));
     }
-    let (w, h) = reader()
+    let mut r = ImageReader::new(Cursor::new(bytes));
+    r.set_format(format);
+    let (w, h) = r
         .into_dimensions()
         .map_err(|e| ApiError::unreadable(format!("unreadable {format:?} header: {e}")))?;
     let pixels = u64::from(w) * u64::from(h);
@@ -179,7 +176,19 @@ pub fn decode_image(
             "the image declares {w}×{h} = {pixels} pixels, over the limit of {max_pixels} (--max-pixels)"
         )));
     }
-    let mut r = reader();
+    Ok((w, h))
+}
+
+/// Decodes an image after [`image_dimensions`] accepted its header, bounding the decoder's
+/// allocations.
+pub fn decode_image(
+    bytes: &[u8],
+    format: ImageFormat,
+    max_pixels: u64,
+) -> Result<RgbImage, ApiError> {
+    image_dimensions(bytes, format, max_pixels)?;
+    let mut r = ImageReader::new(Cursor::new(bytes));
+    r.set_format(format);
     let mut limits = Limits::default();
     // RGBA at 8 bits plus the decoder's own buffers.
     limits.max_alloc = Some(max_pixels.saturating_mul(4).saturating_add(64 << 20));

@@ -849,3 +849,40 @@ fn an_analysis_over_its_time_is_a_504_and_the_service_goes_on() {
     );
     s.shutdown().unwrap();
 }
+
+#[test]
+fn a_video_whose_frames_hold_too_many_pixels_is_refused_before_decoding() {
+    if !face_models() || !ffmpeg() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ck = checkpoint(d.path());
+    // 256×256 frames (65536 pixels, under --max-pixels); 25 of them exceed 4 × --max-pixels.
+    let s = start(
+        &ck,
+        ServeOptions {
+            max_pixels: 100_000,
+            ..Default::default()
+        },
+        true,
+    );
+    let clip = std::fs::read(video(d.path())).unwrap();
+    let mp4 = ("Content-Type", "video/mp4");
+    let r = request(s.addr, "POST", "/v1/detect?frames=32", &[mp4], &clip);
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (413, "payload_too_large"),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("fewer frames")
+    );
+    let ok = request(s.addr, "POST", "/v1/detect?frames=4", &[mp4], &clip);
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(ok.json()["frames"].as_array().unwrap().len(), 4);
+    s.shutdown().unwrap();
+}
