@@ -592,6 +592,8 @@ pub(crate) async fn analyse(
     sync: bool,
 ) -> Result<DetectResponse, ApiError> {
     let start = Instant::now();
+    // Batches forming now may wait for this request's faces (until it submits or fails).
+    let coming = loaded.batcher.expect();
     let mut timing = Timing::default();
     let t = Instant::now();
     let (frames, video, _share) = decode(app, upload, q, sync).await?;
@@ -634,6 +636,7 @@ pub(crate) async fn analyse(
     let crops = Arc::new(crops);
     let c = crops.clone();
     let x: Vec<Vec<f32>> = cpu(move || c.iter().map(|img| det.normalise(img)).collect()).await?;
+    drop(coming);
     let mut scores = Vec::with_capacity(x.len());
     // Jobs queue politely: a full queue makes them wait, never fail.
     let chunk = if job.is_some() {

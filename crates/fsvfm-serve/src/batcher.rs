@@ -1,7 +1,9 @@
 //! Dynamic batching: the faces of concurrent requests are scored together.
 //!
 //! One inference thread takes the first waiting face, then waits at most `wait` for more, up to
-//! `max_batch`, and scores them in one forward pass ([`fsvfm::Detector::score_normalised`]).
+//! `max_batch`, and scores them in one forward pass ([`fsvfm::Detector::score_normalised`]). It
+//! waits only while some request is still decoding or detecting ([`Batcher::expect`]): with
+//! nothing on its way, a lone request is scored at once.
 //! The forward pass itself runs on the rayon pool (the flex backend's GEMMs), the same pool that
 //! decodes and detects faces, so the CPU is never given more busy threads than it has cores.
 //! A face's score does not depend on the others in its batch (every layer is per sample), so a
@@ -30,7 +32,18 @@ struct Item {
 pub struct Batcher {
     tx: SyncSender<Item>,
     depth: Arc<AtomicUsize>,
+    coming: Arc<AtomicUsize>,
     capacity: usize,
+}
+
+/// A request that may still submit faces (see [`Batcher::expect`]); dropping it says it will
+/// not, or has.
+pub struct Coming(Arc<AtomicUsize>);
+
+impl Drop for Coming {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Batcher {
@@ -45,16 +58,25 @@ impl Batcher {
     ) -> Batcher {
         let (tx, rx) = sync_channel(capacity.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
-        let d = depth.clone();
+        let coming = Arc::new(AtomicUsize::new(0));
+        let (d, c) = (depth.clone(), coming.clone());
         std::thread::Builder::new()
             .name("fsvfm-inference".into())
-            .spawn(move || run(det, rx, max_batch.max(1), wait, d, metrics))
+            .spawn(move || run(det, rx, max_batch.max(1), wait, d, c, metrics))
             .expect("spawning the inference thread");
         Batcher {
             tx,
             depth,
+            coming,
             capacity: capacity.max(1),
         }
+    }
+
+    /// Announces a request that will submit faces soon: while any is announced, a batch waits
+    /// (up to `wait`) for more faces. Drop the guard before (or instead of) submitting.
+    pub fn expect(&self) -> Coming {
+        self.coming.fetch_add(1, Ordering::Relaxed);
+        Coming(self.coming.clone())
     }
 
     /// Faces waiting to be scored.
@@ -109,16 +131,32 @@ fn run(
     max_batch: usize,
     wait: Duration,
     depth: Arc<AtomicUsize>,
+    coming: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         let deadline = Instant::now() + wait;
         while batch.len() < max_batch {
+            if coming.load(Ordering::Relaxed) == 0 {
+                // Nothing else on its way: take what is queued and score now.
+                match rx.try_recv() {
+                    Ok(item) => {
+                        batch.push(item);
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
+            if left.is_zero() {
+                break;
+            }
+            // Short slices, so a request that stops being expected ends the wait early.
+            match rx.recv_timeout(left.min(Duration::from_micros(500))) {
                 Ok(item) => batch.push(item),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         depth.fetch_sub(batch.len(), Ordering::Relaxed);

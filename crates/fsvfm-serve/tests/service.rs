@@ -822,12 +822,15 @@ fn an_analysis_over_its_time_is_a_504_and_the_service_goes_on() {
     let s = start(
         &ck,
         ServeOptions {
-            timeout: Duration::from_micros(1),
+            timeout: Duration::from_millis(1),
             ..Default::default()
         },
         false,
     );
-    let png = png_bytes(&image::RgbImage::from_pixel(32, 32, image::Rgb([1, 2, 3])));
+    // A 2000×2000 PNG: decoding and resizing it alone take well over the 1 ms allowed.
+    let png = png_bytes(&image::RgbImage::from_fn(2000, 2000, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+    }));
     let r = request(
         s.addr,
         "POST",
