@@ -17,7 +17,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
 use crate::jobs::{JobHandle, JobStatus, JobView};
-use crate::media::{Kind, Upload, decode_image, image_dimensions, read_upload, sniff};
+use crate::media::{Kind, Upload, decode_checked, image_dimensions, read_upload, sniff};
 use crate::{App, Loaded};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -469,7 +469,7 @@ async fn decode(
             let (w, h) = image_dimensions(&upload.bytes, format, max_pixels)?;
             let share = budget(u64::from(w) * u64::from(h)).await?;
             let bytes = upload.bytes;
-            let img = cpu(move || decode_image(&bytes, format, max_pixels)).await??;
+            let img = cpu(move || decode_checked(&bytes, format, max_pixels)).await??;
             Ok((vec![(None, 0.0, img)], false, share))
         }
         Kind::Video(ext) => {
@@ -735,21 +735,6 @@ pub(crate) async fn analyse(
 pub(crate) fn model_info(det: &Detector, precision: &str, checkpoint: &str) -> ModelInfo {
     let m = &det.described().model;
     let cal = det.calibration();
-    let classes = det
-        .described()
-        .sidecar
-        .as_ref()
-        .map(|s| s.classes.clone())
-        .filter(|c| c.len() == det.classes())
-        .unwrap_or_else(|| {
-            (0..det.classes())
-                .map(|i| match i == det.fake_index() {
-                    true => "fake".to_string(),
-                    false if det.classes() == 2 => "real".to_string(),
-                    false => format!("class {i}"),
-                })
-                .collect()
-        });
     ModelInfo {
         kind: match det.kind() {
             fsvfm::ModelKind::Finetune => "finetune",
@@ -766,7 +751,7 @@ pub(crate) fn model_info(det: &Detector, precision: &str, checkpoint: &str) -> M
             num_heads: m.num_heads,
             global_pool: if m.global_pool { "avg" } else { "token" }.into(),
         },
-        classes,
+        classes: det.class_names(),
         fake_index: det.fake_index(),
         threshold: cal.decision_threshold(),
         suspect_threshold: cal.suspect_from(),

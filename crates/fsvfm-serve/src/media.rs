@@ -179,7 +179,7 @@ pub fn image_dimensions(
     Ok((w, h))
 }
 
-/// Decodes an image after [`image_dimensions`] accepted its header, bounding the decoder's
+/// Decodes an image once [`image_dimensions`] accepts its header, bounding the decoder's
 /// allocations.
 pub fn decode_image(
     bytes: &[u8],
@@ -187,6 +187,15 @@ pub fn decode_image(
     max_pixels: u64,
 ) -> Result<RgbImage, ApiError> {
     image_dimensions(bytes, format, max_pixels)?;
+    decode_checked(bytes, format, max_pixels)
+}
+
+/// [`decode_image`] for bytes whose header [`image_dimensions`] has accepted already.
+pub(crate) fn decode_checked(
+    bytes: &[u8],
+    format: ImageFormat,
+    max_pixels: u64,
+) -> Result<RgbImage, ApiError> {
     let mut r = ImageReader::new(Cursor::new(bytes));
     r.set_format(format);
     let mut limits = Limits::default();

@@ -136,14 +136,7 @@ fn write_calibration(
                 },
             );
             s.fake_index = Some(det.fake_index());
-            if det.classes() != 2 || det.fake_index() != fsvfm_train::adapt::FAKE_CLASS {
-                s.classes = (0..det.classes())
-                    .map(|i| match i == det.fake_index() {
-                        true => "fake".to_string(),
-                        false => format!("class {i}"),
-                    })
-                    .collect();
-            }
+            s.classes = det.class_names();
             s.fas_norm = (det.kind() == fsvfm_train::sidecar::ModelKind::Fas)
                 .then_some(det.described().fas_norm);
             s

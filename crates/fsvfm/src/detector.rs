@@ -210,6 +210,25 @@ impl Detector {
         self.classes
     }
 
+    /// Class names in head order: the sidecar's, else `fake` at the fake index and, for two
+    /// classes, `real` for the other (`class i` for more).
+    pub fn class_names(&self) -> Vec<String> {
+        self.described
+            .sidecar
+            .as_ref()
+            .map(|s| s.classes.clone())
+            .filter(|c| c.len() == self.classes)
+            .unwrap_or_else(|| {
+                (0..self.classes)
+                    .map(|i| match i == self.fake_index {
+                        true => "fake".to_string(),
+                        false if self.classes == 2 => "real".to_string(),
+                        false => format!("class {i}"),
+                    })
+                    .collect()
+            })
+    }
+
     /// What kind of classifier the weights are (fine-tuned ViT, FS-Adapter, FAS).
     pub fn kind(&self) -> ModelKind {
         match &self.network {
