@@ -50,6 +50,16 @@ def cpu_name():
     return platform.processor()
 
 
+def flags():
+    """The CPU flags that decide the paths: AVX-512, its BF16/FP16/VNNI, and AMX."""
+    try:
+        have = open("/proc/cpuinfo").read().split("flags")[1].split("\n")[0].split()
+    except (OSError, IndexError):
+        return "unknown"
+    want = ["avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"]
+    return ", ".join(f"`{f}`" for f in want if f in have) or "no AVX-512, no AMX"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="+", default=["vit_small_patch16", "vit_base_patch16"])
@@ -70,6 +80,7 @@ def main():
         return lambda m, t, b: TORCH + ["--model", m, "--threads", str(t), "--batch-size", str(b),
                                         "--iters", str(a.iters), "--warmup", "2", *extra]
 
+    amx = "amx_tile" in open("/proc/cpuinfo").read()
     impls = {
         "fsvfm fp32": ours("fp32"),
         "fsvfm bf16": ours("bf16"),
@@ -85,6 +96,12 @@ def main():
                 for b in a.batch_sizes:
                     for name, cmd in impls.items():
                         res = run(cmd(m, t, b), env)
+                        if amx and name == "fsvfm bf16":
+                            # The same binary with AMX hidden: the AVX-512 BF16 fallback, side by side.
+                            alt = run(cmd(m, t, b), dict(env, FSVFM_NO_AMX="1"))
+                            alt.update({"round": r, "config": "fsvfm bf16 no-amx", "batch": b})
+                            raw.write(json.dumps(alt) + "\n")
+                            results.setdefault((m, t, b, "fsvfm bf16 no-amx"), []).append(alt)
                         res.update({"round": r, "config": name, "batch": b})
                         raw.write(json.dumps(res) + "\n")
                         raw.flush()
@@ -97,24 +114,28 @@ def main():
              f"weights, {a.rounds} interleaved rounds × {a.iters} timed iterations (2 warm-up); img/s = median over "
              f"rounds of each run's median (batch 1: latency = 1000 / img/s ms); peak RSS = max over rounds. "
              f"PyTorch {torch_ver} with timm, `torch.set_num_threads(T)`, `inference_mode`; fsvfm "
-             f"`--precision fp32|bf16`.",
+             f"`--precision fp32|bf16`. CPU flags: {flags()}.",
              "",
-             "| model | threads | batch | fsvfm fp32 img/s | fsvfm bf16 img/s | torch fp32 img/s | torch bf16 img/s | "
-             "**fp32 / torch fp32** | **bf16 / torch bf16** | bf16 / torch fp32 | fsvfm peak RSS (fp32 / bf16) | "
-             "torch fp32 peak RSS | RSS ratio (fp32) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | threads | batch | fsvfm fp32 img/s | fsvfm bf16 img/s | fsvfm bf16 without AMX img/s | "
+             "torch fp32 img/s | torch bf16 img/s | **fp32 / torch fp32** | **bf16 / torch bf16** | "
+             "bf16 / torch fp32 | fsvfm peak RSS (fp32 / bf16) | torch peak RSS (fp32 / bf16) | "
+             "RSS ratio (bf16 / torch bf16) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in a.models:
         for t in a.threads:
             for b in a.batch_sizes:
-                med = {n: statistics.median(x["img_per_s"] for x in results[(m, t, b, n)]) for n in impls}
-                rss = {n: max(x["peak_rss_bytes"] for x in results[(m, t, b, n)]) for n in impls}
+                names = [n for n in list(impls) + ["fsvfm bf16 no-amx"] if (m, t, b, n) in results]
+                med = {n: statistics.median(x["img_per_s"] for x in results[(m, t, b, n)]) for n in names}
+                rss = {n: max(x["peak_rss_bytes"] for x in results[(m, t, b, n)]) for n in names}
+                noamx = f"{med['fsvfm bf16 no-amx']:.2f}" if "fsvfm bf16 no-amx" in med else "–"
                 f32, b16 = med["fsvfm fp32"], med["fsvfm bf16"]
                 tf, tb = med["torch fp32"], med["torch bf16 autocast"]
                 lines.append(
-                    f"| {m} | {t} | {b} | {f32:.2f} | {b16:.2f} | {tf:.2f} | {tb:.2f} | **{f32 / tf:.2f}x** | "
-                    f"**{b16 / tb:.2f}x** | {b16 / tf:.2f}x | {rss['fsvfm fp32'] / 2**20:.0f} / "
-                    f"{rss['fsvfm bf16'] / 2**20:.0f} MiB | {rss['torch fp32'] / 2**20:.0f} MiB | "
-                    f"{rss['fsvfm fp32'] / rss['torch fp32']:.2f}x |")
+                    f"| {m} | {t} | {b} | {f32:.2f} | {b16:.2f} | {noamx} | {tf:.2f} | {tb:.2f} | "
+                    f"**{f32 / tf:.2f}x** | **{b16 / tb:.2f}x** | {b16 / tf:.2f}x | {rss['fsvfm fp32'] / 2**20:.0f} / "
+                    f"{rss['fsvfm bf16'] / 2**20:.0f} MiB | {rss['torch fp32'] / 2**20:.0f} / "
+                    f"{rss['torch bf16 autocast'] / 2**20:.0f} MiB | "
+                    f"{rss['fsvfm bf16'] / rss['torch bf16 autocast']:.2f}x |")
     lines += ["", "Regenerate: `tools/reference/.venv/bin/python tools/bench/run_inference_bench.py` "
               "(after `tools/reference/setup.sh` and `cargo build --release -p fsvfm-cli`).", "", END]
     block = "\n".join(lines)

@@ -113,8 +113,10 @@ pub fn configure_precision(name: &str) -> Result<()> {
     };
     if set_precision(want) != want {
         eprintln!(
-            "warning: this CPU has no AVX-512 BF16 (vdpbf16ps): --precision bf16 runs in fp32"
+            "warning: this CPU has neither AMX nor AVX-512 BF16: --precision bf16 runs in fp32"
         );
+    } else if let (Precision::Bf16, Some(path)) = (want, fsvfm_model::bf16_gemm::path()) {
+        eprintln!("bf16 on {}", path.name());
     }
     Ok(())
 }

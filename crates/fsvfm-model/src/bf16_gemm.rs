@@ -20,8 +20,44 @@ pub const MR: usize = 14;
 /// Columns of C per micro-tile (two zmm of 16 fp32).
 pub const NR: usize = 32;
 
-/// Whether this CPU runs the kernel (AVX-512F and AVX-512 BF16).
+/// The bf16 GEMMs this crate has, best first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// AMX tiles (`tdpbf16ps`, [`crate::amx`]).
+    Amx,
+    /// AVX-512 BF16 (`vdpbf16ps`, this module's micro-kernel).
+    Avx512Bf16,
+}
+
+impl Path {
+    /// The name printed on stderr and by `fsvfm bench`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Amx => "amx-bf16 (tdpbf16ps)",
+            Path::Avx512Bf16 => "avx512-bf16 (vdpbf16ps)",
+        }
+    }
+}
+
+/// The best bf16 GEMM this process can run: AMX where the CPU and Linux allow it (and
+/// `FSVFM_NO_AMX` is unset), else AVX-512 BF16, else none (bf16 then runs in fp32).
+pub fn path() -> Option<Path> {
+    if crate::amx::available() {
+        Some(Path::Amx)
+    } else if available_vdp() {
+        Some(Path::Avx512Bf16)
+    } else {
+        None
+    }
+}
+
+/// Whether this process runs a bf16 GEMM at all ([`path`] is some).
 pub fn available() -> bool {
+    path().is_some()
+}
+
+/// Whether this CPU runs the `vdpbf16ps` kernel (AVX-512F and AVX-512 BF16).
+pub fn available_vdp() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
@@ -53,9 +89,19 @@ pub fn bf16_to_f32(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 
-/// A `[k, n]` matrix packed for [`matmul_acc_bf16`].
+/// A `[k, n]` matrix packed for [`matmul_acc_bf16`] in the layout of one [`Path`].
 #[derive(Debug, Clone)]
-pub struct PackedB {
+pub struct PackedB(Packed);
+
+#[derive(Debug, Clone)]
+enum Packed {
+    Vdp(VdpB),
+    Amx(crate::amx::PackedB),
+}
+
+/// The `vdpbf16ps` layout (see the module's layouts).
+#[derive(Debug, Clone)]
+struct VdpB {
     k: usize,
     n: usize,
     /// k-pairs (`⌈k/2⌉`).
@@ -63,14 +109,45 @@ pub struct PackedB {
     data: Vec<u32>,
 }
 
-fn pair(lo: f32, hi: f32) -> u32 {
+/// The u32 holding the bf16 pair `(lo, hi)` (lo in the low half), rounded to nearest even.
+pub(crate) fn pair(lo: f32, hi: f32) -> u32 {
     bf16_bits(lo) as u32 | (bf16_bits(hi) as u32) << 16
 }
 
 impl PackedB {
-    /// Packs row-major `w [k, n]`.
+    /// Packs row-major `w [k, n]` for the best [`path`] (the `vdpbf16ps` layout when there is none).
     pub fn pack(w: &[f32], k: usize, n: usize) -> Self {
+        Self::pack_for(path().unwrap_or(Path::Avx512Bf16), w, k, n)
+    }
+
+    /// Packs row-major `w [k, n]` for `path`.
+    pub fn pack_for(path: Path, w: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(w.len(), k * n, "PackedB::pack shape");
+        match path {
+            Path::Amx => Self(Packed::Amx(crate::amx::pack_b(w, k, n))),
+            Path::Avx512Bf16 => Self(Packed::Vdp(VdpB::pack(w, k, n))),
+        }
+    }
+
+    /// `(k, n)`.
+    pub fn shape(&self) -> (usize, usize) {
+        match &self.0 {
+            Packed::Vdp(p) => (p.k, p.n),
+            Packed::Amx(p) => p.shape(),
+        }
+    }
+
+    /// The path this pack is for.
+    pub fn path(&self) -> Path {
+        match &self.0 {
+            Packed::Vdp(_) => Path::Avx512Bf16,
+            Packed::Amx(_) => Path::Amx,
+        }
+    }
+}
+
+impl VdpB {
+    fn pack(w: &[f32], k: usize, n: usize) -> Self {
         let kp = k.div_ceil(2);
         let nb = n.div_ceil(NR);
         let mut data = vec![0u32; nb * kp * NR];
@@ -95,11 +172,6 @@ impl PackedB {
                 }
             });
         Self { k, n, kp, data }
-    }
-
-    /// `(k, n)`.
-    pub fn shape(&self) -> (usize, usize) {
-        (self.k, self.n)
     }
 }
 
@@ -142,6 +214,40 @@ fn pack_a(data: &mut Vec<u32>, a: &[f32], m: usize, k: usize) {
         });
 }
 
+/// `row`'s values as consecutive bf16 pairs into `dst[..⌈len/2⌉]` (an odd tail paired with 0).
+pub(crate) fn pairs_into(dst: &mut [u32], row: &[f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if available_vdp() {
+        let mut buf = [0u32; 16];
+        while done + 32 <= row.len() {
+            // SAFETY: AVX-512 BF16 checked just above; 32 values read.
+            unsafe { kernel::pairs32(row.as_ptr().add(done), &mut buf) };
+            dst[done / 2..done / 2 + 16].copy_from_slice(&buf);
+            done += 32;
+        }
+    }
+    let mut pairs = row[done..].chunks_exact(2);
+    for (q, c) in pairs.by_ref().enumerate() {
+        dst[done / 2 + q] = pair(c[0], c[1]);
+    }
+    if let [last] = pairs.remainder() {
+        dst[row.len() / 2] = pair(*last, 0.0);
+    }
+}
+
+/// `out[j] = pair(lo[j], hi[j])` for 16 columns (vectorised where the CPU allows).
+pub(crate) fn interleave16(lo: &[f32; 16], hi: &[f32; 16], out: &mut [u32; 16]) {
+    #[cfg(target_arch = "x86_64")]
+    if available_vdp() && std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the features were detected; both inputs hold 16 values.
+        return unsafe { kernel::interleave16(lo.as_ptr(), hi.as_ptr(), out) };
+    }
+    for ((o, &l), &h) in out.iter_mut().zip(lo).zip(hi) {
+        *o = pair(l, h);
+    }
+}
+
 /// Buffers for the A packs, kept between calls.
 static A_PACKS: crate::cpu_kernels::Pool<Vec<u32>> = crate::cpu_kernels::Pool::new();
 
@@ -164,6 +270,32 @@ mod kernel {
             // Lanes 0..16 of the result come from the second operand.
             let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
             _mm512_storeu_si512(out.as_mut_ptr().cast(), v);
+        }
+    }
+
+    /// The 16 pairs `(lo[j], hi[j])` (round to nearest even), `lo` in the low halves.
+    ///
+    /// # Safety
+    /// AVX-512F/BW/BF16 present; `lo` and `hi` valid for 16 reads.
+    #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+    pub unsafe fn interleave16(lo: *const f32, hi: *const f32, out: &mut [u32; 16]) {
+        // SAFETY: the caller guarantees the CPU features and 16 readable values each (# Safety).
+        unsafe {
+            // Lanes 0..16 of the conversion are `lo`, 16..32 `hi`; word 2j ← j, 2j+1 ← 16 + j.
+            let v: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(
+                _mm512_loadu_ps(hi),
+                _mm512_loadu_ps(lo),
+            ));
+            let mut idx = [0u16; 32];
+            for (j, w) in idx.iter_mut().enumerate() {
+                *w = if j % 2 == 0 {
+                    (j / 2) as u16
+                } else {
+                    16 + (j / 2) as u16
+                };
+            }
+            let idx = _mm512_loadu_si512(idx.as_ptr().cast());
+            _mm512_storeu_si512(out.as_mut_ptr().cast(), _mm512_permutexvar_epi16(idx, v));
         }
     }
 
@@ -225,7 +357,7 @@ mod kernel {
 
 /// A raw pointer that may cross threads (each task writes a disjoint set of C's rows).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: tasks write disjoint row ranges of one buffer that outlives the parallel loop.
 unsafe impl Send for SendPtr {}
 // SAFETY: as for `Send`: shared only to hand each task its own disjoint rows.
@@ -233,30 +365,36 @@ unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the whole `Send` wrapper, not the field).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
 
-/// `dst[m, n] += a[m, k] · B` with `a` and `B` rounded to bf16, fp32 accumulation.
+/// `dst[m, n] += a[m, k] · B` with `a` and `B` rounded to bf16, fp32 accumulation, on the
+/// path `b` was packed for.
 ///
 /// # Panics
-/// On shape mismatch, or when [`available`] is false.
+/// On shape mismatch, or when that path is not available.
 pub fn matmul_acc_bf16(dst: &mut [f32], a: &[f32], b: &PackedB, m: usize) {
-    let (k, n) = (b.k, b.n);
-    assert!(
-        dst.len() == m * n && a.len() == m * k,
-        "matmul_acc_bf16 shapes"
-    );
-    assert!(available(), "matmul_acc_bf16 needs AVX-512 BF16");
-    if m == 0 || n == 0 {
-        return;
+    match &b.0 {
+        Packed::Amx(p) => crate::amx::matmul_acc(dst, a, p, m),
+        Packed::Vdp(p) => {
+            let (k, n) = (p.k, p.n);
+            assert!(
+                dst.len() == m * n && a.len() == m * k,
+                "matmul_acc_bf16 shapes"
+            );
+            assert!(available_vdp(), "matmul_acc_bf16 needs AVX-512 BF16");
+            if m == 0 || n == 0 {
+                return;
+            }
+            A_PACKS.with(|pa| matmul_packed_a(dst, a, pa, p, m));
+        }
     }
-    A_PACKS.with(|pa| matmul_packed_a(dst, a, pa, b, m));
 }
 
 /// [`matmul_acc_bf16`] with `pa` as the buffer of A's pack.
-fn matmul_packed_a(dst: &mut [f32], a: &[f32], pa: &mut Vec<u32>, b: &PackedB, m: usize) {
+fn matmul_packed_a(dst: &mut [f32], a: &[f32], pa: &mut Vec<u32>, b: &VdpB, m: usize) {
     let (k, n, kp) = (b.k, b.n, b.kp);
     pack_a(pa, a, m, k);
     let (mb, nb) = (m.div_ceil(MR), n.div_ceil(NR));
@@ -313,7 +451,7 @@ mod tests {
     /// into a non-zero C.
     #[test]
     fn equals_the_product_of_the_rounded_inputs() {
-        if !available() {
+        if !available_vdp() {
             eprintln!("skipped: no AVX-512 BF16 on this CPU");
             return;
         }
@@ -329,7 +467,12 @@ mod tests {
             let w: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
             let c0: Vec<f32> = (0..m * n).map(|_| lcg(&mut seed)).collect();
             let mut c = c0.clone();
-            matmul_acc_bf16(&mut c, &a, &PackedB::pack(&w, k, n), m);
+            matmul_acc_bf16(
+                &mut c,
+                &a,
+                &PackedB::pack_for(Path::Avx512Bf16, &w, k, n),
+                m,
+            );
             let r = |x: f32| bf16_to_f32(bf16_bits(x)) as f64;
             for i in 0..m {
                 for j in 0..n {

@@ -14,8 +14,9 @@
 //!   a vectorised softmax in between, and writing the head's output into `[N, T, D]` at its
 //!   column offset, so the head split/merge permutes disappear too.
 //! - Precision ([`set_precision`]): fp32 by default; bf16 runs the four linear layers of each
-//!   block on [`crate::bf16_gemm`] (`vdpbf16ps`, fp32 accumulation) where the CPU has AVX-512
-//!   BF16.
+//!   block on [`crate::bf16_gemm`] (fp32 accumulation) on the best path the CPU has: AMX tiles
+//!   ([`crate::amx`], which then runs the attention products `q kᵀ` and `p v` too), else
+//!   AVX-512 BF16 (`vdpbf16ps`), else fp32.
 //! - Frozen weights ([`set_frozen_weights`], the inference commands): in bf16 each block's packs
 //!   are made at the first forward and reused. fp32 reads the weights in place from burn's flex
 //!   storage ([`HostBuf`]): no copy per forward and no second copy in memory.
@@ -611,6 +612,9 @@ fn attention_into(out: &mut Vec<f32>, qkv: &[f32], n: usize, t: usize, d: usize,
     out.reserve(n * t * d);
     // Raw addresses so tasks for different heads can write disjoint columns of one sample.
     let out_addr = out.as_mut_ptr() as usize;
+    // In bf16 on AMX the two products run on the tiles too (`BENCHMARKS.md`: on the fp32 GEMM
+    // they were the largest part of the profile left once the linear layers ran on AMX).
+    let amx_attention = precision() == Precision::Bf16 && crate::amx::available();
     (0..n * heads).into_par_iter().for_each(|job| {
         let (b, h) = (job / heads, job % heads);
         let base = qkv[b * t * 3 * d..].as_ptr();
@@ -625,6 +629,14 @@ fn attention_into(out: &mut Vec<f32>, qkv: &[f32], n: usize, t: usize, d: usize,
                 let q = base.add(h * hd);
                 let k = base.add(d + h * hd);
                 let v = base.add(2 * d + h * hd);
+                let dst = (out_addr as *mut f32).add(b * t * d + h * hd);
+                if amx_attention {
+                    // Both products on the AMX tiles (bf16 inputs, fp32 accumulation).
+                    let softmax = |s: &mut [f32], inv: &mut [f32]| softmax_rows(s, t, scale, inv);
+                    let (row, io) = (3 * d, (dst, d));
+                    crate::amx::attention_head((q, k, v), row, (t, hd), scores, inv, softmax, io);
+                    return;
+                }
                 // scores[T, T] = q[T, hd] · kᵀ[hd, T] (kᵀ: row stride 1, column stride 3D).
                 let row = 3 * d;
                 gemm_rows(
@@ -638,7 +650,6 @@ fn attention_into(out: &mut Vec<f32>, qkv: &[f32], n: usize, t: usize, d: usize,
                 softmax_rows(scores, t, scale, inv);
                 // out[T, hd] = e[T, T] · v[T, hd], written with row stride D, then each row
                 // divided by its softmax sum.
-                let dst = (out_addr as *mut f32).add(b * t * d + h * hd);
                 gemm_rows(
                     (t, hd, t),
                     (dst, d),
@@ -1045,6 +1056,11 @@ pub fn split_batch<T: Send, F: Fn(T) + Sync>(parts: Vec<T>, f: F) {
     });
 }
 
+/// Whether this thread runs a [`split_batch`] share (its GEMMs then stay on this thread).
+pub(crate) fn in_share() -> bool {
+    SERIAL.with(|s| s.get())
+}
+
 /// Threads for the big GEMMs: rayon's pool (`--threads`), as burn flex uses; one inside
 /// [`split_batch`].
 fn gemm_parallelism() -> gemm::Parallelism {
@@ -1120,15 +1136,16 @@ pub enum Precision {
     /// fp32 everywhere (the default: the parity tests' ≤ 1e-4).
     Fp32,
     /// The four linear layers of each block (qkv, proj, fc1, fc2; ~90 % of a ViT's FLOPs) take
-    /// bf16 inputs and weights with fp32 accumulation ([`crate::bf16_gemm`]); attention,
-    /// LayerNorm, GELU, residuals and everything outside the blocks stay fp32.
+    /// bf16 inputs and weights with fp32 accumulation ([`crate::bf16_gemm`]); on AMX the two
+    /// attention products too. Softmax, LayerNorm, GELU, residuals and everything outside the
+    /// blocks (patch embedding, pooling, heads) stay fp32.
     Bf16,
 }
 
 static BF16: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Selects the precision of the inference kernels for the whole process. Returns the precision
-/// in effect: bf16 needs AVX-512 BF16 (`vdpbf16ps`), else fp32 stays.
+/// in effect: bf16 needs AMX or AVX-512 BF16 ([`crate::bf16_gemm::path`]), else fp32 stays.
 pub fn set_precision(p: Precision) -> Precision {
     let on = p == Precision::Bf16 && crate::bf16_gemm::available();
     BF16.store(on, std::sync::atomic::Ordering::Relaxed);

@@ -366,7 +366,17 @@ pub fn run_blocks(blocks: &[Block], x: Tensor<3>) -> Tensor<3> {
     let mut v = host_f32(x);
     let hosts: Vec<_> = blocks.iter().map(Block::host_for_forward).collect();
     let threads = rayon::current_num_threads();
-    if threads > 1 && n >= threads && n.is_multiple_of(threads) {
+    let amx = crate::cpu_kernels::precision() == crate::cpu_kernels::Precision::Bf16
+        && crate::amx::available();
+    if amx && n > 1 {
+        // On AMX the GEMMs outrun memory: one sample at a time through every block keeps a
+        // sample's activations in L2 (`BENCHMARKS.md`: batch 8 ran slower per image than
+        // batch 1 with the whole batch per block).
+        let parts: Vec<&mut [f32]> = v.chunks_mut(t * d).collect();
+        crate::cpu_kernels::split_batch(parts, |x| {
+            with_scratch(|s| hosts.iter().for_each(|h| block_forward(x, 1, t, h, s)))
+        });
+    } else if threads > 1 && n >= threads && n.is_multiple_of(threads) {
         // Equal shares of the batch, one per thread, each through every block.
         let share = n / threads;
         let parts: Vec<&mut [f32]> = v.chunks_mut(share * t * d).collect();

@@ -16,6 +16,7 @@
 //! The crate is pure: no files besides weight loading, no printing.
 
 pub mod adapter;
+pub mod amx;
 pub mod bf16_gemm;
 pub mod checkpoint;
 pub mod config;
