@@ -1,7 +1,7 @@
 //! Times the CPU kernels at ViT-S/16 batch-8 shapes (1 thread unless RAYON_NUM_THREADS says so),
 //! fp32 and bf16 GEMMs, and this core's peak rates of `vfmadd231ps` (fp32 FMA) and `vdpbf16ps`
-//! (bf16 dot product) on independent accumulators, and of AMX `tdpbf16ps` (4 accumulator tiles)
-//! where the CPU has it; `FSVFM_NO_AMX=1` hides AMX:
+//! (bf16 dot product) on independent accumulators (AMX's peak: `examples/amx_gemm.rs`);
+//! `FSVFM_NO_AMX=1` hides AMX:
 //! `cargo run --release -p fsvfm-model --example kernel_timing`
 use std::time::Instant;
 
@@ -129,31 +129,6 @@ fn peaks() {
             std::hint::black_box(unsafe { dp(n) });
             let g = (n * 24 * 16 * 4) as f64 / t.elapsed().as_secs_f64() / 1e9;
             println!("{:<28} {g:7.1} GFLOP/s (1 core)", "peak vdpbf16ps bf16");
-        }
-        if fsvfm_model::amx::available() {
-            use fsvfm_model::amx::{Hardware, Tiles};
-            let ones = vec![0x3f80_3f80u32; 256];
-            let n = 2_000_000usize;
-            let t = Instant::now();
-            // SAFETY: AMX is available; the tiles read 16 rows of 64 bytes from `ones` (1 KiB).
-            unsafe {
-                let mut h = Hardware;
-                h.configure();
-                for c in 0..4 {
-                    h.zero(c);
-                }
-                for a in 4..8 {
-                    h.load(a, ones.as_ptr().cast(), 64);
-                }
-                for _ in 0..n {
-                    for c in 0..4 {
-                        h.dot(c);
-                    }
-                }
-                h.release();
-            }
-            let g = (n * 4 * 16 * 16 * 32 * 2) as f64 / t.elapsed().as_secs_f64() / 1e9;
-            println!("{:<28} {g:7.1} GFLOP/s (1 core)", "peak tdpbf16ps amx");
         }
     }
 }

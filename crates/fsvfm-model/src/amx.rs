@@ -691,14 +691,7 @@ pub(crate) unsafe fn attention_head(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bf16_gemm::{bf16_bits, bf16_to_f32};
-
-    fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
+    use crate::bf16_gemm::tests::{check_rounded_product, lcg};
 
     /// Shapes with every edge: M = 1, rows not a multiple of 16 or 32, K below, at and not a
     /// multiple of 32, N not a multiple of 16.
@@ -713,28 +706,7 @@ mod tests {
     ];
 
     fn check(gemm: fn(&mut [f32], &[f32], &PackedB, usize)) {
-        let mut seed = 11u64;
-        for &(m, k, n) in SHAPES {
-            let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
-            let w: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
-            let c0: Vec<f32> = (0..m * n).map(|_| lcg(&mut seed)).collect();
-            let mut c = c0.clone();
-            gemm(&mut c, &a, &pack_b(&w, k, n), m);
-            let r = |x: f32| bf16_to_f32(bf16_bits(x)) as f64;
-            for i in 0..m {
-                for j in 0..n {
-                    let want = c0[i * n + j] as f64
-                        + (0..k)
-                            .map(|l| r(a[i * k + l]) * r(w[l * n + j]))
-                            .sum::<f64>();
-                    let got = c[i * n + j] as f64;
-                    assert!(
-                        (got - want).abs() <= 1e-5 * (1.0 + (k as f64).sqrt()),
-                        "({m},{k},{n}) [{i},{j}]: {got} vs {want}"
-                    );
-                }
-            }
-        }
+        check_rounded_product(SHAPES, |c, a, w, (m, k, n)| gemm(c, a, &pack_b(w, k, n), m));
     }
 
     /// The tile model with the packing and blocking equals the product of the bf16-rounded

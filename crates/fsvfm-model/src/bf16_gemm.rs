@@ -424,10 +424,11 @@ fn matmul_packed_a(dst: &mut [f32], a: &[f32], pa: &mut Vec<u32>, b: &VdpB, m: u
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn lcg(seed: &mut u64) -> f32 {
+    /// A uniform value in [-1, 1) from a 64-bit LCG.
+    pub(crate) fn lcg(seed: &mut u64) -> f32 {
         *seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
@@ -446,33 +447,20 @@ mod tests {
         assert_eq!(bf16_bits(f32::INFINITY), 0x7F80);
     }
 
-    /// Against an f64 GEMM of the bf16-rounded inputs: equal up to fp32 accumulation, on shapes
-    /// with every edge (m not a multiple of 14, odd k, n not a multiple of 32), accumulating
-    /// into a non-zero C.
-    #[test]
-    fn equals_the_product_of_the_rounded_inputs() {
-        if !available_vdp() {
-            eprintln!("skipped: no AVX-512 BF16 on this CPU");
-            return;
-        }
+    /// Runs `gemm(c, a, w, m, k, n)` (`c += a · w` through some pack of `w`) on random shapes with
+    /// accumulation into a non-zero C, and checks it equals an f64 GEMM of the bf16-rounded
+    /// inputs up to fp32 accumulation.
+    pub(crate) fn check_rounded_product(
+        shapes: &[(usize, usize, usize)],
+        gemm: impl Fn(&mut [f32], &[f32], &[f32], (usize, usize, usize)),
+    ) {
         let mut seed = 7u64;
-        for &(m, k, n) in &[
-            (1, 1, 1),
-            (14, 2, 32),
-            (29, 37, 45),
-            (197, 384, 96),
-            (30, 64, 1),
-        ] {
+        for &(m, k, n) in shapes {
             let a: Vec<f32> = (0..m * k).map(|_| lcg(&mut seed)).collect();
             let w: Vec<f32> = (0..k * n).map(|_| lcg(&mut seed)).collect();
             let c0: Vec<f32> = (0..m * n).map(|_| lcg(&mut seed)).collect();
             let mut c = c0.clone();
-            matmul_acc_bf16(
-                &mut c,
-                &a,
-                &PackedB::pack_for(Path::Avx512Bf16, &w, k, n),
-                m,
-            );
+            gemm(&mut c, &a, &w, (m, k, n));
             let r = |x: f32| bf16_to_f32(bf16_bits(x)) as f64;
             for i in 0..m {
                 for j in 0..n {
@@ -488,5 +476,25 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The `vdpbf16ps` kernel on shapes with every edge (m not a multiple of 14, odd k, n not a
+    /// multiple of 32).
+    #[test]
+    fn equals_the_product_of_the_rounded_inputs() {
+        if !available_vdp() {
+            eprintln!("skipped: no AVX-512 BF16 on this CPU");
+            return;
+        }
+        let shapes = [
+            (1, 1, 1),
+            (14, 2, 32),
+            (29, 37, 45),
+            (197, 384, 96),
+            (30, 64, 1),
+        ];
+        check_rounded_product(&shapes, |c, a, w, (m, k, n)| {
+            matmul_acc_bf16(c, a, &PackedB::pack_for(Path::Avx512Bf16, w, k, n), m)
+        });
     }
 }
