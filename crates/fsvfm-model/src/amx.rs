@@ -10,8 +10,9 @@
 //! - `B [k, n]` (the weight, burn's Linear layout), packed once ([`pack_b`]) into column panels
 //!   of 16 and k-blocks of 32: `[⌈n/32⌉·2][⌈k/32⌉][16 pairs][16 columns]` u32, each u32 the
 //!   bf16 pair `(B[2p, j], B[2p+1, j])` (the VNNI order `tdpbf16ps` reads); zero padded.
-//! - `A [m, k]`, converted to bf16 per call ([`pack_a`]): row-major `[⌈m/16⌉·16][⌈k/32⌉·32]`
-//!   bf16 (zero padded), so an A tile is 16 rows × 32 values at row stride `2·⌈k/32⌉·32` bytes.
+//! - `A [m, k]`, converted to bf16 per call (`pack_a_rows`) into whole tiles: row group `g` (16
+//!   rows) and k-block `q` (32 values) is one 1 KiB tile `[⌈m/16⌉][⌈k/32⌉][16 rows][16 pairs]` u32
+//!   (zero padded), so a tile load reads 16 consecutive cache lines.
 //! - The micro-kernel computes a 32 × 32 block of C in four accumulator tiles (`tmm0..3`) from
 //!   two A tiles (`tmm4`, `tmm5`) and two B tiles (`tmm6`, `tmm7`): C tile `2r + s` += A tile
 //!   `4 + r` · B tile `6 + s`. Full blocks load and store C in place (the bias or residual already
@@ -160,17 +161,17 @@ fn pack_b_into(
     }
 }
 
-/// Converts `a [m, k]` to bf16 tiles in `buf` (its allocation reused; u32 = two bf16): row
-/// group `g` (16 rows, zero padded past `m`) and k-block `q` (32 values, zero padded past `k`)
-/// is the 1 KiB tile at u32 offset `(g·⌈k/32⌉ + q)·256`, row-major at 64 bytes per row, so a
-/// tile load reads 16 consecutive cache lines.
+/// [`pack_a_rows`] of a contiguous `a [m, k]`.
 #[cfg(test)]
 fn pack_a(buf: &mut Vec<u32>, a: &[f32], m: usize, k: usize) {
     pack_a_rows(buf, a, (m, k), k, true)
 }
 
-/// [`pack_a`] of the `[m, k]` matrix whose row `i` is `a[i·lda..i·lda + k]`, on rayon's threads
-/// when `parallel`.
+/// Converts the `[m, k]` matrix whose row `i` is `a[i·lda..i·lda + k]` to bf16 tiles in `buf`
+/// (its allocation reused; u32 = two bf16), on rayon's threads when `parallel`: row group `g`
+/// (16 rows, zero padded past `m`) and k-block `q` (32 values, zero padded past `k`) is the
+/// 1 KiB tile at u32 offset `(g·⌈k/32⌉ + q)·256`, row-major at 64 bytes per row, so a tile load
+/// reads 16 consecutive cache lines.
 fn pack_a_rows(buf: &mut Vec<u32>, a: &[f32], (m, k): (usize, usize), lda: usize, parallel: bool) {
     if m > 0 {
         assert!((m - 1) * lda + k <= a.len(), "pack_a shape");
@@ -455,7 +456,7 @@ mod hw {
 }
 
 /// One 32 × 32 block of C (`rows_t` ∈ {1, 2} A tiles): `c` (row stride `ldc` bytes) += the
-/// `rows_t` A row groups at `a` (see [`pack_a`]) times the two B panels at `b` (`kb` tiles
+/// `rows_t` A row groups at `a` (see [`pack_a_rows`]) times the two B panels at `b` (`kb` tiles
 /// each, consecutive).
 ///
 /// # Safety
@@ -500,7 +501,7 @@ unsafe fn block<T: Tiles>(
 /// `dst[rows i0.., all n]` += A · B for the row blocks `blocks` (of [`BLOCK`] rows) on `tiles`.
 ///
 /// # Safety
-/// `tiles` may run (see [`Tiles`]); `pa` is [`pack_a`]'s output for `m` rows;
+/// `tiles` may run (see [`Tiles`]); `pa` is [`pack_a_rows`]'s output for `m` rows;
 /// `dst` holds `m` rows of `n` fp32 at row stride `ldc` and no one else touches these rows
 /// meanwhile.
 unsafe fn run_rows<T: Tiles>(
