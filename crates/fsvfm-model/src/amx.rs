@@ -114,11 +114,18 @@ fn pack_b_into(
         let at = |i: usize, j: usize| unsafe { *w.get().add(i * rs + j * cs) };
         if rs == 1 && cols > 0 {
             // Columns contiguous (kᵀ in attention): each column's k values are its pairs.
-            let mut line = vec![0u32; kb * TILE_K / 2];
+            // Up to k = 256 on the stack (attention's head widths), else on the heap.
+            let (mut stack, mut heap) = ([0u32; 128], Vec::new());
+            let line: &mut [u32] = if kb * TILE_K / 2 <= stack.len() {
+                &mut stack[..kb * TILE_K / 2]
+            } else {
+                heap.resize(kb * TILE_K / 2, 0);
+                &mut heap
+            };
             for jj in 0..cols {
                 // SAFETY: column j0 + jj holds k values at stride 1, inside `w` (asserted).
                 let col = unsafe { std::slice::from_raw_parts(w.get().add((j0 + jj) * cs), k) };
-                crate::bf16_gemm::pairs_into(&mut line, col);
+                crate::bf16_gemm::pairs_into(line, col);
                 for (pq, &v) in line.iter().enumerate() {
                     panel[pq * TILE_COLS + jj] = v;
                 }
@@ -179,14 +186,21 @@ fn pack_a_rows(buf: &mut Vec<u32>, a: &[f32], (m, k): (usize, usize), lda: usize
     let kb = k.div_ceil(TILE_K);
     buf.clear();
     buf.resize(m.div_ceil(TILE_ROWS) * kb * TILE_U32, 0);
+    let fast = crate::bf16_gemm::available_vdp();
     let fill = |(g, group): (usize, &mut [u32])| {
-        let mut line = [0u32; TILE_K / 2];
         for r in 0..TILE_ROWS.min(m - g * TILE_ROWS) {
             let row = &a[(g * TILE_ROWS + r) * lda..][..k];
             for (q, vals) in row.chunks(TILE_K).enumerate() {
-                line.fill(0);
-                crate::bf16_gemm::pairs_into(&mut line, vals);
-                group[q * TILE_U32 + r * TILE_COLS..][..TILE_COLS].copy_from_slice(&line);
+                let dst: &mut [u32; TILE_COLS] = (&mut group[q * TILE_U32 + r * TILE_COLS..]
+                    [..TILE_COLS])
+                    .try_into()
+                    .expect("16 pairs");
+                if vals.len() == TILE_K {
+                    crate::bf16_gemm::pairs32_to(vals, dst, fast);
+                } else {
+                    // The zero-padded tail (`dst` is still zero from the resize).
+                    crate::bf16_gemm::pairs_into(dst, vals);
+                }
             }
         }
     };
@@ -457,7 +471,7 @@ mod hw {
 
 /// One 32 × 32 block of C (`rows_t` ∈ {1, 2} A tiles): `c` (row stride `ldc` bytes) += the
 /// `rows_t` A row groups at `a` (see [`pack_a_rows`]) times the two B panels at `b` (`kb` tiles
-/// each, consecutive).
+/// each, consecutive); with `overwrite`, `c` = the product (C is not read).
 ///
 /// # Safety
 /// The tiles are configured; `a` holds `rows_t` row groups of `kb` tiles, `b` two panels of
@@ -469,14 +483,18 @@ unsafe fn block<T: Tiles>(
     a: *const u32,
     b: *const u32,
     kb: usize,
-    c: *mut u8,
-    ldc: usize,
+    (c, ldc): (*mut u8, usize),
+    overwrite: bool,
 ) {
     // SAFETY: all addresses stay inside the extents the caller guarantees (# Safety).
     unsafe {
         for r in 0..rows_t {
             for s in 0..2 {
-                t.load(2 * r + s, c.add(r * TILE_ROWS * ldc + s * 64), ldc);
+                if overwrite {
+                    t.zero(2 * r + s);
+                } else {
+                    t.load(2 * r + s, c.add(r * TILE_ROWS * ldc + s * 64), ldc);
+                }
             }
         }
         for q in 0..kb {
@@ -498,7 +516,8 @@ unsafe fn block<T: Tiles>(
     }
 }
 
-/// `dst[rows i0.., all n]` += A · B for the row blocks `blocks` (of [`BLOCK`] rows) on `tiles`.
+/// `dst[rows i0.., all n]` += A · B (with `overwrite`: = A · B, `dst` not read) for the row
+/// blocks `blocks` (of [`BLOCK`] rows) on `tiles`.
 ///
 /// # Safety
 /// `tiles` may run (see [`Tiles`]); `pa` is [`pack_a_rows`]'s output for `m` rows;
@@ -511,6 +530,7 @@ unsafe fn run_rows<T: Tiles>(
     b: &PackedB,
     m: usize,
     blocks: std::ops::Range<usize>,
+    overwrite: bool,
 ) {
     let n = b.n;
     let mut edge = [0f32; BLOCK * BLOCK];
@@ -527,11 +547,11 @@ unsafe fn run_rows<T: Tiles>(
             let a = pa.as_ptr().add(i0 / TILE_ROWS * b.kb * TILE_U32);
             let c = dst.get().add(i0 * ldc + j0);
             if rows == BLOCK && cols == BLOCK {
-                block(tiles, 2, a, bp, b.kb, c.cast(), ldc * 4);
+                block(tiles, 2, a, bp, b.kb, (c.cast(), ldc * 4), overwrite);
                 return;
             }
-            // An edge: through `edge` (zeros outside the valid part are never copied back).
-            for i in 0..rows {
+            // An edge: through `edge` (what lies outside the valid part is never copied back).
+            for i in (0..rows).filter(|_| !overwrite) {
                 std::ptr::copy_nonoverlapping(
                     c.add(i * ldc),
                     edge.as_mut_ptr().add(i * BLOCK),
@@ -539,7 +559,7 @@ unsafe fn run_rows<T: Tiles>(
                 );
             }
             let e = edge.as_mut_ptr().cast();
-            block(tiles, rows_t, a, bp, b.kb, e, BLOCK * 4);
+            block(tiles, rows_t, a, bp, b.kb, (e, BLOCK * 4), overwrite);
             for i in 0..rows {
                 std::ptr::copy_nonoverlapping(edge.as_ptr().add(i * BLOCK), c.add(i * ldc), cols);
             }
@@ -565,32 +585,81 @@ static A_PACKS: crate::cpu_kernels::Pool<Vec<u32>> = crate::cpu_kernels::Pool::n
 /// On shape mismatch, or when [`available`] is false.
 pub fn matmul_acc(dst: &mut [f32], a: &[f32], b: &PackedB, m: usize) {
     assert!(available(), "amx::matmul_acc needs AMX");
-    // SAFETY: `available()` holds, so the hardware tiles may run.
-    unsafe { matmul_acc_on(dst, a, b, m, || Hardware) }
+    // SAFETY: `available()` holds, so the hardware tiles may run; `dst` is initialised.
+    unsafe { gemm_on((dst.as_mut_ptr(), dst.len()), a, b, m, false, || Hardware) }
+}
+
+/// `out ← a[m, k] · B` (`[m, n]`, its allocation reused; not zero-filled first: the tiles start
+/// from zero and every element is written).
+///
+/// # Panics
+/// On shape mismatch, or when [`available`] is false.
+pub fn matmul_set(out: &mut Vec<f32>, a: &[f32], b: &PackedB, m: usize) {
+    assert!(available(), "amx::matmul_set needs AMX");
+    // SAFETY: `available()` holds; the overwrite mode writes all m·n elements of the reserved
+    // capacity before the length is set.
+    unsafe { set_on(out, a, b, m, || Hardware) }
 }
 
 /// [`matmul_acc`] on the scalar tile model: the same packing, blocking and edges, on any CPU.
 pub fn matmul_acc_model(dst: &mut [f32], a: &[f32], b: &PackedB, m: usize) {
-    // SAFETY: the model runs everywhere.
-    unsafe { matmul_acc_on(dst, a, b, m, SoftTiles::default) }
+    // SAFETY: the model runs everywhere; `dst` is initialised.
+    unsafe {
+        gemm_on(
+            (dst.as_mut_ptr(), dst.len()),
+            a,
+            b,
+            m,
+            false,
+            SoftTiles::default,
+        )
+    }
 }
 
-/// The GEMM on the tiles `tiles()` makes (one per task).
+/// [`matmul_set`] on the scalar tile model.
+pub fn matmul_set_model(out: &mut Vec<f32>, a: &[f32], b: &PackedB, m: usize) {
+    // SAFETY: the model runs everywhere; as in `matmul_set`.
+    unsafe { set_on(out, a, b, m, SoftTiles::default) }
+}
+
+/// `out ← a · B` on the tiles `tiles()` makes.
 ///
 /// # Safety
 /// Those tiles may run.
-unsafe fn matmul_acc_on<T: Tiles>(
-    dst: &mut [f32],
+unsafe fn set_on<T: Tiles>(
+    out: &mut Vec<f32>,
     a: &[f32],
     b: &PackedB,
     m: usize,
     tiles: impl Fn() -> T + Sync,
 ) {
+    let len = m * b.n;
+    out.clear();
+    out.reserve(len);
+    // SAFETY: the caller guarantees the tiles; the overwrite mode writes every one of the `len`
+    // reserved elements (full blocks store whole tiles, edges copy their valid part), so the
+    // length may be set afterwards.
+    unsafe {
+        gemm_on((out.as_mut_ptr(), len), a, b, m, true, tiles);
+        out.set_len(len);
+    }
+}
+
+/// The GEMM on the tiles `tiles()` makes (one per task): `dst += a · B`, or with `overwrite`
+/// `dst = a · B` (`dst` not read; it may be uninitialised).
+///
+/// # Safety
+/// Those tiles may run; `dst` is valid for `len` writes (and reads unless `overwrite`).
+unsafe fn gemm_on<T: Tiles>(
+    (dst, len): (*mut f32, usize),
+    a: &[f32],
+    b: &PackedB,
+    m: usize,
+    overwrite: bool,
+    tiles: impl Fn() -> T + Sync,
+) {
     let (k, n) = (b.k, b.n);
-    assert!(
-        dst.len() == m * n && a.len() == m * k,
-        "amx::matmul_acc shapes"
-    );
+    assert!(len == m * n && a.len() == m * k, "amx::matmul shapes");
     if m == 0 || n == 0 {
         return;
     }
@@ -601,14 +670,14 @@ unsafe fn matmul_acc_on<T: Tiles>(
     };
     A_PACKS.with(|pa| {
         pack_a_rows(pa, a, (m, k), k, threads > 1);
-        let c = crate::bf16_gemm::SendPtr(dst.as_mut_ptr());
+        let c = crate::bf16_gemm::SendPtr(dst);
         let blocks = m.div_ceil(BLOCK);
         let pa = &pa[..];
         let tasks = blocks.min(threads * 4);
         let task = |task: usize| {
             let range = task * blocks / tasks..(task + 1) * blocks / tasks;
             // SAFETY: the caller guarantees the tiles; tasks own disjoint row blocks of `dst`.
-            unsafe { run_rows(&mut tiles(), (c, n), pa, b, m, range) };
+            unsafe { run_rows(&mut tiles(), (c, n), pa, b, m, range, overwrite) };
         };
         if threads == 1 {
             (0..tasks).for_each(task);
@@ -636,7 +705,7 @@ thread_local! {
 /// One attention head on the tiles, single-threaded (the caller runs heads in parallel):
 /// `scores [t, t] = q kᵀ` (overwritten), `softmax(scale · scores)` by `softmax` (which leaves
 /// the unnormalised exponentials and writes `1 / Σ` per row into `inv`), then
-/// `out [t, hd] (row stride ld_out) = (e v) · inv`. `q`, `k`, `v` point at row 0 of their
+/// `out [t, hd] (row stride ld_out) = (e v) · inv` (`out` not read: it may be uninitialised). `q`, `k`, `v` point at row 0 of their
 /// `[t, hd]` blocks at row stride `ld_qkv`.
 ///
 /// # Safety
@@ -667,19 +736,23 @@ pub(crate) unsafe fn attention_head(
                 false,
             );
             pack_b_into(&mut bufs.b, k, span, (hd, t), (1, ld_qkv), false);
-            scores.fill(0.0);
             let blocks = t.div_ceil(BLOCK);
             let sp = crate::bf16_gemm::SendPtr(scores.as_mut_ptr());
-            run_rows(&mut Hardware, (sp, t), &bufs.a, &bufs.b, t, 0..blocks);
+            run_rows(&mut Hardware, (sp, t), &bufs.a, &bufs.b, t, 0..blocks, true);
             softmax(scores, inv);
             // out = e[t, t] · v[t, hd], then each row times its 1 / Σ.
             pack_a_rows(&mut bufs.a, scores, (t, t), t, false);
             pack_b_into(&mut bufs.b, v, span, (t, hd), (ld_qkv, 1), false);
-            for i in 0..t {
-                std::slice::from_raw_parts_mut(out.add(i * ld_out), hd).fill(0.0);
-            }
             let op = crate::bf16_gemm::SendPtr(out);
-            run_rows(&mut Hardware, (op, ld_out), &bufs.a, &bufs.b, t, 0..blocks);
+            run_rows(
+                &mut Hardware,
+                (op, ld_out),
+                &bufs.a,
+                &bufs.b,
+                t,
+                0..blocks,
+                true,
+            );
             for (i, &s) in inv.iter().enumerate() {
                 for c in std::slice::from_raw_parts_mut(out.add(i * ld_out), hd) {
                     *c *= s;
@@ -708,6 +781,34 @@ mod tests {
 
     fn check(gemm: fn(&mut [f32], &[f32], &PackedB, usize)) {
         check_rounded_product(SHAPES, |c, a, w, (m, k, n)| gemm(c, a, &pack_b(w, k, n), m));
+    }
+
+    /// `c += a · w` through the overwrite mode: a set into a buffer full of NaN (so a read of
+    /// `dst`, or an element left unwritten, shows), then added to `c`.
+    fn check_set(set: fn(&mut Vec<f32>, &[f32], &PackedB, usize)) {
+        check_rounded_product(SHAPES, |c, a, w, (m, k, n)| {
+            let mut out = vec![f32::NAN; m * n + 64];
+            out.truncate(3);
+            set(&mut out, a, &pack_b(w, k, n), m);
+            assert_eq!(out.len(), m * n);
+            for (ci, o) in c.iter_mut().zip(&out) {
+                *ci += o;
+            }
+        });
+    }
+
+    #[test]
+    fn tile_model_overwrite_writes_every_element_without_reading() {
+        check_set(matmul_set_model);
+    }
+
+    #[test]
+    fn amx_overwrite_writes_every_element_without_reading() {
+        if !available() {
+            eprintln!("skipped: no AMX on this CPU (or FSVFM_NO_AMX)");
+            return;
+        }
+        check_set(matmul_set);
     }
 
     /// The tile model with the packing and blocking equals the product of the bf16-rounded

@@ -236,6 +236,22 @@ pub(crate) fn pairs_into(dst: &mut [u32], row: &[f32]) {
     }
 }
 
+/// The 16 pairs of `x[..32]` into `out`; `fast` says [`available_vdp`] holds (checked once by
+/// the caller, outside its loops).
+#[inline]
+pub(crate) fn pairs32_to(x: &[f32], out: &mut [u32; 16], fast: bool) {
+    let x = &x[..32];
+    #[cfg(target_arch = "x86_64")]
+    if fast {
+        // SAFETY: the caller checked AVX-512 BF16 (`fast`); 32 values are readable.
+        return unsafe { kernel::pairs32(x.as_ptr(), out) };
+    }
+    let _ = fast;
+    for (o, c) in out.iter_mut().zip(x.chunks_exact(2)) {
+        *o = pair(c[0], c[1]);
+    }
+}
+
 /// `out[j] = pair(lo[j], hi[j])` for 16 columns (vectorised where the CPU allows).
 pub(crate) fn interleave16(lo: &[f32; 16], hi: &[f32; 16], out: &mut [u32; 16]) {
     #[cfg(target_arch = "x86_64")]
@@ -391,6 +407,21 @@ pub fn matmul_acc_bf16(dst: &mut [f32], a: &[f32], b: &PackedB, m: usize) {
             A_PACKS.with(|pa| matmul_packed_a(dst, a, pa, p, m));
         }
     }
+}
+
+/// `out ← a[m, k] · B` (`[m, n]`, its allocation reused) in bf16 with fp32 accumulation; on AMX
+/// without zero-filling `out` first.
+///
+/// # Panics
+/// As [`matmul_acc_bf16`].
+pub fn matmul_set_bf16(out: &mut Vec<f32>, a: &[f32], b: &PackedB, m: usize) {
+    if let Packed::Amx(p) = &b.0 {
+        return crate::amx::matmul_set(out, a, p, m);
+    }
+    let n = b.shape().1;
+    out.clear();
+    out.resize(m * n, 0.0);
+    matmul_acc_bf16(out, a, b, m);
 }
 
 /// [`matmul_acc_bf16`] with `pa` as the buffer of A's pack.

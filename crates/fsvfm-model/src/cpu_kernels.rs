@@ -1222,7 +1222,11 @@ fn matmul_into(
     (m, k, n): (usize, usize, usize),
 ) {
     out.clear();
-    if packed.is_some() || precision() == Precision::Bf16 || k == 0 {
+    if let Some(p) = packed {
+        assert_eq!(p.shape(), (k, n), "packed weight shape");
+        return crate::bf16_gemm::matmul_set_bf16(out, x, p, m);
+    }
+    if precision() == Precision::Bf16 || k == 0 {
         out.resize(m * n, 0.0);
         return matmul_acc_in_precision(out, x, w, packed, m, k, n);
     }
