@@ -34,8 +34,8 @@ struct Cli {
     /// `cuda:local` is the GPU of `LOCAL_RANK`.
     #[arg(long, global = true, default_value = "cpu")]
     device: String,
-    /// Precision of the CPU inference kernels: `fp32`, or `bf16` (the blocks' linear layers, and
-    /// on AMX the attention products, in bf16 with fp32 accumulation: AMX tiles where the CPU has
+    /// Precision of the CPU inference kernels: `fp32`, or `bf16` (the blocks' linear layers in
+    /// bf16 with fp32 accumulation: AMX tiles where the CPU has
     /// them, else AVX-512 BF16; stderr says which; ~1e-2 relative error). Applies to every
     /// inference forward of the command (predict, eval, forward, bench, a frozen backbone's
     /// feature cache, the EMA target of pre-training); training's own steps stay fp32.

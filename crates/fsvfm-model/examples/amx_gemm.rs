@@ -1,5 +1,7 @@
 //! The AMX bf16 GEMM against this core's measured `tdpbf16ps` peak, at the block GEMMs of
-//! ViT-S/16 and ViT-B/16 (batch 8 and 1), on the threads rayon has (`RAYON_NUM_THREADS`):
+//! ViT-S/16 and ViT-B/16 (batch 8 and 1), and attention (both products and the softmax) against
+//! its bf16 precision (on the tiles under `FSVFM_AMX_ATTENTION=1`), on the threads rayon has
+//! (`RAYON_NUM_THREADS`):
 //! `cargo run --release -p fsvfm-model --example amx_gemm [reps]`
 use std::time::Instant;
 
@@ -83,5 +85,25 @@ fn main() {
                 );
             }
         }
+    }
+    use fsvfm_model::cpu_kernels::{Precision, attention_from_qkv, set_precision};
+    for (model, d, heads) in [("ViT-S", 384usize, 12usize), ("ViT-B", 768, 12)] {
+        let (n, t) = (8usize, 197usize);
+        let qkv: Vec<f32> = (0..n * t * 3 * d)
+            .map(|i| ((i * 13 % 101) as f32 - 50.0) / 60.0)
+            .collect();
+        let flops = 4.0 * (n * t * t * d) as f64;
+        for p in [Precision::Fp32, Precision::Bf16] {
+            set_precision(p);
+            let s = best(reps, || {
+                std::hint::black_box(attention_from_qkv(&qkv, n, t, d, heads));
+            });
+            println!(
+                "{model} b8 attention {heads} heads {p:?}: {:7.3} ms {:7.0} GFLOP/s",
+                s * 1e3,
+                flops / s / 1e9
+            );
+        }
+        set_precision(Precision::Fp32);
     }
 }

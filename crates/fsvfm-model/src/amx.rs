@@ -41,6 +41,16 @@ pub fn available() -> bool {
     *ON.get_or_init(|| std::env::var_os("FSVFM_NO_AMX").is_none() && hw::request())
 }
 
+/// Whether bf16 attention runs its two products on the tiles: only where [`available`] holds
+/// and `FSVFM_AMX_ATTENTION=1` asks for it (measured slower than the fp32 products at ViT head
+/// widths, see `BENCHMARKS.md`; kept for longer sequences and fused-softmax work).
+pub fn attention_on_tiles() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        available() && std::env::var_os("FSVFM_AMX_ATTENTION").is_some_and(|v| v == "1")
+    })
+}
+
 /// A `[k, n]` matrix packed for [`matmul_acc`] (see the module's layouts).
 #[derive(Debug, Clone)]
 pub struct PackedB {

@@ -15,7 +15,7 @@
 //!   column offset, so the head split/merge permutes disappear too.
 //! - Precision ([`set_precision`]): fp32 by default; bf16 runs the four linear layers of each
 //!   block on [`crate::bf16_gemm`] (fp32 accumulation) on the best path the CPU has: AMX tiles
-//!   ([`crate::amx`], which then runs the attention products `q kᵀ` and `p v` too), else
+//!   ([`crate::amx`]; the attention products too under `FSVFM_AMX_ATTENTION=1`), else
 //!   AVX-512 BF16 (`vdpbf16ps`), else fp32.
 //! - Frozen weights ([`set_frozen_weights`], the inference commands): in bf16 each block's packs
 //!   are made at the first forward and reused. fp32 reads the weights in place from burn's flex
@@ -612,9 +612,10 @@ fn attention_into(out: &mut Vec<f32>, qkv: &[f32], n: usize, t: usize, d: usize,
     out.reserve(n * t * d);
     // Raw addresses so tasks for different heads can write disjoint columns of one sample.
     let out_addr = out.as_mut_ptr() as usize;
-    // In bf16 on AMX the two products run on the tiles too (`BENCHMARKS.md`: on the fp32 GEMM
-    // they were the largest part of the profile left once the linear layers ran on AMX).
-    let amx_attention = precision() == Precision::Bf16 && crate::amx::available();
+    // The two products on the tiles only on request (`FSVFM_AMX_ATTENTION=1`): measured, they
+    // do not pay at ViT shapes (head width 32–64: the softmax and the bf16 conversions of q, k,
+    // v and p cost what the tiles save; `examples/amx_gemm.rs`, `BENCHMARKS.md`).
+    let amx_attention = precision() == Precision::Bf16 && crate::amx::attention_on_tiles();
     (0..n * heads).into_par_iter().for_each(|job| {
         let (b, h) = (job / heads, job % heads);
         let base = qkv[b * t * 3 * d..].as_ptr();
@@ -1136,8 +1137,8 @@ pub enum Precision {
     /// fp32 everywhere (the default: the parity tests' ≤ 1e-4).
     Fp32,
     /// The four linear layers of each block (qkv, proj, fc1, fc2; ~90 % of a ViT's FLOPs) take
-    /// bf16 inputs and weights with fp32 accumulation ([`crate::bf16_gemm`]); on AMX the two
-    /// attention products too. Softmax, LayerNorm, GELU, residuals and everything outside the
+    /// bf16 inputs and weights with fp32 accumulation ([`crate::bf16_gemm`]); on AMX under
+    /// `FSVFM_AMX_ATTENTION=1` the two attention products too. Softmax, LayerNorm, GELU, residuals and everything outside the
     /// blocks (patch embedding, pooling, heads) stay fp32.
     Bf16,
 }
