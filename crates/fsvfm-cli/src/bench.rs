@@ -84,11 +84,7 @@ fn report(a: &BenchArgs, kind: &str, mut times: Vec<f64>) {
         "times_s": times,
         "peak_rss_bytes": peak_rss_bytes(),
         // Which GEMM ran the blocks: "fp32", or the bf16 path (AMX tiles or AVX-512 BF16).
-        "gemm": match fsvfm_model::cpu_kernels::precision() {
-            fsvfm_model::cpu_kernels::Precision::Fp32 => "fp32",
-            fsvfm_model::cpu_kernels::Precision::Bf16 => fsvfm_model::bf16_gemm::path()
-                .map_or("fp32", |p| p.name()),
-        },
+        "gemm": fsvfm_model::cpu_kernels::gemm_name(),
     });
     println!("{out}");
 }

@@ -115,8 +115,8 @@ pub fn configure_precision(name: &str) -> Result<()> {
         eprintln!(
             "warning: this CPU has neither AMX nor AVX-512 BF16: --precision bf16 runs in fp32"
         );
-    } else if let (Precision::Bf16, Some(path)) = (want, fsvfm_model::bf16_gemm::path()) {
-        eprintln!("bf16 on {}", path.name());
+    } else if want == Precision::Bf16 {
+        eprintln!("bf16 on {}", fsvfm_model::cpu_kernels::gemm_name());
     }
     Ok(())
 }

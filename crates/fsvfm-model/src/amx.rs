@@ -117,6 +117,7 @@ fn pack_b_into(
     b.data.resize(panels * kb * TILE_U32, 0);
     (b.k, b.n, b.kb, b.panels) = (k, n, kb, panels);
     let w = crate::bf16_gemm::SendPtr(w as *mut f32);
+    let fast = crate::bf16_gemm::convert_fast();
     let fill = |(jp, panel): (usize, &mut [u32])| {
         let j0 = jp * TILE_COLS;
         let cols = TILE_COLS.min(n.saturating_sub(j0));
@@ -135,7 +136,7 @@ fn pack_b_into(
             for jj in 0..cols {
                 // SAFETY: column j0 + jj holds k values at stride 1, inside `w` (asserted).
                 let col = unsafe { std::slice::from_raw_parts(w.get().add((j0 + jj) * cs), k) };
-                crate::bf16_gemm::pairs_into(line, col);
+                crate::bf16_gemm::pairs_into(line, col, fast);
                 for (pq, &v) in line.iter().enumerate() {
                     panel[pq * TILE_COLS + jj] = v;
                 }
@@ -158,7 +159,7 @@ fn pack_b_into(
                         let p0 = w.get().add(r0 * rs + j0);
                         (&*p0.cast::<[f32; 16]>(), &*p0.add(rs).cast::<[f32; 16]>())
                     };
-                    crate::bf16_gemm::interleave16(lo, hi, row);
+                    crate::bf16_gemm::interleave16(lo, hi, row, fast);
                     continue;
                 }
                 for (jj, d) in row.iter_mut().enumerate().take(cols) {
@@ -168,13 +169,23 @@ fn pack_b_into(
             }
         }
     };
+    for_each_chunk(&mut b.data, kb * TILE_U32, parallel, fill);
+}
+
+/// `f((index, chunk))` for the `size`-long chunks of `buf`, on rayon's threads when `parallel`.
+fn for_each_chunk(
+    buf: &mut [u32],
+    size: usize,
+    parallel: bool,
+    f: impl Fn((usize, &mut [u32])) + Sync + Send,
+) {
+    if size == 0 {
+        return;
+    }
     if parallel {
-        b.data
-            .par_chunks_mut(kb * TILE_U32)
-            .enumerate()
-            .for_each(fill);
+        buf.par_chunks_mut(size).enumerate().for_each(f);
     } else {
-        b.data.chunks_mut(kb * TILE_U32).enumerate().for_each(fill);
+        buf.chunks_mut(size).enumerate().for_each(f);
     }
 }
 
@@ -196,7 +207,7 @@ fn pack_a_rows(buf: &mut Vec<u32>, a: &[f32], (m, k): (usize, usize), lda: usize
     let kb = k.div_ceil(TILE_K);
     buf.clear();
     buf.resize(m.div_ceil(TILE_ROWS) * kb * TILE_U32, 0);
-    let fast = crate::bf16_gemm::available_vdp();
+    let fast = crate::bf16_gemm::convert_fast();
     let fill = |(g, group): (usize, &mut [u32])| {
         for r in 0..TILE_ROWS.min(m - g * TILE_ROWS) {
             let row = &a[(g * TILE_ROWS + r) * lda..][..k];
@@ -209,16 +220,12 @@ fn pack_a_rows(buf: &mut Vec<u32>, a: &[f32], (m, k): (usize, usize), lda: usize
                     crate::bf16_gemm::pairs32_to(vals, dst, fast);
                 } else {
                     // The zero-padded tail (`dst` is still zero from the resize).
-                    crate::bf16_gemm::pairs_into(dst, vals);
+                    crate::bf16_gemm::pairs_into(dst, vals, fast);
                 }
             }
         }
     };
-    if parallel {
-        buf.par_chunks_mut(kb * TILE_U32).enumerate().for_each(fill);
-    } else {
-        buf.chunks_mut(kb * TILE_U32).enumerate().for_each(fill);
-    }
+    for_each_chunk(buf, kb * TILE_U32, parallel, fill);
 }
 
 /// The tile operations the micro-kernel uses. Tile numbers: C `0..4`, A `4, 5`, B `6, 7`.
@@ -673,11 +680,7 @@ unsafe fn gemm_on<T: Tiles>(
     if m == 0 || n == 0 {
         return;
     }
-    let threads = if crate::cpu_kernels::in_share() {
-        1
-    } else {
-        rayon::current_num_threads().max(1)
-    };
+    let threads = crate::cpu_kernels::gemm_threads();
     A_PACKS.with(|pa| {
         pack_a_rows(pa, a, (m, k), k, threads > 1);
         let c = crate::bf16_gemm::SendPtr(dst);

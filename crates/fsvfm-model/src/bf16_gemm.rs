@@ -182,52 +182,42 @@ fn pack_a(data: &mut Vec<u32>, a: &[f32], m: usize, k: usize) {
     let mb = m.div_ceil(MR);
     data.clear();
     data.resize(mb * kp * MR, 0);
+    let fast = convert_fast();
     data.par_chunks_mut(kp * MR)
         .enumerate()
         .for_each(|(ib, panel)| {
+            let mut line = vec![0u32; kp];
             for i in 0..MR.min(m - ib * MR) {
-                let row = &a[(ib * MR + i) * k..(ib * MR + i + 1) * k];
-                // 32 values at a time through `vcvtne2ps2bf16` (the scalar `pair` rounds the
-                // same way), then the tail.
-                let mut done = 0;
-                #[cfg(target_arch = "x86_64")]
-                {
-                    let mut buf = [0u32; 16];
-                    while done + 32 <= k {
-                        // SAFETY: `available()` holds (checked by the caller); 32 values read.
-                        unsafe { kernel::pairs32(row.as_ptr().add(done), &mut buf) };
-                        let p0 = done / 2;
-                        for (q, &v) in buf.iter().enumerate() {
-                            panel[(p0 + q) * MR + i] = v;
-                        }
-                        done += 32;
-                    }
-                }
-                let mut pairs = row[done..].chunks_exact(2);
-                for (q, c) in pairs.by_ref().enumerate() {
-                    panel[(done / 2 + q) * MR + i] = pair(c[0], c[1]);
-                }
-                if let [last] = pairs.remainder() {
-                    panel[(kp - 1) * MR + i] = pair(*last, 0.0);
+                pairs_into(&mut line, &a[(ib * MR + i) * k..][..k], fast);
+                for (p, &v) in line.iter().enumerate() {
+                    panel[p * MR + i] = v;
                 }
             }
         });
 }
 
-/// `row`'s values as consecutive bf16 pairs into `dst[..⌈len/2⌉]` (an odd tail paired with 0).
-pub(crate) fn pairs_into(dst: &mut [u32], row: &[f32]) {
-    let mut done = 0;
+/// Whether the vectorised conversions ([`pairs32_to`], [`interleave16`]) may run: AVX-512F, BW
+/// and BF16. Callers check once, outside their loops, and pass the answer as `fast`.
+pub(crate) fn convert_fast() -> bool {
     #[cfg(target_arch = "x86_64")]
-    if available_vdp() {
-        let mut buf = [0u32; 16];
-        while done + 32 <= row.len() {
-            // SAFETY: AVX-512 BF16 checked just above; 32 values read.
-            unsafe { kernel::pairs32(row.as_ptr().add(done), &mut buf) };
-            dst[done / 2..done / 2 + 16].copy_from_slice(&buf);
-            done += 32;
-        }
+    {
+        available_vdp() && std::arch::is_x86_feature_detected!("avx512bw")
     }
-    let mut pairs = row[done..].chunks_exact(2);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `row`'s values as consecutive bf16 pairs into `dst[..⌈len/2⌉]` (an odd tail paired with 0);
+/// `fast` from [`convert_fast`].
+pub(crate) fn pairs_into(dst: &mut [u32], row: &[f32], fast: bool) {
+    let mut chunks = row.chunks_exact(32);
+    for (x, d) in chunks.by_ref().zip(dst.chunks_exact_mut(16)) {
+        pairs32_to(x, d.try_into().expect("16 pairs"), fast);
+    }
+    let done = row.len() - chunks.remainder().len();
+    let mut pairs = chunks.remainder().chunks_exact(2);
     for (q, c) in pairs.by_ref().enumerate() {
         dst[done / 2 + q] = pair(c[0], c[1]);
     }
@@ -236,14 +226,13 @@ pub(crate) fn pairs_into(dst: &mut [u32], row: &[f32]) {
     }
 }
 
-/// The 16 pairs of `x[..32]` into `out`; `fast` says [`available_vdp`] holds (checked once by
-/// the caller, outside its loops).
+/// The 16 pairs of `x[..32]` into `out`; `fast` from [`convert_fast`].
 #[inline]
 pub(crate) fn pairs32_to(x: &[f32], out: &mut [u32; 16], fast: bool) {
     let x = &x[..32];
     #[cfg(target_arch = "x86_64")]
     if fast {
-        // SAFETY: the caller checked AVX-512 BF16 (`fast`); 32 values are readable.
+        // SAFETY: `fast` says the CPU has the features (`convert_fast`); 32 values are readable.
         return unsafe { kernel::pairs32(x.as_ptr(), out) };
     }
     let _ = fast;
@@ -252,13 +241,14 @@ pub(crate) fn pairs32_to(x: &[f32], out: &mut [u32; 16], fast: bool) {
     }
 }
 
-/// `out[j] = pair(lo[j], hi[j])` for 16 columns (vectorised where the CPU allows).
-pub(crate) fn interleave16(lo: &[f32; 16], hi: &[f32; 16], out: &mut [u32; 16]) {
+/// `out[j] = pair(lo[j], hi[j])` for 16 columns; `fast` from [`convert_fast`].
+pub(crate) fn interleave16(lo: &[f32; 16], hi: &[f32; 16], out: &mut [u32; 16], fast: bool) {
     #[cfg(target_arch = "x86_64")]
-    if available_vdp() && std::arch::is_x86_feature_detected!("avx512bw") {
-        // SAFETY: the features were detected; both inputs hold 16 values.
+    if fast {
+        // SAFETY: `fast` says the CPU has the features (`convert_fast`); 16 values each.
         return unsafe { kernel::interleave16(lo.as_ptr(), hi.as_ptr(), out) };
     }
+    let _ = fast;
     for ((o, &l), &h) in out.iter_mut().zip(lo).zip(hi) {
         *o = pair(l, h);
     }
@@ -302,15 +292,16 @@ mod kernel {
                 _mm512_loadu_ps(hi),
                 _mm512_loadu_ps(lo),
             ));
-            let mut idx = [0u16; 32];
-            for (j, w) in idx.iter_mut().enumerate() {
-                *w = if j % 2 == 0 {
-                    (j / 2) as u16
-                } else {
-                    16 + (j / 2) as u16
-                };
-            }
-            let idx = _mm512_loadu_si512(idx.as_ptr().cast());
+            const IDX: [u16; 32] = {
+                let mut idx = [0u16; 32];
+                let mut j = 0;
+                while j < 32 {
+                    idx[j] = (j / 2 + (j % 2) * 16) as u16;
+                    j += 1;
+                }
+                idx
+            };
+            let idx = _mm512_loadu_si512(IDX.as_ptr().cast());
             _mm512_storeu_si512(out.as_mut_ptr().cast(), _mm512_permutexvar_epi16(idx, v));
         }
     }

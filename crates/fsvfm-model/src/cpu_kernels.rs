@@ -1057,19 +1057,20 @@ pub fn split_batch<T: Send, F: Fn(T) + Sync>(parts: Vec<T>, f: F) {
     });
 }
 
-/// Whether this thread runs a [`split_batch`] share (its GEMMs then stay on this thread).
-pub(crate) fn in_share() -> bool {
-    SERIAL.with(|s| s.get())
-}
-
 /// Threads for the big GEMMs: rayon's pool (`--threads`), as burn flex uses; one inside
 /// [`split_batch`].
-fn gemm_parallelism() -> gemm::Parallelism {
+pub(crate) fn gemm_threads() -> usize {
     if SERIAL.with(|s| s.get()) {
-        return gemm::Parallelism::None;
+        1
+    } else {
+        rayon::current_num_threads().max(1)
     }
-    match rayon::current_num_threads() {
-        0 | 1 => gemm::Parallelism::None,
+}
+
+/// [`gemm_threads`] as the `gemm` crate's parallelism.
+fn gemm_parallelism() -> gemm::Parallelism {
+    match gemm_threads() {
+        1 => gemm::Parallelism::None,
         n => gemm::Parallelism::Rayon(n),
     }
 }
@@ -1159,6 +1160,15 @@ pub fn precision() -> Precision {
         Precision::Bf16
     } else {
         Precision::Fp32
+    }
+}
+
+/// Which GEMM runs the blocks' linear layers: `"fp32"`, or the bf16 [`crate::bf16_gemm::Path`]'s
+/// name (what `--precision bf16` reports on stderr and `fsvfm bench` in its JSON).
+pub fn gemm_name() -> &'static str {
+    match (precision(), crate::bf16_gemm::path()) {
+        (Precision::Bf16, Some(path)) => path.name(),
+        _ => "fp32",
     }
 }
 
