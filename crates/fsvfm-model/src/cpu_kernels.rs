@@ -1139,8 +1139,8 @@ pub enum Precision {
     Fp32,
     /// The four linear layers of each block (qkv, proj, fc1, fc2; ~90 % of a ViT's FLOPs) take
     /// bf16 inputs and weights with fp32 accumulation ([`crate::bf16_gemm`]); on AMX under
-    /// `FSVFM_AMX_ATTENTION=1` the two attention products too. Softmax, LayerNorm, GELU, residuals and everything outside the
-    /// blocks (patch embedding, pooling, heads) stay fp32.
+    /// `FSVFM_AMX_ATTENTION=1` the two attention products too. Softmax, LayerNorm, GELU,
+    /// residuals and everything outside the blocks (patch embedding, pooling, heads) stay fp32.
     Bf16,
 }
 
