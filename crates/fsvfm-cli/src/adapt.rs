@@ -52,34 +52,34 @@ pub struct Tuning {
     #[arg(long, default_value = "dfd")]
     pub recipe: String,
     /// Held-out fraction when no `--val` is given.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(value_parser = crate::flags::unit_open, long, default_value_t = 0.1)]
     pub val_fraction: f64,
     /// Folder that DeepfakeBench frame paths are relative to.
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// Epochs.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::EPOCHS, long)]
     pub epochs: Option<usize>,
     /// Batch size (the recipes use the official effective batch, per-GPU × 2).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::TRAIN_BATCH, long)]
     pub batch_size: Option<usize>,
     /// Base learning rate, `lr = blr · batch / 256`.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::learning_rate, long)]
     pub blr: Option<f64>,
     /// Warmup epochs (then cosine to 1e-6).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::non_negative, long)]
     pub warmup_epochs: Option<f64>,
     /// AdamW weight decay.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::non_negative, long)]
     pub weight_decay: Option<f64>,
     /// Layer-wise lr decay (`finetune`; recipes: 0.6–0.95 by task and size).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::unit, long)]
     pub layer_decay: Option<f64>,
     /// Stochastic depth, rising linearly over the blocks (`finetune`; recipes: 0.1).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::unit_open, long)]
     pub drop_path: Option<f64>,
     /// Weight of the Real-Anchor Contrastive loss (`adapt`; recipes: 0.01–0.1).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::non_negative, long)]
     pub w_cl: Option<f64>,
     /// Normalisation (`vggface2` or a file); default: the pre-training run's.
     #[arg(long)]
@@ -94,16 +94,16 @@ pub struct Tuning {
     #[arg(long)]
     pub aa: Option<String>,
     /// Random-erasing probability; overrides the preset.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::unit, long)]
     pub reprob: Option<f64>,
     /// Mixup α (0 = off); overrides the preset.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::non_negative, long)]
     pub mixup: Option<f64>,
     /// CutMix α (0 = off); overrides the preset.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::non_negative, long)]
     pub cutmix: Option<f64>,
     /// Label smoothing; overrides the preset.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::unit_open, long)]
     pub smoothing: Option<f64>,
     /// Also write `augment_batch.png`: the first training batch as the model sees it.
     #[arg(long)]

@@ -17,13 +17,13 @@ pub struct BenchArgs {
     #[arg(long, default_value = "vit_small_patch16")]
     pub model: String,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 8)]
+    #[arg(value_parser = crate::flags::BATCH, long, default_value_t = 8)]
     pub batch_size: usize,
     /// Timed iterations (the median is reported).
-    #[arg(long, default_value_t = 6)]
+    #[arg(value_parser = crate::flags::ITERATIONS, long, default_value_t = 6)]
     pub iters: usize,
     /// Untimed warm-up iterations.
-    #[arg(long, default_value_t = 2)]
+    #[arg(value_parser = crate::flags::count::<0, 100_000>, long, default_value_t = 2)]
     pub warmup: usize,
     /// Time one pre-training iteration instead (online forward/backward on a 75 %-masked batch,
     /// target forward, losses, global clip, AdamW, EMA) of the preset's pre-training networks.

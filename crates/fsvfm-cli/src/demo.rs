@@ -49,7 +49,7 @@ pub struct DemoArgs {
     #[arg(long)]
     pub photos: Option<PathBuf>,
     /// Pre-training epochs of (b) and (c) (default 20; quick 2).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::EPOCHS, long)]
     pub pretrain_epochs: Option<usize>,
     /// Redo every stage instead of reusing finished ones.
     #[arg(long)]
@@ -708,7 +708,7 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str, precision: &s
     let started = Instant::now();
     install_signal_handlers();
     let plan = Plan::new(&a);
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    let _lock = fsvfm::data::outdir::lock_dir(&a.out, "fsvfm demo")?;
     let out = std::fs::canonicalize(&a.out)?;
     let mut global = Vec::new();
     if let Some(t) = threads {
@@ -720,10 +720,11 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str, precision: &s
     if precision != "fp32" {
         global.extend([s("--precision"), precision.to_string()]);
     }
-    let stages: BTreeMap<String, StageRecord> = match std::fs::read(out.join("stages.json")) {
-        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
-        Err(_) => BTreeMap::new(),
-    };
+    let stages: BTreeMap<String, StageRecord> =
+        match fsvfm_data::input::read(out.join("stages.json"), fsvfm_data::input::Kind::Text) {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+            Err(_) => BTreeMap::new(),
+        };
     let mut r = Runner {
         out: out.clone(),
         exe: std::env::current_exe().context("locating the fsvfm binary")?,

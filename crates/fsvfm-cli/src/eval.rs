@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use clap::Args;
 use fsvfm_eval::{
     BootstrapConfig, ResampleUnit, bootstrap_metrics, evaluate, format_intervals, format_table,
@@ -26,7 +26,7 @@ pub struct EvalScoresArgs {
     pub json: bool,
     /// Also compute percentile bootstrap 95% intervals from this many resamples
     /// (of videos when video ids are present, else of frames).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::RESAMPLES, long)]
     pub bootstrap: Option<usize>,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0)]
@@ -102,7 +102,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
+    #[arg(value_parser = crate::flags::BATCH, long, default_value_t = 16)]
     pub batch_size: usize,
 }
 
@@ -170,29 +170,54 @@ impl CheckpointArgs {
     }
 }
 
-/// `fsvfm eval`.
-pub fn eval(a: EvalArgs) -> Result<()> {
-    ensure!(a.batch_size > 0, "--batch-size must be at least 1");
-    let clf = a.ck.load(fsvfm::DetectorOptions {
-        batch_size: a.batch_size,
-        ..Default::default()
-    })?;
-    std::fs::create_dir_all(&a.output)
-        .with_context(|| format!("creating {}", a.output.display()))?;
-    let mut results = Vec::new();
-    for spec in &a.data {
+/// The `--data NAME=PATH` (or `PATH`, named by its stem) specs as `(name, path)`, all checked
+/// before any scoring: names made file-name safe ([`fsvfm::data::outdir::safe_file_part`]: they
+/// name the report's files, which must stay inside the output folder), two sets of one name
+/// refused, every path present.
+fn set_specs(specs: &[String]) -> Result<Vec<(String, PathBuf)>> {
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for spec in specs {
         let (name, path) = match spec.split_once('=') {
             Some((n, p)) => (n.to_string(), PathBuf::from(p)),
             None => {
                 let p = PathBuf::from(spec);
-                let n = p
-                    .file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .to_string();
-                (n, p)
+                (
+                    p.file_stem()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .to_string(),
+                    p,
+                )
             }
         };
+        let Some(safe) = fsvfm::data::outdir::safe_file_part(&name) else {
+            anyhow::bail!("--data {spec}: the set needs a name (NAME=PATH)");
+        };
+        if path.as_os_str().is_empty() || !path.exists() {
+            anyhow::bail!("--data {spec}: {} does not exist", path.display());
+        }
+        if let Some((_, other)) = out.iter().find(|(n, _)| *n == safe) {
+            anyhow::bail!(
+                "--data {spec}: the name `{safe}` is taken by {} already; give each set its own NAME=",
+                other.display()
+            );
+        }
+        out.push((safe, path));
+    }
+    Ok(out)
+}
+
+/// `fsvfm eval`.
+pub fn eval(a: EvalArgs) -> Result<()> {
+    ensure!(a.batch_size > 0, "--batch-size must be at least 1");
+    let sets = set_specs(&a.data)?;
+    let clf = a.ck.load(fsvfm::DetectorOptions {
+        batch_size: a.batch_size,
+        ..Default::default()
+    })?;
+    let _lock = fsvfm::data::outdir::lock_dir(&a.output, "fsvfm eval")?;
+    let mut results = Vec::new();
+    for (name, path) in sets {
         let set = clf.load_eval_set(&path, &a.split, a.root.as_deref())?;
         let scores: Vec<f64> = clf
             .score_normalised(&set.pixels)?
@@ -252,7 +277,7 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub root: Option<PathBuf>,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
+    #[arg(value_parser = crate::flags::BATCH, long, default_value_t = 16)]
     pub batch_size: usize,
 }
 

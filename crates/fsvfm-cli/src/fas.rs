@@ -33,19 +33,19 @@ pub struct FasArgs {
     #[arg(long)]
     pub output: PathBuf,
     /// Training iterations per run.
-    #[arg(long, default_value_t = 4000)]
+    #[arg(value_parser = crate::flags::ITERATIONS, long, default_value_t = 4000)]
     pub iterations: usize,
     /// Evaluate on the target every this many iterations.
-    #[arg(long, default_value_t = 100)]
+    #[arg(value_parser = crate::flags::ITERATIONS, long, default_value_t = 100)]
     pub eval_every: usize,
     /// Real and attack images per source domain per batch.
-    #[arg(long, default_value_t = 12)]
+    #[arg(value_parser = crate::flags::count::<1, 100_000>, long, default_value_t = 12)]
     pub per_class: usize,
     /// Adam learning rate (default: 2.5e-5 for ViT-S/B, 1e-5 for ViT-L, the FS-VFM scripts).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::learning_rate, long)]
     pub lr: Option<f64>,
     /// Adam L2 weight decay (default: 1e-6 for ViT-S/B, 1e-5 for ViT-L).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::non_negative, long)]
     pub weight_decay: Option<f64>,
     /// Seeds, one run each (the papers: 5 for fine-tuning).
     #[arg(long, value_delimiter = ',', default_value = "0,1,2,3,4")]

@@ -36,7 +36,7 @@ pub struct ForwardArgs {
     #[arg(long, value_enum, default_value_t = What::Features)]
     pub what: What,
     /// Images per forward pass.
-    #[arg(long, default_value_t = 8)]
+    #[arg(value_parser = crate::flags::BATCH, long, default_value_t = 8)]
     pub batch_size: usize,
 }
 

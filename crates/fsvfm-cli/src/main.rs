@@ -7,6 +7,7 @@ mod demo;
 mod demo_report;
 mod eval;
 mod fas;
+mod flags;
 mod forward;
 mod mask;
 mod predict;
@@ -26,7 +27,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "fsvfm", version, about, long_about = None)]
 struct Cli {
     /// Worker threads for tensor ops (default: all cores).
-    #[arg(long, global = true)]
+    #[arg(value_parser = crate::flags::THREADS, long, global = true)]
     threads: Option<usize>,
     /// Compute device: `cpu`, or `cuda[:N]` in builds with the `cuda` feature. `fsvfm pretrain`
     /// also takes a list, one data-parallel worker per entry (`cuda:0,1,2,3`, or `cpu,cpu` to
@@ -97,6 +98,9 @@ enum Command {
 fn main() {
     runtime::configure_allocator();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        runtime::quiet_broken_pipe();
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -24,7 +24,7 @@ pub struct MaskArgs {
     #[arg(long, default_value = "crfr-p")]
     pub strategy: Strategy,
     /// Fraction of patches masked.
-    #[arg(long, default_value_t = 0.75)]
+    #[arg(value_parser = crate::flags::unit_open, long, default_value_t = 0.75)]
     pub ratio: f64,
     /// Random seed (same seed, same mask on every platform).
     #[arg(long, default_value_t = 0)]
@@ -33,7 +33,7 @@ pub struct MaskArgs {
     #[arg(long)]
     pub region: Option<Region>,
     /// Patches per side (224 / 16 = 14).
-    #[arg(long, default_value_t = 14)]
+    #[arg(value_parser = crate::flags::count::<1, 1024>, long, default_value_t = 14)]
     pub grid: usize,
     /// Print `{"mask": [...], "region_mask": [...], "region": ...}` (the default without --png).
     #[arg(long)]

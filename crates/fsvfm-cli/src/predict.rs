@@ -31,13 +31,13 @@ pub struct PredictArgs {
     #[command(flatten)]
     ck: crate::eval::CheckpointArgs,
     /// Frames per video (uniform, np.linspace).
-    #[arg(long, default_value_t = 32)]
+    #[arg(value_parser = crate::flags::FRAMES, long, default_value_t = 32)]
     frames: usize,
     /// Score every face (default: the largest face of each image or frame).
     #[arg(long)]
     all_faces: bool,
     /// Faces per forward pass.
-    #[arg(long, default_value_t = 16)]
+    #[arg(value_parser = crate::flags::BATCH, long, default_value_t = 16)]
     batch_size: usize,
     /// `jsonl` (one object per line) or `table`.
     #[arg(long, value_enum, default_value_t = Format::Jsonl)]

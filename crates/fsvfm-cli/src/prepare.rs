@@ -22,10 +22,10 @@ pub struct PrepareArgs {
     #[arg(long)]
     output: PathBuf,
     /// Frames taken uniformly from each video (np.linspace, as FSFM/DeepfakeBench).
-    #[arg(long, default_value_t = 32, conflicts_with = "every")]
+    #[arg(value_parser = crate::flags::FRAMES, long, default_value_t = 32, conflicts_with = "every")]
     frames: usize,
     /// Take every n-th frame of each video instead of --frames.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::count::<1, 1_000_000>, long)]
     every: Option<usize>,
     /// Label written into every record.
     #[arg(long, value_enum)]
@@ -46,7 +46,7 @@ pub struct PrepareArgs {
     #[arg(long, default_value_t = 0.5)]
     min_score: f32,
     /// Crop side as a multiple of the face box (FSFM: 1.3).
-    #[arg(long, default_value_t = 1.3)]
+    #[arg(value_parser = crate::flags::positive, long, default_value_t = 1.3)]
     scale: f64,
     /// Crop size in pixels.
     #[arg(long, default_value_t = 224)]

@@ -35,16 +35,16 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub resume_from: Option<PathBuf>,
     /// Override the recipe's epochs.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::EPOCHS, long)]
     pub epochs: Option<usize>,
     /// Override the recipe's batch size (images per micro-step and device, as the official `--batch_size` per GPU).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::TRAIN_BATCH, long)]
     pub batch_size: Option<usize>,
     /// Override the recipe's gradient accumulation.
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::count::<1, 65_536>, long)]
     pub accum_iter: Option<usize>,
     /// Override the learning rate (absolute).
-    #[arg(long)]
+    #[arg(value_parser = crate::flags::learning_rate, long)]
     pub lr: Option<f64>,
     /// Override the seed.
     #[arg(long)]
@@ -231,7 +231,8 @@ pub fn progress_bar(len: u64) -> ProgressBar {
 }
 
 fn read_bits(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = fsvfm_data::input::read(path, fsvfm_data::input::Kind::Array)
+        .with_context(|| format!("reading {}", path.display()))?;
     if let Ok(a) = npy::parse_f32(&bytes) {
         return Ok((a.shape, a.data.iter().map(|&v| (v != 0.0) as u8).collect()));
     }
@@ -244,7 +245,7 @@ fn pretrain_config(model: Option<&str>, checkpoint: &Path) -> Result<PretrainCon
         if let Some(c) = PretrainConfig::preset(m) {
             return Ok(c);
         }
-        let text = std::fs::read_to_string(m)
+        let text = fsvfm_data::input::read_to_string(m)
             .with_context(|| format!("'{m}' is neither a preset nor a readable JSON file"))?;
         return PretrainConfig::from_json(&text).with_context(|| format!("parsing {m}"));
     }
@@ -322,10 +323,10 @@ pub struct SyntheticFacesArgs {
     #[arg(long)]
     pub output: PathBuf,
     /// Number of faces.
-    #[arg(long, default_value_t = 64)]
+    #[arg(value_parser = crate::flags::count::<1, 10_000_000>, long, default_value_t = 64)]
     pub count: usize,
     /// Side in pixels.
-    #[arg(long, default_value_t = 224)]
+    #[arg(value_parser = crate::flags::count::<16, 4096>, long, default_value_t = 224)]
     pub size: usize,
     /// Seed.
     #[arg(long, default_value_t = 0)]

@@ -104,7 +104,7 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 
 /// Runs `fsvfm protocol`.
 pub fn protocol_cmd(a: ProtocolArgs) -> Result<()> {
-    let text = std::fs::read_to_string(&a.config)
+    let text = fsvfm_data::input::read_to_string(&a.config)
         .with_context(|| format!("reading {}", a.config.display()))?;
     let p: Protocol =
         toml::from_str(&text).with_context(|| format!("parsing {}", a.config.display()))?;
@@ -123,12 +123,19 @@ pub fn protocol_cmd(a: ProtocolArgs) -> Result<()> {
         names.sort_unstable();
         names.dedup();
         ensure!(names.len() == sets.len(), "[[{what}]] names must be unique");
+        // Names become folders and file names under --output: nothing that leaves it.
+        for s in sets.iter() {
+            ensure!(
+                fsvfm::data::outdir::safe_file_part(&s.name).as_deref() == Some(s.name.as_str()),
+                "[[{what}]] name {:?}: use letters, digits, '-', '_' and '.' only, not starting with '.'",
+                s.name
+            );
+        }
     }
     let tuning = tuning(&p.options, &a.config, &p.method)?;
     let base = a.config.parent().unwrap_or(Path::new(".")).to_path_buf();
     let checkpoint = resolve(&base, &p.checkpoint);
-    std::fs::create_dir_all(&a.output)
-        .with_context(|| format!("creating {}", a.output.display()))?;
+    let _lock = fsvfm::data::outdir::lock_dir(&a.output, "fsvfm protocol")?;
     // results[train][test] = per-seed (auc, eer)
     let mut results: Vec<Vec<Vec<(f64, f64)>>> =
         vec![vec![Vec::new(); p.test.len()]; p.train.len()];
@@ -180,7 +187,7 @@ pub fn protocol_cmd(a: ProtocolArgs) -> Result<()> {
                 })?;
             }
             let doc: serde_json::Value = serde_json::from_slice(
-                &std::fs::read(&metrics_path)
+                &fsvfm_data::input::read(&metrics_path, fsvfm_data::input::Kind::Text)
                     .with_context(|| format!("reading {}", metrics_path.display()))?,
             )?;
             for (k, test) in p.test.iter().enumerate() {

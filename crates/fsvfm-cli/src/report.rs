@@ -213,6 +213,7 @@ pub fn write_eval_report(
     sets: &[SetScores],
 ) -> Result<()> {
     let mut json = serde_json::Map::new();
+    let mut failed = Vec::new();
     let mut md = format!(
         "# Evaluation of `{}`\n\nScores are P(fake); label 1 = fake. Metrics in %, EER as a rate ×100; video = mean of frame scores per video.\n\n\
          | test set | frame AUC | frame EER | video AUC | video EER | AP | ACC@0.5 | images | videos | left out |\n\
@@ -276,6 +277,7 @@ pub fn write_eval_report(
                 json.insert(s.name.to_string(), v);
             }
             Err(e) => {
+                failed.push(format!("{}: {e}", s.name));
                 let _ = writeln!(
                     md,
                     "| {} | {e} | | | | | | {} | | {} |",
@@ -319,5 +321,15 @@ pub fn write_eval_report(
     let p = out.join("report.md");
     std::fs::write(&p, &md).with_context(|| format!("writing {}", p.display()))?;
     println!("{md}");
+    // The report is written either way (it shows why); the exit status says a set gave no metrics
+    // (empty, or one class only), as `eval-scores` does.
+    anyhow::ensure!(
+        failed.is_empty(),
+        "{} of {} sets have no metrics ({}); the report in {} says why",
+        failed.len(),
+        sets.len(),
+        failed.join("; "),
+        out.display()
+    );
     Ok(())
 }

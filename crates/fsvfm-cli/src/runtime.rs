@@ -121,6 +121,17 @@ pub fn configure_precision(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Restores the default action of `SIGPIPE` (end the process, silently), which Rust's runtime
+/// turns off: `fsvfm inspect … | head -1` then stops where the reader stopped instead of
+/// panicking in `println!` (exit 101). Not for `serve`, which must outlive a client that hangs
+/// up.
+pub fn quiet_broken_pipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL at start-up, before any thread runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::resolve_local_rank;

@@ -17,7 +17,7 @@ pub struct SynthArgs {
     #[arg(long, value_enum)]
     kind: KindArg,
     /// Outputs per source face.
-    #[arg(long, default_value_t = 1)]
+    #[arg(value_parser = crate::flags::count::<1, 10_000>, long, default_value_t = 1)]
     per_image: usize,
     /// Seed: the same seed gives the same images.
     #[arg(long, default_value_t = 0)]

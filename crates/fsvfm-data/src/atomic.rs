@@ -6,22 +6,19 @@
 use std::io::Write;
 use std::path::Path;
 
-/// Writes `bytes` to `path` through `.NAME.tmpPID` in the same folder and a rename. `durable`
+/// Writes `bytes` to `path` through `.NAME.tmpPID` in the same folder
+/// ([`crate::outdir::temp_path`]: bounded in length) and a rename. `durable`
 /// also syncs the file to disk before the rename (checkpoints); without it the rename is still
 /// atomic against a killed process, which is what bulk outputs (crops, maps) need. On failure the
 /// temporary file is removed.
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
+    if path.file_name().is_none() {
+        return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             format!("{} is not a file path", path.display()),
-        )
-    })?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+        ));
+    }
+    let tmp = crate::outdir::temp_path(path, "tmp");
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -33,18 +33,6 @@ pub struct EvalSample {
     pub video: Option<String>,
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    let entries = sorted_entries(dir)?;
-    for p in entries {
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if is_image_file(&p) {
-            out.push(p);
-        }
-    }
-    Ok(())
-}
-
 /// A class folder's binary label ([`Label::parse`]: 0 = real, 1 = fake or attack).
 fn label_of(name: &str) -> Option<u8> {
     Label::parse(name).map(Label::binary)
@@ -102,8 +90,7 @@ fn fas_split(path: &Path, root: Option<&Path>) -> Result<(Vec<EvalSample>, Vec<S
     let (mut samples, mut skipped) = (Vec::new(), Vec::new());
     for (kind, label) in [("fake", 1u8), ("real", 0u8)] {
         let file = txt_dir.join(format!("{name}_{kind}_{split}.txt"));
-        let text =
-            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = crate::input::read_text(&file)?;
         let mut seen = std::collections::BTreeSet::new();
         for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
             let mut rels = vec![line.to_string()];
@@ -153,9 +140,7 @@ fn image_folder(dir: &Path) -> Result<(Vec<EvalSample>, Vec<Skipped>), String> {
             });
             continue;
         };
-        let mut files = Vec::new();
-        walk(&class, &mut files)?;
-        for image in files {
+        for image in crate::input::walk_files(&class, is_image_file)? {
             let stem = image
                 .file_stem()
                 .unwrap_or_default()
@@ -215,7 +200,7 @@ fn deepfakebench(
     split: &str,
     root: Option<&Path>,
 ) -> Result<(Vec<EvalSample>, Vec<Skipped>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = crate::input::read_text(path)?;
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let obj = |v: &serde_json::Value| v.as_object().cloned().unwrap_or_default();

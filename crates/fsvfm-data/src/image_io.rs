@@ -38,7 +38,7 @@ impl MeanStd {
 
     /// Reads a `pretrain_ds_mean_std.txt` (ours or the official one: the first JSON line).
     pub fn read(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = crate::input::read_text(path)?;
         let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         serde_json::from_str(line)
             .map_err(|e| format!("{}: not a mean/std line: {e}", path.display()))
@@ -88,11 +88,19 @@ pub fn to_input_size(rgb: image::RgbImage, size: u32) -> image::RgbImage {
     }
 }
 
-/// Decodes an image file (PNG, JPEG, WebP) to 8-bit RGB; the error names the file.
+/// Decodes an image file (PNG, JPEG, WebP) to 8-bit RGB through the bounded reader
+/// ([`crate::input::read_image`]: regular files within the size cap, header checked, truncated
+/// JPEGs refused); the error names the file.
 pub fn decode_rgb(path: &Path) -> Result<image::RgbImage, String> {
-    let img =
-        image::open(path).map_err(|e| format!("{}: cannot decode image: {e}", path.display()))?;
-    Ok(img.to_rgb8())
+    crate::input::read_image(path).map_err(|e| match e {
+        crate::input::InputError::Image { path, source } => {
+            format!(
+                "{}: cannot decode image: {source}",
+                crate::input::show(&path)
+            )
+        }
+        e => e.to_string(),
+    })
 }
 
 /// An RGB image as `[3, H, W]` floats in `[0, 1]` (torchvision `ToTensor`).

@@ -13,13 +13,19 @@
 //! - [`augment`]: the training augmentations of the transfer recipes (Pillow-exact resize and
 //!   RandAugment ops, random erasing, Mixup/CutMix, the FAS colour jitter).
 //! - [`tensors`]: f32 tensors of safetensors files (fixtures, exported weights).
+//! - [`input`]: the bounded reader of every input file (regular files only, a size cap per kind,
+//!   image headers checked before decoding) and folder walks that visit each real file once.
+//! - [`outdir`]: output folders locked against a second writer, bounded temporary names, stale
+//!   temporaries of killed runs removed.
 
 pub mod atomic;
 pub mod augment;
 pub mod eval_set;
 pub mod image_io;
+pub mod input;
 pub mod manifest;
 pub mod npy;
+pub mod outdir;
 pub mod pretrain_set;
 pub mod tensors;
 

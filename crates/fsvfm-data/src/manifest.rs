@@ -176,7 +176,7 @@ impl ManifestLine {
 /// Reads `manifest.jsonl` line by line (blank lines ignored), in file order. Only an unreadable
 /// file is an error; a bad line is a [`ManifestLine`] whose `record` says what is wrong.
 pub fn read_manifest(path: &Path) -> Result<Vec<ManifestLine>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = crate::input::read_text(path)?;
     Ok(text
         .lines()
         .enumerate()

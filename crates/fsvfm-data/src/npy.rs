@@ -299,10 +299,17 @@ pub fn parse_int(bytes: &[u8]) -> Result<IntArray, String> {
 pub fn read_f32(path: impl AsRef<Path>) -> Result<Array, NpyError> {
     let path = path.as_ref();
     let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| NpyError::Io {
-        path: name.clone(),
-        source,
-    })?;
+    let bytes =
+        crate::input::read_bounded(path, crate::input::Kind::Array).map_err(|e| match e {
+            crate::input::InputError::Io { source, .. } => NpyError::Io {
+                path: name.clone(),
+                source,
+            },
+            e => NpyError::Format {
+                path: name.clone(),
+                msg: e.reason(),
+            },
+        })?;
     parse_f32(&bytes).map_err(|msg| NpyError::Format { path: name, msg })
 }
 

@@ -9,7 +9,7 @@ pub type F32Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
 /// Reads every tensor of a safetensors file whose tensors are all f32.
 pub fn read_f32_safetensors(path: impl AsRef<Path>) -> Result<F32Tensors, String> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = crate::input::read_bounded(path, crate::input::Kind::Array)?;
     let st = safetensors::SafeTensors::deserialize(&bytes)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     st.tensors()

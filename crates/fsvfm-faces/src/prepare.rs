@@ -185,10 +185,7 @@ pub struct Input {
 pub fn list_inputs(input: &Path) -> Result<Vec<Input>, FaceError> {
     let is_media = |p: &Path| fsvfm_data::image_io::is_image_file(p) || is_video_file(p);
     if input.is_dir() {
-        let mut files = Vec::new();
-        walk(input, &mut files)?;
-        files.retain(|p| is_media(p));
-        files.sort();
+        let files = fsvfm_data::input::walk_files(input, is_media).map_err(FaceError::Input)?;
         return Ok(files
             .into_iter()
             .map(|p| Input {
@@ -202,7 +199,8 @@ pub fn list_inputs(input: &Path) -> Result<Vec<Input>, FaceError> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase);
     if matches!(ext.as_deref(), Some("txt" | "lst")) {
-        let text = std::fs::read_to_string(input).map_err(|e| FaceError::io(input, e))?;
+        let text =
+            fsvfm_data::input::read_text(input).map_err(|e| FaceError::Input(e.to_string()))?;
         let base = input.parent().unwrap_or(Path::new("."));
         let paths: Vec<PathBuf> = text
             .lines()
@@ -252,20 +250,22 @@ pub fn list_inputs(input: &Path) -> Result<Vec<Input>, FaceError> {
     }])
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), FaceError> {
-    for entry in std::fs::read_dir(dir).map_err(|e| FaceError::io(dir, e))? {
-        let p = entry.map_err(|e| FaceError::io(dir, e))?.path();
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else {
-            out.push(p);
-        }
+/// The longest NAME (bytes): room for the longest suffix (`_face9_frame_00000.png`) and a
+/// temporary's `.NAME….tmpPID` within the 255-byte file-name limit.
+const MAX_NAME: usize = 180;
+
+/// NAME of a relative path: extension dropped, separators → `__`, other unsafe characters → `_`;
+/// a name over [`MAX_NAME`] bytes keeps its head and ends in a hash of the whole.
+fn name_for(rel: &Path) -> String {
+    let name = safe_name(rel);
+    if name.len() <= MAX_NAME {
+        return name;
     }
-    Ok(())
+    let hash = sha256_hex(name.as_bytes());
+    format!("{}~{}", &name[..MAX_NAME - 17], &hash[..16])
 }
 
-/// NAME of a relative path: extension dropped, separators → `__`, other unsafe characters → `_`.
-fn name_for(rel: &Path) -> String {
+fn safe_name(rel: &Path) -> String {
     let stem = rel.with_extension("");
     let joined = stem
         .components()
@@ -273,23 +273,15 @@ fn name_for(rel: &Path) -> String {
         .filter(|c| c != "." && c != "..")
         .collect::<Vec<_>>()
         .join("__");
-    joined
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    fsvfm_data::outdir::safe_file_part(&joined).unwrap_or_else(|| "_".into())
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Writes `bytes` to `path` atomically ([`fsvfm_data::write_atomic`]; not synced: a kill, not a
@@ -310,7 +302,7 @@ fn done_sources(out: &Path) -> Result<HashSet<String>, FaceError> {
     let mut done = HashSet::new();
     for file in ["manifest.jsonl", "skipped.jsonl"] {
         let p = out.join(file);
-        let text = match std::fs::read_to_string(&p) {
+        let text = match fsvfm_data::input::read_to_string(&p) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(FaceError::io(&p, e)),
@@ -350,6 +342,9 @@ pub fn prepare(
     opts: &PrepareOptions,
     progress: &(dyn Fn() + Sync),
 ) -> Result<Summary, FaceError> {
+    // One writer per folder: two runs would interleave their manifest lines.
+    let _lock = fsvfm_data::outdir::lock_dir(out, "fsvfm prepare")
+        .map_err(|e| FaceError::Input(e.to_string()))?;
     for sub in ["images", "parsing_maps", "landmarks"] {
         let d = out.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| FaceError::io(&d, e))?;
@@ -411,9 +406,17 @@ pub fn prepare(
     let hashes: Vec<Result<String, String>> = todo
         .par_iter()
         .map(|i| {
-            std::fs::read(&i.path)
-                .map(|b| sha256_hex(&b))
-                .map_err(|e| format!("unreadable file: {e}"))
+            let kind = if is_video_file(&i.path) {
+                fsvfm_data::input::Kind::Video
+            } else {
+                fsvfm_data::input::Kind::Image
+            };
+            // Streamed: a video is hashed without holding it in memory.
+            let (mut file, _) = fsvfm_data::input::open_bounded(&i.path, kind)
+                .map_err(|e| format!("unreadable file: {}", e.reason()))?;
+            let mut h = Sha256::new();
+            std::io::copy(&mut file, &mut h).map_err(|e| format!("unreadable file: {e}"))?;
+            Ok(hex(&h.finalize()))
         })
         .collect();
     let mut first_of: HashMap<&str, usize> = HashMap::new();
@@ -550,13 +553,11 @@ fn process_input(
         }
         return Ok(o);
     }
-    let img = match std::fs::read(&input.path)
-        .map_err(|e| e.to_string())
-        .and_then(|b| image::load_from_memory(&b).map_err(|e| e.to_string()))
-    {
-        Ok(img) => img.to_rgb8(),
+    let img = match fsvfm_data::input::read_image(&input.path) {
+        Ok(img) => img,
         Err(e) => {
-            o.skips.push(skip(None, format!("unreadable image: {e}")));
+            o.skips
+                .push(skip(None, format!("unreadable image: {}", e.reason())));
             return Ok(o);
         }
     };
@@ -651,6 +652,34 @@ mod tests {
     fn names_flatten_folders_and_drop_extensions() {
         assert_eq!(name_for(Path::new("a/b c/img.01.jpg")), "a__b_c__img.01");
         assert_eq!(name_for(Path::new("./x.png")), "x");
+        // A 250-character name (or a deep path) stays short enough for every output and
+        // temporary built on it; two such names differing only at the end stay distinct.
+        let long = |c: char| format!("{}/{}{c}.jpg", "d".repeat(120), "n".repeat(250));
+        let (a, b) = (
+            name_for(Path::new(&long('a'))),
+            name_for(Path::new(&long('b'))),
+        );
+        assert_eq!(a.len(), MAX_NAME);
+        assert_ne!(a, b);
+        assert!(a.starts_with("ddd") && a.contains('~'), "{a}");
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join(format!("{a}_face9_frame_00000.png"));
+        write_atomic(&out, b"x").unwrap();
+        assert!(out.exists());
+    }
+
+    #[test]
+    fn listing_follows_links_once_and_ends_on_cycles() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("face.jpg"), b"x").unwrap();
+        std::os::unix::fs::symlink(".", d.path().join("a")).unwrap();
+        std::os::unix::fs::symlink(".", d.path().join("b")).unwrap();
+        let names: Vec<String> = list_inputs(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+        assert_eq!(names, ["face"]);
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub fn frame_indices(n: usize, selection: FrameSelection) -> Vec<usize> {
             if k == 1 {
                 return vec![0];
             }
+            if k >= n {
+                // linspace's steps are at most 1 frame: every frame (and no `k`-long list for a
+                // huge `--frames`).
+                return (0..n).collect();
+            }
             let mut v: Vec<usize> = (0..k)
                 // np.linspace(0, n - 1, k) then astype(int): truncation toward zero.
                 .map(|i| ((n - 1) as f64 * i as f64 / (k - 1) as f64) as usize)
@@ -71,6 +76,9 @@ fn missing_tool(name: &str, e: std::io::Error) -> FaceError {
 /// Number of decodable frames in the first video stream (ffprobe counts packets, which for the
 /// usual codecs equals frames, without decoding).
 pub fn frame_count(path: &Path) -> Result<usize, FaceError> {
+    // FFmpeg would block on a FIFO or read a device forever.
+    fsvfm_data::input::check_file(path, fsvfm_data::input::Kind::Video)
+        .map_err(|e| FaceError::Input(e.to_string()))?;
     let out = tool("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
         .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
@@ -269,6 +277,24 @@ mod tests {
         );
         // More frames asked than exist: every frame once.
         assert_eq!(frame_indices(3, FrameSelection::Uniform(8)), vec![0, 1, 2]);
+        // A huge count on a short clip is the clip's frames, not a 10^10-long list.
+        assert_eq!(
+            frame_indices(20, FrameSelection::Uniform(10_000_000_000)),
+            (0..20).collect::<Vec<_>>()
+        );
+        // At k = n − 1 and n linspace still covers every frame the old way did.
+        for n in [2, 5, 33] {
+            for k in [n - 1, n] {
+                let old: Vec<usize> = {
+                    let mut v: Vec<usize> = (0..k)
+                        .map(|i| ((n - 1) as f64 * i as f64 / (k - 1).max(1) as f64) as usize)
+                        .collect();
+                    v.dedup();
+                    v
+                };
+                assert_eq!(frame_indices(n, FrameSelection::Uniform(k)), old, "{n} {k}");
+            }
+        }
         assert!(frame_indices(0, FrameSelection::Uniform(8)).is_empty());
         assert_eq!(frame_indices(10, FrameSelection::Every(4)), vec![0, 4, 8]);
     }

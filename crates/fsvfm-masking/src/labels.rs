@@ -234,7 +234,7 @@ impl LabelMap {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| MaskError::Io {
+    fsvfm_data::input::read(path, fsvfm_data::input::Kind::Array).map_err(|source| MaskError::Io {
         path: path.to_path_buf(),
         source,
     })

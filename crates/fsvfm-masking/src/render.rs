@@ -68,15 +68,15 @@ pub fn colorize_labels(map: &LabelMap) -> RgbImage {
 /// Loads a face image (PNG or JPEG) as RGB.
 ///
 /// # Errors
-/// [`MaskError::Image`] if the file cannot be read or decoded.
+/// [`MaskError::Io`] if the file cannot be read or decoded (through
+/// [`fsvfm_data::input::read_image`]: regular files within the size cap, header checked before
+/// decoding, truncated JPEGs refused).
 pub fn load_face(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
-    image::open(path)
-        .map(|im| im.to_rgb8())
-        .map_err(|source| MaskError::Image {
-            context: path.display().to_string(),
-            source,
-        })
+    fsvfm_data::input::read_image(path).map_err(|e| MaskError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// Saves an image as PNG.

@@ -144,6 +144,6 @@ fn png_round_trip_through_files() {
     assert_eq!(load_face(&path).unwrap(), img);
     assert!(matches!(
         load_face(dir.path().join("none.png")),
-        Err(MaskError::Image { .. })
+        Err(MaskError::Io { .. })
     ));
 }

@@ -147,7 +147,10 @@ impl WeightFile {
         let mut head = [0u8; 9];
         let len = {
             use std::io::Read;
-            let mut f = std::fs::File::open(&path).map_err(io)?;
+            // Regular files within the checkpoint cap only (no FIFO, device or 1 TB sparse file).
+            let (mut f, _) =
+                fsvfm_data::input::open_bounded(&path, fsvfm_data::input::Kind::Checkpoint)
+                    .map_err(|e| io(e.into()))?;
             f.read_exact(&mut head).map_err(|_| {
                 ModelError::Checkpoint(format!(
                     "{} is too short to be a weight file",
@@ -209,7 +212,7 @@ impl WeightFile {
     }
 
     fn open_safetensors(path: PathBuf) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(&path)
+        let bytes = fsvfm_data::input::read(&path, fsvfm_data::input::Kind::Checkpoint)
             .map_err(|e| ModelError::Checkpoint(format!("cannot read {}: {e}", path.display())))?;
         let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
             ModelError::Checkpoint(format!(
@@ -337,8 +340,37 @@ impl WeightFile {
             }
             return Err(ModelError::Checkpoint(msg));
         }
-        Ok((model.map(&mut CastToF32), report))
+        let model = model.map(&mut CastToF32);
+        check_finite(&model, &self.path)?;
+        Ok((model, report))
     }
+}
+
+/// Refuses a model with a NaN or infinite parameter: such weights score every face NaN (`p_fake`
+/// null) or train nowhere, and the file is what is wrong. Names the first bad tensor.
+fn check_finite<M: Module + ModuleSnapshot>(model: &M, path: &Path) -> Result<(), ModelError> {
+    for t in model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
+        let Ok(data) = burn::store::bridge::to_data(&t) else {
+            continue;
+        };
+        if !data.dtype().is_float() {
+            continue;
+        }
+        let Ok(values) = data.as_slice::<f32>() else {
+            continue;
+        };
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(ModelError::Checkpoint(format!(
+                "{}: tensor {} holds {bad} NaN or infinite values of {}; the weights are broken \
+                 (a diverged run?), not usable",
+                path.display(),
+                t.name,
+                values.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Casts every float parameter to f32 (fp16 checkpoints load as f16 parameters otherwise, and the
@@ -372,30 +404,12 @@ pub fn save_safetensors<M: Module + ModuleSnapshot>(
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory and a rename, so a crash
-/// never leaves a truncated file under the final name. (The burn-free crates use
-/// `fsvfm_data::write_atomic`, the same scheme; this one stays here so the model crate does not
-/// depend on the data layer, and it always syncs: checkpoints must survive a power cut.)
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename, synced
+/// ([`fsvfm_data::write_atomic`] with `durable`: checkpoints must survive a power cut), so a crash
+/// never leaves a truncated file under the final name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let io = |e: std::io::Error| ModelError::Checkpoint(format!("writing {}: {e}", path.display()));
-    let name = path
-        .file_name()
-        .ok_or_else(|| ModelError::Checkpoint(format!("{} is not a file path", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })
+    fsvfm_data::write_atomic(path, bytes, true)
+        .map_err(|e| ModelError::Checkpoint(format!("writing {}: {e}", path.display())))
 }
 
 /// Converts a `.pth` checkpoint into safetensors with the same tensor names, layouts and dtypes

@@ -94,7 +94,8 @@ pub fn convert_safetensors_to_pth(
 ) -> Result<usize, ModelError> {
     let (input, output) = (input.as_ref(), output.as_ref());
     let err = |e: String| ModelError::Checkpoint(format!("{}: {e}", input.display()));
-    let bytes = std::fs::read(input).map_err(|e| err(e.to_string()))?;
+    let bytes = fsvfm_data::input::read(input, fsvfm_data::input::Kind::Checkpoint)
+        .map_err(|e| err(e.to_string()))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| err(e.to_string()))?;
     let mut tensors = st.tensors();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,14 +1,14 @@
 //! Reading an upload: the body (bounded in size and time), its kind from its first bytes, and
 //! images decoded only after their header's pixel count is checked.
 
-use std::io::Cursor;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::header;
 use bytes::Bytes;
-use image::{ImageFormat, ImageReader, Limits, RgbImage};
+use fsvfm::data::input::{self, ImageError};
+use image::{ImageFormat, RgbImage};
 
 use crate::error::ApiError;
 
@@ -153,6 +153,18 @@ pub fn sniff(bytes: &[u8]) -> Result<Kind, ApiError> {
     }
 }
 
+/// The API error of an image the shared reader ([`fsvfm_data::input`]) refused: too many pixels
+/// is 413, anything else unreadable media.
+impl From<ImageError> for ApiError {
+    fn from(e: ImageError) -> ApiError {
+        match e {
+            ImageError::TooManyPixels { .. } => ApiError::too_large(format!("{e} (--max-pixels)")),
+            ImageError::Format(Some(_)) => ApiError::unsupported(e.to_string()),
+            e => ApiError::unreadable(e.to_string()),
+        }
+    }
+}
+
 /// An image's size from its header alone, refused when it declares more than `max_pixels`
 /// (a decompression bomb never gets decoded), or when a JPEG is cut short.
 pub fn image_dimensions(
@@ -160,23 +172,7 @@ pub fn image_dimensions(
     format: ImageFormat,
     max_pixels: u64,
 ) -> Result<(u32, u32), ApiError> {
-    if format == ImageFormat::Jpeg && !jpeg_complete(bytes) {
-        return Err(ApiError::unreadable(
-            "truncated JPEG: no end-of-image marker after its last scan",
-        ));
-    }
-    let mut r = ImageReader::new(Cursor::new(bytes));
-    r.set_format(format);
-    let (w, h) = r
-        .into_dimensions()
-        .map_err(|e| ApiError::unreadable(format!("unreadable {format:?} header: {e}")))?;
-    let pixels = u64::from(w) * u64::from(h);
-    if pixels > max_pixels {
-        return Err(ApiError::too_large(format!(
-            "the image declares {w}×{h} = {pixels} pixels, over the limit of {max_pixels} (--max-pixels)"
-        )));
-    }
-    Ok((w, h))
+    Ok(input::image_dimensions(bytes, format, max_pixels)?)
 }
 
 /// Decodes an image once [`image_dimensions`] accepts its header, bounding the decoder's
@@ -196,34 +192,13 @@ pub(crate) fn decode_checked(
     format: ImageFormat,
     max_pixels: u64,
 ) -> Result<RgbImage, ApiError> {
-    let mut r = ImageReader::new(Cursor::new(bytes));
-    r.set_format(format);
-    let mut limits = Limits::default();
-    // RGBA at 8 bits plus the decoder's own buffers.
-    limits.max_alloc = Some(max_pixels.saturating_mul(4).saturating_add(64 << 20));
-    r.limits(limits);
-    let img = r
-        .decode()
-        .map_err(|e| ApiError::unreadable(format!("unreadable {format:?} image: {e}")))?;
-    Ok(img.to_rgb8())
-}
-
-/// Whether a JPEG's last scan is followed by its end-of-image marker. The decoder fills a cut
-/// file's missing rows with grey and reports success, so a truncated upload would be scored as
-/// a picture that was never sent. Inside entropy-coded data `FF` is stuffed as `FF 00`, so an
-/// `FF D9` after the last start-of-scan (`FF DA`) is the real end (an EXIF thumbnail's markers
-/// all come before the main image's scans).
-pub fn jpeg_complete(bytes: &[u8]) -> bool {
-    let last_sos = bytes.windows(2).rposition(|w| w == [0xff, 0xda]);
-    match last_sos {
-        Some(i) => bytes[i..].windows(2).any(|w| w == [0xff, 0xd9]),
-        None => false,
-    }
+    Ok(input::decode_checked(bytes, format, max_pixels)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
 
     fn png(w: u32, h: u32) -> Vec<u8> {
         let mut out = Vec::new();
@@ -271,10 +246,10 @@ mod tests {
         image::RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 0]))
             .write_to(&mut Cursor::new(&mut jpg), ImageFormat::Jpeg)
             .unwrap();
-        assert!(jpeg_complete(&jpg));
+        assert!(input::jpeg_complete(&jpg));
         assert!(decode_image(&jpg, ImageFormat::Jpeg, 1 << 20).is_ok());
         for cut in [jpg.len() - 2, jpg.len() / 2] {
-            assert!(!jpeg_complete(&jpg[..cut]));
+            assert!(!input::jpeg_complete(&jpg[..cut]));
             let e = decode_image(&jpg[..cut], ImageFormat::Jpeg, 1 << 20).unwrap_err();
             assert_eq!(e.code, "unreadable_media");
         }

@@ -171,9 +171,8 @@ pub fn read_faces(manifest: &Path) -> Result<(Vec<Face>, Vec<SynthSkip>), SynthE
 
 /// Loads a face's image and its 468 landmarks `(x, y)`.
 fn load(face: &Face) -> Result<(Img, Vec<(f32, f32)>), String> {
-    let img = image::open(&face.image)
-        .map_err(|e| format!("unreadable image {}: {e}", face.image.display()))?
-        .to_rgb8();
+    let img = fsvfm_data::input::read_image(&face.image)
+        .map_err(|e| format!("unreadable image {}: {}", face.image.display(), e.reason()))?;
     let arr = fsvfm_data::npy::read_f32(&face.landmarks).map_err(|e| e.to_string())?;
     if arr.shape.len() != 2 || arr.shape[0] != 468 || arr.shape[1] < 2 {
         return Err(format!(
@@ -225,6 +224,8 @@ pub fn synth(
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<SynthSummary, SynthError> {
     let (faces, mut skips) = read_faces(manifest)?;
+    let _lock = fsvfm_data::outdir::lock_dir(out, "fsvfm synth")
+        .map_err(|e| SynthError::Input(e.to_string()))?;
     for sub in ["images", "masks"] {
         let d = out.join(sub);
         std::fs::create_dir_all(&d).map_err(|e| SynthError::io(&d, e))?;

@@ -268,7 +268,7 @@ pub fn adapt(
 ) -> Result<AdaptSummary, TrainError> {
     let (w_cl, opts) = (opts.w_cl, &opts.common);
     let settings = opts.settings(serde_json::json!({ "adapter": { "w_cl": w_cl } }));
-    let (best, mut log, resumed) =
+    let (best, mut log, resumed, _lock) =
         opts.prepare_output(crate::sidecar::ModelKind::Adapter, &settings, &opts.device)?;
     let (model, optim, start, mut best_val) = match resumed {
         Some(r) => (

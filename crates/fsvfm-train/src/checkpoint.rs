@@ -69,6 +69,35 @@ pub fn write_state<T: Serialize>(dir: &Path, state: &T) -> Result<(), TrainError
     Ok(())
 }
 
+/// Keeps the lines of a JSONL log that `keep` accepts and drops the rest (and any line that is
+/// not JSON: the torn last line of a killed run), rewriting the file atomically. A resume calls it
+/// so the log ends where the checkpoint it continues ends. A missing log is left missing.
+pub fn cut_log(
+    path: &Path,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> Result<usize, TrainError> {
+    let text = match fsvfm_data::input::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_error(path)(e)),
+    };
+    let mut kept = String::with_capacity(text.len());
+    let mut dropped = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if keep(&v) => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+            _ => dropped += 1,
+        }
+    }
+    if dropped > 0 {
+        fsvfm_model::checkpoint::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(dropped)
+}
+
 /// Fills a temporary folder with `fill`, then renames it to `dir/name` (replacing an older one):
 /// a reader, or a run killed at any point, sees either the old folder or the complete new one.
 pub fn write_dir(
@@ -77,13 +106,13 @@ pub fn write_dir(
     fill: impl FnOnce(&Path) -> Result<(), TrainError>,
 ) -> Result<PathBuf, TrainError> {
     let final_dir = dir.join(name);
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let tmp = fsvfm_data::outdir::temp_path(&final_dir, "tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
     fill(&tmp)?;
-    let old = dir.join(format!(".{name}.old{}", std::process::id()));
+    let old = fsvfm_data::outdir::temp_path(&final_dir, "old");
     if final_dir.exists() {
         std::fs::rename(&final_dir, &old).map_err(io_error(&final_dir))?;
     }
@@ -136,7 +165,8 @@ pub fn save_optimizer(optim: &AdamW, path: &Path) -> Result<(), TrainError> {
 
 /// Reads what [`save_optimizer`] wrote, onto `device`.
 pub fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError> {
-    let bytes = std::fs::read(path).map_err(io_error(path))?;
+    let bytes = fsvfm_data::input::read(path, fsvfm_data::input::Kind::Checkpoint)
+        .map_err(io_error(path))?;
     let bad = |e: String| TrainError::Checkpoint(format!("{}: {e}", path.display()));
     let (_, header) =
         safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
@@ -181,7 +211,7 @@ pub fn load_optimizer(path: &Path, device: &Device) -> Result<AdamW, TrainError>
 /// Reads only the `state.json` of a checkpoint folder.
 pub fn read_state<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T, TrainError> {
     let p = dir.join(STATE);
-    let bytes = std::fs::read(&p).map_err(io_error(&p))?;
+    let bytes = fsvfm_data::input::read(&p, fsvfm_data::input::Kind::Text).map_err(io_error(&p))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", p.display())))
 }
@@ -242,7 +272,7 @@ pub fn latest(dir: &Path) -> Option<PathBuf> {
 pub fn max_parameter_difference(a: &Path, b: &Path) -> Result<f32, TrainError> {
     let read = |dir: &Path, file: &str| {
         let path = dir.join(file);
-        std::fs::read(&path).map_err(io_error(&path))
+        fsvfm_data::input::read(&path, fsvfm_data::input::Kind::Checkpoint).map_err(io_error(&path))
     };
     let bad = TrainError::Checkpoint;
     let mut worst = 0.0f32;
@@ -280,4 +310,35 @@ pub fn max_parameter_difference(a: &Path, b: &Path) -> Result<f32, TrainError> {
         }
     }
     Ok(worst)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_log_keeps_what_the_checkpoint_did_and_drops_torn_lines() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("log.jsonl");
+        assert_eq!(cut_log(&log, |_| true).unwrap(), 0);
+        assert!(!log.exists());
+        let mut text = String::new();
+        for i in 0..15 {
+            text.push_str(&format!("{{\"kind\":\"iter\",\"iteration\":{i}}}\n"));
+        }
+        text.push_str("{\"kind\":\"iter\",\"itera");
+        std::fs::write(&log, &text).unwrap();
+        let dropped = cut_log(&log, |v| v["iteration"].as_u64().is_some_and(|i| i < 12)).unwrap();
+        assert_eq!(dropped, 4);
+        let kept: Vec<u64> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["iteration"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(kept, (0..12).collect::<Vec<_>>());
+    }
 }

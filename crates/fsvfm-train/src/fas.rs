@@ -221,7 +221,8 @@ pub fn train_fas(
     mut on_eval: impl FnMut(&FasEval),
 ) -> Result<FasSummary, TrainError> {
     use rayon::prelude::*;
-    std::fs::create_dir_all(&opts.output).map_err(crate::io_error(&opts.output))?;
+    let _lock = fsvfm_data::outdir::lock_dir(&opts.output, "fsvfm fas")
+        .map_err(|e| TrainError::Config(e.to_string()))?;
     let log_path = opts.output.join("log.jsonl");
     let mut log = std::fs::File::create(&log_path).map_err(crate::io_error(&log_path))?;
     let best_name = "checkpoint-best_hter.safetensors";

@@ -170,7 +170,7 @@ pub fn finetune(
     let settings = opts.settings(serde_json::json!({
         "finetune": { "layer_decay": layer_decay, "drop_path": model.blocks.last().map_or(0.0, |b| b.drop_path()) },
     }));
-    let (best, mut log, resumed) =
+    let (best, mut log, resumed, _lock) =
         opts.prepare_output(crate::sidecar::ModelKind::Finetune, &settings, &opts.device)?;
     let (model, optim, start, mut best_val) = match resumed {
         Some(r) => (

@@ -184,6 +184,23 @@ impl PretrainRecipe {
                 "epochs, batch_size, accum_iter, save_every and world_size must be positive".into(),
             );
         }
+        // NaN passes every comparison, so each rate is checked for what it must be, not against
+        // what it must not: a NaN learning rate trains every weight to NaN.
+        let rates = [
+            ("blr", self.blr),
+            ("lr", self.lr.unwrap_or(self.blr)),
+            ("min_lr", self.min_lr),
+            ("warmup_epochs", self.warmup_epochs),
+            ("weight_decay", self.optimizer.weight_decay),
+        ];
+        for (name, v) in rates {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("{name} must be a finite number ≥ 0, got {v}"));
+            }
+        }
+        if self.lr.unwrap_or(self.blr) <= 0.0 {
+            return Err("the learning rate (lr, or blr) must be above 0".into());
+        }
         if !(0.0..1.0).contains(&self.mask_ratio) {
             return Err(format!("mask_ratio {} must be in [0, 1)", self.mask_ratio));
         }
@@ -256,7 +273,7 @@ pub(crate) fn load_named<T>(
             names.join(", ")
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(crate::io_error(path))?;
+    let text = fsvfm_data::input::read_to_string(path).map_err(crate::io_error(path))?;
     parse(&text).map_err(|e| TrainError::Config(format!("{name_or_path}: {e}")))
 }
 
@@ -317,6 +334,29 @@ mod tests {
         assert_eq!(
             PretrainRecipe::preset("fsfm_vit_base").unwrap().clip_grad,
             None
+        );
+    }
+
+    #[test]
+    fn non_finite_or_negative_rates_are_refused() {
+        let base = PretrainRecipe::preset(RECIPES[0]).unwrap();
+        for v in [f64::NAN, f64::INFINITY, -1.0] {
+            let mut r = base.clone();
+            r.lr = Some(v);
+            let e = r.validate().unwrap_err();
+            assert!(e.contains("lr must be a finite number ≥ 0"), "{v}: {e}");
+            let mut r = base.clone();
+            r.optimizer.weight_decay = v;
+            assert!(r.validate().unwrap_err().contains("weight_decay"));
+        }
+        let mut r = base.clone();
+        r.lr = Some(0.0);
+        assert!(r.validate().unwrap_err().contains("above 0"));
+        assert!(
+            PretrainRecipe::from_toml("base = \"tiny\"\nblr = nan\n")
+                .unwrap_err()
+                .to_string()
+                .contains("blr")
         );
     }
 

@@ -156,7 +156,7 @@ fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<(), TrainError> 
 }
 
 fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(io_error(path))?;
+    let text = fsvfm_data::input::read_to_string(path).map_err(io_error(path))?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -164,6 +164,37 @@ fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Vec<T>, Train
                 .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
         })
         .collect()
+}
+
+/// The file in a run's folder naming the data it was started on (checked on resume).
+const DATA_FILE: &str = "data.json";
+
+/// The data path as recorded: absolute and with links resolved, so `./faces` and
+/// `/work/faces` are one data set.
+fn data_id(data: &Path) -> String {
+    std::fs::canonicalize(data)
+        .unwrap_or_else(|_| data.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// A resume reads the samples listed when the run started; a different `--data` would be
+/// silently ignored, so it is refused. (Runs from before `data.json` existed are not checked.)
+fn check_same_data(opts: &PretrainOptions) -> Result<(), TrainError> {
+    let path = opts.output.join(DATA_FILE);
+    let Ok(text) = fsvfm_data::input::read_to_string(&path) else {
+        return Ok(());
+    };
+    let recorded: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+    let (was, now) = (recorded["data"].as_str().unwrap_or(""), data_id(&opts.data));
+    if was != now {
+        return Err(TrainError::Config(format!(
+            "--data {now} is not the data this run was started on ({was}); resume with that \
+             --data, or start a new output folder"
+        )));
+    }
+    Ok(())
 }
 
 /// Lists, validates and normalises the data of a fresh run; writes `samples.jsonl`,
@@ -180,7 +211,29 @@ fn prepare_data(
         samples.len(),
         skipped.len()
     ));
-    let (computed, bad) = fsvfm_data::mean_std(&samples, size);
+    let (computed, mut bad) = fsvfm_data::mean_std(&samples, size);
+    // Every region map read once up front: a bad one (a label outside LaPa's 0..=10, a cut file)
+    // is left out with its reason here instead of stopping the run when its batch comes up.
+    {
+        use rayon::prelude::*;
+        let bad_maps: Vec<(usize, fsvfm_data::Skipped)> = samples
+            .par_iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                fsvfm_masking::LabelMap::load(&s.parsing).err().map(|e| {
+                    (
+                        i,
+                        fsvfm_data::Skipped {
+                            path: s.image.display().to_string(),
+                            reason: format!("region map {}: {e}", s.parsing.display()),
+                        },
+                    )
+                })
+            })
+            .collect();
+        let seen: std::collections::HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
+        bad.extend(bad_maps.into_iter().filter(|(i, _)| !seen.contains(i)));
+    }
     let bad_idx: std::collections::HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
     skipped.extend(bad.into_iter().map(|(_, s)| s));
     samples = samples
@@ -201,6 +254,12 @@ fn prepare_data(
         }
     };
     write_jsonl(&opts.output.join("samples.jsonl"), &samples)?;
+    fsvfm_model::checkpoint::write_atomic(
+        &opts.output.join(DATA_FILE),
+        serde_json::json!({"data": data_id(&opts.data)})
+            .to_string()
+            .as_bytes(),
+    )?;
     write_jsonl(&opts.output.join("skipped.jsonl"), &skipped)?;
     fsvfm_model::checkpoint::write_atomic(
         &opts.output.join("pretrain_ds_mean_std.txt"),
@@ -338,9 +397,16 @@ pub fn pretrain(
     };
     let writer = group.as_ref().is_none_or(|g| g.rank() == 0);
     let processes = group.as_ref().map_or(1, |g| g.world());
-    if writer {
-        std::fs::create_dir_all(&opts.output).map_err(io_error(&opts.output))?;
-    }
+    // One writer per output folder: a second run (another seed, say) would overwrite this one's
+    // checkpoints and interleave its log.
+    let _lock = if writer {
+        Some(
+            fsvfm_data::outdir::lock_dir(&opts.output, "fsvfm pretrain")
+                .map_err(|e| TrainError::Config(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let resume_from = match &opts.resume {
         Resume::No => {
             if let Some(p) = checkpoint::latest(&opts.output).filter(|_| writer) {
@@ -387,6 +453,7 @@ pub fn pretrain(
                 ));
                 loaded.state.recipe.epochs = e;
             }
+            check_same_data(opts)?;
             let samples = read_jsonl(&opts.output.join("samples.jsonl"))?;
             obs.message(&format!(
                 "resuming from {} at epoch {}",
@@ -505,6 +572,14 @@ pub fn pretrain(
     let schedule = recipe.lr_schedule();
     let log_path = opts.output.join("log.jsonl");
     let mut log = if writer {
+        // The log says what the checkpoint being continued did, no more: lines of iterations
+        // and epochs after it (written before a kill) are cut, as their work is redone.
+        let (iteration, next_epoch) = (state.iteration, state.next_epoch as u64);
+        checkpoint::cut_log(&log_path, |line| match line["kind"].as_str() {
+            Some("iter") => line["iteration"].as_u64().is_some_and(|i| i < iteration),
+            Some("epoch") => line["epoch"].as_u64().is_some_and(|e| e < next_epoch),
+            _ => true,
+        })?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -603,11 +678,27 @@ pub fn pretrain(
         }
         let epoch_loss = LossValues::mean(&finite_losses);
         state.next_epoch = epoch + 1;
-        let mut written = None;
         let improved =
             !finite_losses.is_empty() && state.best_loss.is_none_or(|b| epoch_loss.total < b);
         if improved {
             state.best_loss = Some(epoch_loss.total);
+        }
+        // The epoch's line goes out before its checkpoints: a kill between the two leaves a line
+        // that the resume cuts (it continues from the previous checkpoint), never a checkpoint
+        // without its line.
+        let saves = writer && ((epoch + 1) % recipe.save_every == 0 || epoch + 1 == recipe.epochs);
+        let written = saves.then(|| opts.output.join(format!("checkpoint-{epoch}")));
+        let entry = EpochLog {
+            epoch,
+            loss: epoch_loss,
+            skipped,
+            seconds: t_epoch.elapsed().as_secs_f64(),
+            checkpoint: written.clone(),
+        };
+        if let Some(log) = &mut log {
+            let mut line = serde_json::to_value(&entry).unwrap_or_default();
+            line["kind"] = "epoch".into();
+            writeln!(log, "{line}").map_err(io_error(&log_path))?;
         }
         // Below, only rank 0 (the writer) writes; the state is the same on every rank.
         if improved && writer {
@@ -620,7 +711,7 @@ pub fn pretrain(
                 &state,
             )?;
         }
-        if writer && ((epoch + 1) % recipe.save_every == 0 || epoch + 1 == recipe.epochs) {
+        if saves {
             let p = checkpoint::save(
                 &opts.output,
                 &format!("checkpoint-{epoch}"),
@@ -629,8 +720,7 @@ pub fn pretrain(
                 &replicas.lead().optim,
                 &state,
             )?;
-            summary.last_checkpoint = Some(p.clone());
-            written = Some(p);
+            summary.last_checkpoint = Some(p);
         }
         if writer
             && recipe.recon_every > 0
@@ -657,18 +747,6 @@ pub fn pretrain(
         }
         if writer && let Err(e) = crate::viz::loss_plot(&log_path, &opts.output.join("loss.png")) {
             obs.message(&format!("could not draw loss.png: {e}"));
-        }
-        let entry = EpochLog {
-            epoch,
-            loss: epoch_loss,
-            skipped,
-            seconds: t_epoch.elapsed().as_secs_f64(),
-            checkpoint: written,
-        };
-        if let Some(log) = &mut log {
-            let mut line = serde_json::to_value(&entry).unwrap_or_default();
-            line["kind"] = "epoch".into();
-            writeln!(log, "{line}").map_err(io_error(&log_path))?;
         }
         summary.epoch_losses.push(epoch_loss.total);
         obs.epoch(&entry);

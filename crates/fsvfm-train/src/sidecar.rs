@@ -282,7 +282,8 @@ impl Sidecar {
         if !path.is_file() {
             return Ok(None);
         }
-        let bytes = std::fs::read(&path).map_err(crate::io_error(&path))?;
+        let bytes = fsvfm_data::input::read(&path, fsvfm_data::input::Kind::Text)
+            .map_err(crate::io_error(&path))?;
         let v: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| TrainError::Checkpoint(format!("{}: not JSON: {e}", path.display())))?;
         let schema = v["schema_version"].as_u64().unwrap_or(0);
@@ -321,8 +322,8 @@ impl Legacy {
         let mut out = Legacy::default();
         let model_json = dir.join("model.json");
         if model_json.is_file() {
-            let text =
-                std::fs::read_to_string(&model_json).map_err(crate::io_error(&model_json))?;
+            let text = fsvfm_data::input::read_to_string(&model_json)
+                .map_err(crate::io_error(&model_json))?;
             out.model =
                 Some(serde_json::from_str(&text).map_err(|e| {
                     TrainError::Checkpoint(format!("{}: {e}", model_json.display()))
@@ -353,7 +354,8 @@ impl Legacy {
         }
         let fas = dir.join("fas.json");
         if fas.is_file() {
-            let bytes = std::fs::read(&fas).map_err(crate::io_error(&fas))?;
+            let bytes = fsvfm_data::input::read(&fas, fsvfm_data::input::Kind::Text)
+                .map_err(crate::io_error(&fas))?;
             let v: serde_json::Value = serde_json::from_slice(&bytes)
                 .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", fas.display())))?;
             out.fas_norm = Some(

@@ -153,7 +153,10 @@ impl TransferOptions {
         kind: crate::sidecar::ModelKind,
         settings: &serde_json::Value,
         device: &Device,
-    ) -> Result<(PathBuf, File, Option<Resumed>), TrainError> {
+    ) -> Result<(PathBuf, File, Option<Resumed>, fsvfm_data::outdir::DirLock), TrainError> {
+        // One writer per folder, held until the caller drops the lock (the end of its run).
+        let lock = fsvfm_data::outdir::lock_dir(&self.output, "fsvfm finetune/adapt")
+            .map_err(|e| TrainError::Config(e.to_string()))?;
         let last = self.output.join(LAST);
         let resumed = match (self.resume, last.join("state.json").is_file()) {
             (false, true) => {
@@ -213,13 +216,18 @@ impl TransferOptions {
         )
         .write(&self.output)?;
         let log_path = self.output.join("log.jsonl");
-        let log = if resumed.is_some() {
+        let log = if let Some(r) = &resumed {
+            // Rows of epochs after the checkpoint (logged before a kill) are redone: cut them.
+            let next = r.state.next_epoch as u64;
+            crate::checkpoint::cut_log(&log_path, |row| {
+                row["epoch"].as_u64().is_none_or(|e| e < next)
+            })?;
             File::options().append(true).create(true).open(&log_path)
         } else {
             File::create(&log_path)
         }
         .map_err(io_error(&log_path))?;
-        Ok((self.output.join(BEST), log, resumed))
+        Ok((self.output.join(BEST), log, resumed, lock))
     }
 
     /// The training batch of `idx` at `(epoch, step)` ([`crate::batches::load_train_batch`]);
@@ -248,8 +256,8 @@ impl TransferOptions {
     }
 
     /// The end of an epoch: the model becomes the best checkpoint when `val_loss` improves on
-    /// `best_val`, `checkpoint-last/` is replaced (`weights` writes the trained modules) and the
-    /// epoch's `row` is logged.
+    /// `best_val`, the epoch's `row` is logged and `checkpoint-last/` is replaced (`weights`
+    /// writes the trained modules).
     #[allow(clippy::too_many_arguments)]
     pub fn end_epoch<M: Module, R: Serialize>(
         &self,
@@ -271,8 +279,10 @@ impl TransferOptions {
             best_val: Some(*best_val),
             settings: settings.clone(),
         };
-        self.save_last(weights, optim, &state)?;
-        log_line(log, &self.output, row)
+        // The row before the checkpoint: a kill between them leaves a row the resume cuts,
+        // never a checkpoint whose epoch has no row.
+        log_line(log, &self.output, row)?;
+        self.save_last(weights, optim, &state)
     }
 
     /// Loads `checkpoint-last/<file>` into `module` (strict).

@@ -155,7 +155,7 @@ pub fn reconstruction_picture(
 /// count once, the last logged value wins): top panel `total`, `rec_masked`, `rec_region`,
 /// bottom panel `sim`.
 pub fn loss_plot(log: &Path, path: &Path) -> Result<(), TrainError> {
-    let text = std::fs::read_to_string(log).map_err(crate::io_error(log))?;
+    let text = fsvfm_data::input::read_to_string(log).map_err(crate::io_error(log))?;
     let mut iters: BTreeMap<u64, [f64; 4]> = BTreeMap::new();
     for line in text.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {

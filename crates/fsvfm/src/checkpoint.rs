@@ -27,7 +27,7 @@ pub fn model_config(name: &str) -> Result<VitConfig> {
             fsvfm_model::PRESETS.join(", ")
         )));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::Input {
+    let text = fsvfm_data::input::read_to_string(&path).map_err(|e| Error::Input {
         path: path.clone(),
         reason: e.to_string(),
     })?;

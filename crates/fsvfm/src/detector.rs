@@ -327,12 +327,12 @@ impl Detector {
                 Err(e) => return Err(e.into()),
             }
         } else {
-            match image::open(path) {
-                Ok(img) => vec![(None, img.to_rgb8())],
+            match fsvfm_data::input::read_image(path) {
+                Ok(img) => vec![(None, img)],
                 Err(e) => {
                     return Err(Error::Input {
                         path: path.to_path_buf(),
-                        reason: format!("unreadable image: {e}"),
+                        reason: format!("unreadable image: {}", e.reason()),
                     });
                 }
             }

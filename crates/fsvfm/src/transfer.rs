@@ -423,15 +423,19 @@ fn prepare<M: Module + ModuleSnapshot>(
         path: job.output.clone(),
         reason: format!("cannot create the output folder: {e}"),
     })?;
-    fsvfm_data::write_atomic(
-        &job.output.join("recipe.toml"),
-        recipe.to_toml().as_bytes(),
-        false,
-    )
-    .map_err(|e| Error::Input {
-        path: job.output.join("recipe.toml"),
-        reason: e.to_string(),
-    })?;
+    // A folder that holds a run keeps its recipe: a resume has the same one, and a run refused
+    // for want of --resume must not overwrite it.
+    if !job.output.join("checkpoint-last/state.json").is_file() {
+        fsvfm_data::write_atomic(
+            &job.output.join("recipe.toml"),
+            recipe.to_toml().as_bytes(),
+            false,
+        )
+        .map_err(|e| Error::Input {
+            path: job.output.join("recipe.toml"),
+            reason: e.to_string(),
+        })?;
+    }
     let on = observer.clone();
     let opts = TransferOptions {
         train,

@@ -1,0 +1,230 @@
+//! Hostile and careless input through the binary (issue 23): each test is one defect found by
+//! trying ~150 bad inputs, and fails on the code before its fix.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fsvfm-model/tests/fixtures")
+        .join(name)
+}
+
+fn fsvfm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fsvfm"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run fsvfm")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const SMALL: &str =
+    r#"{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}"#;
+
+fn p(q: &Path) -> String {
+    q.to_str().unwrap().to_string()
+}
+
+fn face(seed: u8) -> fsvfm::image::RgbImage {
+    fsvfm::image::RgbImage::from_fn(32, 32, |x, y| {
+        fsvfm::image::Rgb([x as u8 * 7 + seed, y as u8 * 5, seed.wrapping_mul(3)])
+    })
+}
+
+/// `predict --crops DIR` with the 32-px fixture classifier; the JSON lines it printed.
+fn predict_crops(dir: &Path, model: &str) -> (Output, Vec<serde_json::Value>) {
+    let ck = fixture("classifier_avg.safetensors");
+    let o = fsvfm(&[
+        "predict",
+        "--crops",
+        &p(dir),
+        "--checkpoint",
+        &p(&ck),
+        "--model",
+        model,
+        "--mean-std",
+        "vggface2",
+    ]);
+    let lines = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (o, lines)
+}
+
+#[test]
+fn link_cycles_fifos_devices_and_cut_jpegs_in_a_folder_are_each_handled_once() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("model.json");
+    std::fs::write(&model, SMALL).unwrap();
+    let dir = d.path().join("in");
+    std::fs::create_dir(&dir).unwrap();
+    face(1).save(dir.join("face.png")).unwrap();
+    let mut jpg = Vec::new();
+    face(2)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpg),
+            fsvfm::image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    std::fs::write(dir.join("cut.jpg"), &jpg[..jpg.len() / 2]).unwrap();
+    // Before the fix: the two `-> .` links made the walk loop until its paths grew too long.
+    std::os::unix::fs::symlink(".", dir.join("a")).unwrap();
+    std::os::unix::fs::symlink(".", dir.join("b")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero.jpg")).unwrap();
+    let fifo = std::ffi::CString::new(p(&dir.join("pipe.jpg"))).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let (o, lines) = predict_crops(&dir, &p(&model));
+    let by_file = |name: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| l["file"].as_str().unwrap_or("").ends_with(name))
+            .collect()
+    };
+    assert_eq!(by_file("face.png").len(), 1, "{lines:?}\n{}", stderr(&o));
+    assert!(by_file("face.png")[0]["p_fake"].is_f64());
+    for (name, why) in [
+        ("cut.jpg", "truncated JPEG"),
+        ("zero.jpg", "character device"),
+        ("pipe.jpg", "a FIFO"),
+    ] {
+        let l = by_file(name);
+        assert_eq!(l.len(), 1, "{name}: {lines:?}");
+        let e = l[0]["error"].as_str().unwrap_or("");
+        assert!(e.contains(why), "{name}: {e}");
+        assert!(l[0]["p_fake"].is_null(), "{name} was scored");
+    }
+    assert_eq!(lines.len(), 4, "{lines:?}");
+}
+
+#[test]
+fn a_second_writer_of_an_output_folder_is_refused_with_the_holder() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let held = fsvfm_data::outdir::lock_dir(&out, "test holder").unwrap();
+    let model = d.path().join("model.json");
+    std::fs::write(&model, SMALL).unwrap();
+    let set = d.path().join("set");
+    std::fs::create_dir_all(set.join("real")).unwrap();
+    face(1).save(set.join("real/a.png")).unwrap();
+    let o = fsvfm(&[
+        "eval",
+        "--checkpoint",
+        &p(&fixture("classifier_avg.safetensors")),
+        "--model",
+        &p(&model),
+        "--mean-std",
+        "vggface2",
+        "--data",
+        &format!("s={}", p(&set)),
+        "--output",
+        &p(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(
+        e.contains("in use by another run") && e.contains(&format!("pid {}", std::process::id())),
+        "{e}"
+    );
+    assert!(!out.join("metrics.json").exists());
+    drop(held);
+}
+
+#[test]
+fn eval_set_names_are_checked_before_anything_is_scored() {
+    let d = tempfile::tempdir().unwrap();
+    let set = d.path().join("set");
+    std::fs::create_dir_all(&set).unwrap();
+    let ck = p(&fixture("classifier_avg.safetensors"));
+    let run = |data: &[&str]| {
+        let mut args = vec!["eval", "--checkpoint", &ck, "--mean-std", "vggface2"];
+        for x in data {
+            args.extend(["--data", x]);
+        }
+        let out = p(&d.path().join("out"));
+        args.extend(["--output", &out]);
+        fsvfm(&args)
+    };
+    let a = format!("a={}", p(&set));
+    let o = run(&[&a, &a]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("the name `a` is taken"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["../../x="]);
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(!d.path().join("out").exists());
+}
+
+#[test]
+fn absurd_numbers_are_refused_with_their_range() {
+    for (args, range) in [
+        (vec!["--threads", "100000", "inspect", "x"], "1..=1024"),
+        (
+            vec![
+                "predict",
+                "x",
+                "--checkpoint",
+                "c",
+                "--frames",
+                "10000000000",
+            ],
+            "1..=100000",
+        ),
+        (
+            vec![
+                "eval-scores",
+                "--scores",
+                "s.csv",
+                "--bootstrap",
+                "1000000000",
+            ],
+            "1..=1000000",
+        ),
+        (
+            vec!["pretrain", "--data", "d", "--output", "o", "--lr", "nan"],
+            "finite number in (0, 10]",
+        ),
+        (
+            vec!["prepare", "--input", "x", "--output", "o", "--every", "0"],
+            "1..=1000000",
+        ),
+    ] {
+        let o = fsvfm(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(range), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fsvfm"))
+        .args([
+            "inspect",
+            &p(&fixture("classifier_avg.safetensors")),
+            "--tensors",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before the first line, as `| head -0` would.
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    let e = stderr(&o);
+    assert!(!e.contains("panicked"), "{e}");
+    assert_ne!(o.status.code(), Some(101), "{e}");
+    assert!(
+        o.status.success() || o.status.signal() == Some(libc::SIGPIPE),
+        "{:?} {e}",
+        o.status
+    );
+}
