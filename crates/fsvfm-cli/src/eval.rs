@@ -193,7 +193,7 @@ fn set_specs(specs: &[String]) -> Result<Vec<(String, PathBuf)>> {
         let Some(safe) = fsvfm::data::outdir::safe_file_part(&name) else {
             anyhow::bail!("--data {spec}: the set needs a name (NAME=PATH)");
         };
-        if path.as_os_str().is_empty() || !path.exists() {
+        if !path.exists() {
             anyhow::bail!("--data {spec}: {} does not exist", path.display());
         }
         if let Some((_, other)) = out.iter().find(|(n, _)| *n == safe) {

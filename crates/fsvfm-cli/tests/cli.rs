@@ -1,21 +1,11 @@
 //! End-to-end tests of the `fsvfm` binary on the model crate's reference fixtures
 //! (`tools/reference/export_model_fixtures.py`; tolerance 1e-4 as the parity tests).
 
+mod common;
+
+use common::{SMALL, fixture, fsvfm, stderr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fsvfm-model/tests/fixtures")
-        .join(name)
-}
-
-fn fsvfm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fsvfm"))
-        .args(args)
-        .output()
-        .expect("run fsvfm")
-}
 
 /// `fsvfm forward --checkpoint C --model M --input X --output Y [extra...]`.
 fn forward(ckpt: &str, model: &str, x: &Path, y: &Path, extra: &[&str]) -> Output {
@@ -30,10 +20,6 @@ fn forward(ckpt: &str, model: &str, x: &Path, y: &Path, extra: &[&str]) -> Outpu
         "--output",
     ];
     fsvfm(&[&base[..], &[y.to_str().unwrap()], extra].concat())
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// A reference tensor as (shape, values).
@@ -56,9 +42,6 @@ fn write_config(dir: &Path, json: &str) -> String {
     std::fs::write(&p, json).unwrap();
     p.to_string_lossy().into_owned()
 }
-
-const SMALL: &str =
-    r#"{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}"#;
 
 fn assert_npy_close(path: &Path, want: &str) {
     let got = fsvfm_data::npy::read_f32(path).unwrap();

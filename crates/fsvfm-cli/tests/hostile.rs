@@ -1,30 +1,12 @@
 //! Hostile and careless input through the binary (issue 23): each test is one defect found by
 //! trying ~150 bad inputs, and fails on the code before its fix.
 
+mod common;
+
+use common::{SMALL, fixture, fsvfm, stderr};
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fsvfm-model/tests/fixtures")
-        .join(name)
-}
-
-fn fsvfm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fsvfm"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run fsvfm")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-const SMALL: &str =
-    r#"{"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}"#;
 
 fn p(q: &Path) -> String {
     q.to_str().unwrap().to_string()

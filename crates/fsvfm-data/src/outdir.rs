@@ -125,21 +125,26 @@ const NAME_MAX: usize = 255;
 pub fn temp_path(target: &Path, tag: &str) -> PathBuf {
     let name = target.file_name().map(|n| n.as_bytes()).unwrap_or(b"out");
     let suffix = format!(".{tag}{}", std::process::id());
-    let budget = NAME_MAX - 1 - suffix.len();
     let mut out = Vec::with_capacity(NAME_MAX);
     out.push(b'.');
-    if name.len() <= budget {
-        out.extend_from_slice(name);
-    } else {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        name.hash(&mut h);
-        let hash = format!("~{:016x}", h.finish());
-        out.extend_from_slice(&name[..budget - hash.len()]);
-        out.extend_from_slice(hash.as_bytes());
-    }
+    out.extend(bounded_name(name, NAME_MAX - 1 - suffix.len()));
     out.extend_from_slice(suffix.as_bytes());
     target.with_file_name(std::ffi::OsString::from_vec(out))
+}
+
+/// `name` when it has at most `max` bytes (`max` ≥ 17), else its first `max − 17` bytes, `~` and
+/// 16 hex digits of a hash of the whole name (FNV-1a, stable across builds): exactly `max` bytes,
+/// and two long names that differ anywhere stay apart. An ASCII name stays ASCII.
+pub fn bounded_name(name: &[u8], max: usize) -> Vec<u8> {
+    if name.len() <= max {
+        return name.to_vec();
+    }
+    let hash = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let mut out = name[..max - 17].to_vec();
+    out.extend_from_slice(format!("~{hash:016x}").as_bytes());
+    out
 }
 
 /// `name` as a safe part of a file name: ASCII letters, digits, `-`, `_` and `.` kept, anything

@@ -258,11 +258,9 @@ const MAX_NAME: usize = 180;
 /// a name over [`MAX_NAME`] bytes keeps its head and ends in a hash of the whole.
 fn name_for(rel: &Path) -> String {
     let name = safe_name(rel);
-    if name.len() <= MAX_NAME {
-        return name;
-    }
-    let hash = sha256_hex(name.as_bytes());
-    format!("{}~{}", &name[..MAX_NAME - 17], &hash[..16])
+    // ASCII after `safe_name`, so the cut is a character boundary.
+    String::from_utf8_lossy(&fsvfm_data::outdir::bounded_name(name.as_bytes(), MAX_NAME))
+        .into_owned()
 }
 
 fn safe_name(rel: &Path) -> String {
@@ -274,10 +272,6 @@ fn safe_name(rel: &Path) -> String {
         .collect::<Vec<_>>()
         .join("__");
     fsvfm_data::outdir::safe_file_part(&joined).unwrap_or_else(|| "_".into())
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
 }
 
 fn hex(digest: &[u8]) -> String {
@@ -621,7 +615,7 @@ fn write_face(
     Ok(Record {
         schema: fsvfm_data::manifest::SCHEMA_VERSION,
         path: image_rel,
-        sha256: sha256_hex(&crop_png),
+        sha256: hex(&Sha256::digest(&crop_png)),
         region_map: map_rel,
         landmarks: marks_rel,
         source: String::new(),

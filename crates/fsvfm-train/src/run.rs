@@ -231,11 +231,15 @@ fn prepare_data(
                 })
             })
             .collect();
-        let seen: std::collections::HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
-        bad.extend(bad_maps.into_iter().filter(|(i, _)| !seen.contains(i)));
+        bad.extend(bad_maps);
     }
-    let bad_idx: std::collections::HashSet<usize> = bad.iter().map(|(i, _)| *i).collect();
-    skipped.extend(bad.into_iter().map(|(_, s)| s));
+    // A sample with a bad image and a bad map is skipped once, with the image's reason.
+    let mut bad_idx = std::collections::HashSet::new();
+    skipped.extend(
+        bad.into_iter()
+            .filter(|(i, _)| bad_idx.insert(*i))
+            .map(|(_, s)| s),
+    );
     samples = samples
         .into_iter()
         .enumerate()

@@ -425,7 +425,12 @@ fn prepare<M: Module + ModuleSnapshot>(
     })?;
     // A folder that holds a run keeps its recipe: a resume has the same one, and a run refused
     // for want of --resume must not overwrite it.
-    if !job.output.join("checkpoint-last/state.json").is_file() {
+    if !job
+        .output
+        .join(fsvfm_train::transfer::LAST)
+        .join("state.json")
+        .is_file()
+    {
         fsvfm_data::write_atomic(
             &job.output.join("recipe.toml"),
             recipe.to_toml().as_bytes(),
