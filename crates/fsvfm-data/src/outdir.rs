@@ -90,7 +90,8 @@ pub fn lock_dir(dir: &Path, command: &str) -> Result<DirLock, LockError> {
         let err = std::io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
             let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
+            // The holder's line is short; a lock file someone filled is not read whole.
+            let _ = (&mut file).take(4096).read_to_string(&mut holder);
             let holder = holder.trim();
             return Err(LockError::Busy {
                 dir: dir.to_path_buf(),
@@ -243,6 +244,12 @@ mod tests {
             text.contains(&format!("pid {} (fsvfm pretrain)", std::process::id())),
             "{text}"
         );
+        // A lock file filled with junk is read no further than a holder's line could be.
+        std::fs::write(out.join(LOCK_FILE), "x".repeat(1 << 20)).unwrap();
+        match lock_dir(&out, "fsvfm pretrain").unwrap_err() {
+            LockError::Busy { holder, .. } => assert_eq!(holder.len(), 4096),
+            e => panic!("{e}"),
+        }
         drop(first);
         let again = lock_dir(&out, "fsvfm prepare").unwrap();
         assert_eq!(again.dir(), out);

@@ -153,7 +153,7 @@ pub fn sniff(bytes: &[u8]) -> Result<Kind, ApiError> {
     }
 }
 
-/// The API error of an image the shared reader ([`fsvfm_data::input`]) refused: too many pixels
+/// The API error of an image the shared reader ([`fsvfm::data::input`]) refused: too many pixels
 /// is 413, anything else unreadable media.
 impl From<ImageError> for ApiError {
     fn from(e: ImageError) -> ApiError {
