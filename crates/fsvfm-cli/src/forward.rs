@@ -118,6 +118,18 @@ pub fn forward(a: ForwardArgs) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("reading output: {e:?}"))?,
         );
     }
+    // Finite inputs can still overflow (3e38 squared in a LayerNorm): no NaN file is written.
+    let bad = out.iter().filter(|v| !v.is_finite()).count();
+    if bad > 0 {
+        let largest = input.data.iter().fold(0f32, |m, v| m.max(v.abs()));
+        anyhow::bail!(
+            "{bad} of {} outputs are NaN or infinite, nothing written: {} holds values up to {largest:e} \
+             in magnitude (normalised images lie within about ±5), or {} holds weights that overflow",
+            out.len(),
+            a.input.display(),
+            a.checkpoint.display()
+        );
+    }
     npy::write_f32(&a.output, &[n, width], &out)?;
     eprintln!("wrote {} [{n}, {width}]", a.output.display());
     Ok(())

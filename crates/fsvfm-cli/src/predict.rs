@@ -122,7 +122,7 @@ struct Decoded {
 /// Faces of one input, found by the detector's face pipeline (or with `--crops` the image
 /// itself, resized to the input as `eval` does).
 fn decode_input(det: &Detector, input: &Input) -> Result<Decoded> {
-    let file = input.path.display().to_string();
+    let file = fsvfm_data::input::show(&input.path);
     let mut d = Decoded {
         video: is_video_file(&input.path),
         readable: true,
@@ -248,10 +248,9 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
                 f.record.verdict = Some(det.calibration().verdict(scores[k]));
                 if let (Some(dir), Some(m)) = (&a.heatmap, &maps) {
                     let path = dir.join(format!("{}.png", f.name));
-                    fsvfm::heatmap::overlay(&f.crop, &m[k])
-                        .save(&path)
+                    fsvfm::data::atomic::write_png(&fsvfm::heatmap::overlay(&f.crop, &m[k]), &path)
                         .with_context(|| format!("writing {}", path.display()))?;
-                    f.record.heatmap = Some(path.display().to_string());
+                    f.record.heatmap = Some(fsvfm_data::input::show(&path));
                 }
                 k += 1;
                 faces_scored += 1;
@@ -264,7 +263,7 @@ pub fn predict_cmd(a: PredictArgs) -> Result<()> {
             if d.video && !video_scores.is_empty() {
                 let mean = video_scores.iter().sum::<f64>() / video_scores.len() as f64;
                 let summary = Record {
-                    file: input.path.display().to_string(),
+                    file: fsvfm_data::input::show(&input.path),
                     frame: None,
                     face_index: None,
                     bbox: None,

@@ -112,7 +112,7 @@ pub fn roc_picture(title: &str, curves: &[Curve], path: &Path) -> Result<()> {
         1,
     );
     draw_text(&mut img, 2, (pad - 14) as u32, "tpr", [90, 90, 90], 1);
-    img.save(path)
+    fsvfm::data::atomic::write_png(&img, path)
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -170,7 +170,7 @@ fn hist_png(s: &SetScores, path: &Path) -> Result<()> {
         [90, 90, 90],
         1,
     );
-    img.save(path)
+    fsvfm::data::atomic::write_png(&img, path)
         .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -239,7 +239,7 @@ pub fn write_eval_report(
             let _ = writeln!(csv, "{image},{},{video}{}", s.labels[i], s.scores[i]);
         }
         let p = out.join(format!("scores-{}.csv", s.name));
-        std::fs::write(&p, csv).with_context(|| format!("writing {}", p.display()))?;
+        write_text(&p, csv).with_context(|| format!("writing {}", p.display()))?;
         if !s.skipped.is_empty() {
             let lines: String = s
                 .skipped
@@ -247,7 +247,7 @@ pub fn write_eval_report(
                 .map(|k| serde_json::to_string(k).unwrap_or_default() + "\n")
                 .collect();
             let p = out.join(format!("skipped-{}.jsonl", s.name));
-            std::fs::write(&p, lines).with_context(|| format!("writing {}", p.display()))?;
+            write_text(&p, lines).with_context(|| format!("writing {}", p.display()))?;
         }
         match metrics_of(s) {
             Ok(m) => {
@@ -316,10 +316,10 @@ pub fn write_eval_report(
     );
     let p = out.join("metrics.json");
     let doc = serde_json::json!({"checkpoint": checkpoint.display().to_string(), "sets": json});
-    std::fs::write(&p, serde_json::to_string_pretty(&doc)?)
+    write_text(&p, serde_json::to_string_pretty(&doc)?)
         .with_context(|| format!("writing {}", p.display()))?;
     let p = out.join("report.md");
-    std::fs::write(&p, &md).with_context(|| format!("writing {}", p.display()))?;
+    write_text(&p, &md).with_context(|| format!("writing {}", p.display()))?;
     println!("{md}");
     // The report is written either way (it shows why); the exit status says a set gave no metrics
     // (empty, or one class only), as `eval-scores` does.
@@ -332,4 +332,9 @@ pub fn write_eval_report(
         out.display()
     );
     Ok(())
+}
+
+/// The report's text files, written atomically like its pictures.
+fn write_text(path: &Path, text: impl AsRef<[u8]>) -> std::io::Result<()> {
+    fsvfm::data::atomic::write_atomic(path, text.as_ref(), false)
 }

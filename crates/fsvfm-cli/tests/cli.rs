@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{SMALL, fixture, fsvfm, stderr};
+use common::{SMALL, fixture, fsvfm, micro_setup, stderr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -408,12 +408,38 @@ fn pretrain_runs_resumes_and_exports_a_loadable_encoder() {
         "{}",
         stderr(&o)
     );
+    // A run killed during epoch 2 had logged an iteration and that epoch after its last
+    // checkpoint: the resumed run redoes them, and the log must say so once (issue 23, defect 12).
+    let log = out.join("log.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("{\"kind\":\"iter\",\"epoch\":2,\"iteration\":6,\"loss\":9.0}\n");
+    text.push_str("{\"kind\":\"epoch\",\"epoch\":2,\"loss\":9.0}\n");
+    std::fs::write(&log, text).unwrap();
     let o = run("3", &["--resume"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("resuming from") && stderr(&o).contains("epoch    2"),
         "{}",
         stderr(&o)
+    );
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str, key: &str| -> Vec<u64> {
+        lines
+            .iter()
+            .filter(|l| l["kind"] == kind)
+            .map(|l| l[key].as_u64().unwrap())
+            .collect()
+    };
+    // 12 faces in batches of 4: 3 iterations an epoch.
+    assert_eq!(of("iter", "iteration"), (0..9).collect::<Vec<_>>());
+    assert_eq!(of("epoch", "epoch"), vec![0, 1, 2]);
+    assert!(
+        lines.iter().all(|l| l["loss"] != 9.0),
+        "the killed run's lines are cut"
     );
     // The exported online network is an official-layout pre-training checkpoint.
     let online = out.join("checkpoint-2/online.safetensors");
@@ -630,30 +656,6 @@ fn eval_scores_an_image_folder_and_writes_the_report() {
         "{}",
         stderr(&o)
     );
-}
-
-/// `count` synthetic 32-px faces in `dir/faces` and the recipe of the micro pre-training model
-/// (a 2-block, 32-px ViT with patch 8 and a one-block decoder) in `dir/micro.toml`, its first
-/// lines `head` (TOML: `base = "tiny"`, batch size, epochs…).
-fn micro_setup(dir: &Path, count: usize, head: &str) -> (PathBuf, PathBuf) {
-    let faces = dir.join("faces");
-    let n = count.to_string();
-    let o = fsvfm(&[
-        "synthetic-faces",
-        "--output",
-        faces.to_str().unwrap(),
-        "--count",
-        &n,
-        "--size",
-        "32",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let recipe = dir.join("micro.toml");
-    let model = "[model]\ndecoder_embed_dim = 24\ndecoder_depth = 1\ndecoder_num_heads = 4\n\
-                 projection_size = 16\nprojection_hidden_size = 48\n[model.encoder]\nimg_size = 32\n\
-                 patch_size = 8\nembed_dim = 32\ndepth = 2\nnum_heads = 2\n";
-    std::fs::write(&recipe, format!("{head}{model}")).unwrap();
-    (faces, recipe)
 }
 
 /// A one-epoch pre-training run of a 2-block, 32-px ViT on 8 synthetic faces: its folder (the

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{SMALL, fixture, fsvfm, stderr};
+use common::{SMALL, fixture, fsvfm, micro_setup, stderr};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -62,6 +62,15 @@ fn link_cycles_fifos_devices_and_cut_jpegs_in_a_folder_are_each_handled_once() {
     let fifo = std::ffi::CString::new(p(&dir.join("pipe.jpg"))).unwrap();
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    // A file name that is not UTF-8 (byte 0xff) is reported with the byte escaped, not as U+FFFD
+    // (which would name another file).
+    use std::os::unix::ffi::OsStrExt;
+    face(3)
+        .save_with_format(
+            dir.join(std::ffi::OsStr::from_bytes(b"caf\xff.png")),
+            fsvfm::image::ImageFormat::Png,
+        )
+        .unwrap();
     let (o, lines) = predict_crops(&dir, &p(&model));
     let by_file = |name: &str| -> Vec<&serde_json::Value> {
         lines
@@ -82,7 +91,9 @@ fn link_cycles_fifos_devices_and_cut_jpegs_in_a_folder_are_each_handled_once() {
         assert!(e.contains(why), "{name}: {e}");
         assert!(l[0]["p_fake"].is_null(), "{name} was scored");
     }
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(by_file("caf\\xff.png").len(), 1, "{lines:?}");
+    assert!(!String::from_utf8_lossy(&o.stdout).contains('\u{fffd}'));
+    assert_eq!(lines.len(), 5, "{lines:?}");
 }
 
 #[test]
@@ -209,4 +220,76 @@ fn a_closed_pipe_ends_the_output_quietly() {
         "{:?} {e}",
         o.status
     );
+}
+
+/// Finite inputs that overflow float32 arithmetic (3e38 everywhere) give no NaN output file:
+/// an error names the input's magnitude, and nothing is written.
+#[test]
+fn overflowing_finite_inputs_are_refused_instead_of_written_as_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("model.json");
+    std::fs::write(&cfg, SMALL).unwrap();
+    let x = dir.path().join("x.npy");
+    fsvfm_data::npy::write_f32(&x, &[1, 3, 32, 32], &vec![3e38f32; 3 * 32 * 32]).unwrap();
+    let y = dir.path().join("y.npy");
+    let o = fsvfm(&[
+        "forward",
+        "--checkpoint",
+        &p(&fixture("classifier_avg.pth")),
+        "--model",
+        &p(&cfg),
+        "--input",
+        &p(&x),
+        "--output",
+        &p(&y),
+        "--what",
+        "logits",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("values up to 3e38"), "{}", stderr(&o));
+    assert!(!y.exists());
+}
+
+/// A region map with a label outside LaPa's 0..=10 is skipped before training, with its reason
+/// in `skipped.jsonl`, instead of ending the run mid-epoch (issue 23, defect 6).
+#[test]
+fn pretrain_skips_a_bad_region_map_up_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let (faces, recipe) = micro_setup(
+        dir.path(),
+        9,
+        "base = \"tiny\"\nbatch_size = 4\nepochs = 1\n",
+    );
+    let mut maps: Vec<_> = std::fs::read_dir(faces.join("parsing_maps"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    maps.sort();
+    let bad = &maps[0];
+    let (w, h) = fsvfm::image::image_dimensions(bad).unwrap();
+    fsvfm::image::GrayImage::from_pixel(w, h, fsvfm::image::Luma([200]))
+        .save(bad)
+        .unwrap();
+    let run = dir.path().join("run");
+    let o = fsvfm(&[
+        "pretrain",
+        "--config",
+        &p(&recipe),
+        "--data",
+        &p(&faces),
+        "--output",
+        &p(&run),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let skipped = std::fs::read_to_string(run.join("skipped.jsonl")).unwrap();
+    let name = bad.file_stem().unwrap().to_string_lossy().into_owned();
+    assert!(
+        skipped.lines().count() == 1 && skipped.contains(&name) && skipped.contains("200"),
+        "{skipped}"
+    );
+    // Eight faces trained on: the skipped one is not in samples.jsonl.
+    let samples = std::fs::read_to_string(run.join("samples.jsonl")).unwrap();
+    assert_eq!(samples.lines().count(), 8, "{samples}");
+    assert!(!samples.contains(&format!("{name}.")), "{samples}");
 }

@@ -33,6 +33,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> std::io::Result
     written
 }
 
+/// Encodes `img` as PNG and writes it with [`write_atomic`] (not synced: pictures, heatmaps,
+/// plots), so a killed run leaves no half-written picture under the final name.
+pub fn write_png(img: &image::RgbImage, path: &Path) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(std::io::Error::other)?;
+    write_atomic(path, &bytes, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

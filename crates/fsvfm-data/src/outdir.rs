@@ -133,6 +133,13 @@ pub fn temp_path(target: &Path, tag: &str) -> PathBuf {
     target.with_file_name(std::ffi::OsString::from_vec(out))
 }
 
+/// 64-bit FNV-1a of `bytes`: a stable hash (the same on every build and platform) for names.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// `name` when it has at most `max` bytes (`max` ≥ 17), else its first `max − 17` bytes, `~` and
 /// 16 hex digits of a hash of the whole name (FNV-1a, stable across builds): exactly `max` bytes,
 /// and two long names that differ anywhere stay apart. An ASCII name stays ASCII.
@@ -140,9 +147,7 @@ pub fn bounded_name(name: &[u8], max: usize) -> Vec<u8> {
     if name.len() <= max {
         return name.to_vec();
     }
-    let hash = name.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let hash = fnv1a(name);
     let mut out = name[..max - 17].to_vec();
     out.extend_from_slice(format!("~{hash:016x}").as_bytes());
     out

@@ -85,10 +85,8 @@ pub fn frame_count(path: &Path) -> Result<usize, FaceError> {
         .arg(path)
         .output()
         .map_err(|e| missing_tool("ffprobe", e))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let n = text.trim().trim_end_matches(',').parse::<usize>();
-    match (out.status.success(), n) {
-        (true, Ok(n)) if n > 0 => Ok(n),
+    match (out.status.success(), parse_packet_count(&out.stdout)) {
+        (true, Some(n)) => Ok(n),
         _ => Err(FaceError::Input(format!(
             "{}: unreadable video ({})",
             path.display(),
@@ -134,11 +132,26 @@ pub fn probe(path: &Path) -> Result<VideoInfo, FaceError> {
     if !out.status.success() {
         return Err(unreadable("ffprobe failed"));
     }
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|_| unreadable("ffprobe output"))?;
-    let stream = v["streams"]
-        .get(0)
-        .ok_or_else(|| unreadable("no video stream"))?;
+    parse_probe(&out.stdout).map_err(unreadable)
+}
+
+/// `ffprobe -count_packets … -of csv=p=0` output (`"123"` or `"123,"`): the packet count when it
+/// is a positive integer.
+pub fn parse_packet_count(stdout: &[u8]) -> Option<usize> {
+    let text = std::str::from_utf8(stdout).ok()?;
+    text.trim()
+        .trim_end_matches(',')
+        .parse::<usize>()
+        .ok()
+        .filter(|&n| n > 0)
+}
+
+/// [`VideoInfo`] from `ffprobe -show_entries stream=width,height,avg_frame_rate,duration:
+/// format=duration -of json` output; the error says what the output lacks. Any bytes are
+/// accepted as input (an FFmpeg build may print anything), so this is fuzzed (`fsvfm-fuzz`).
+pub fn parse_probe(stdout: &[u8]) -> Result<VideoInfo, &'static str> {
+    let v: serde_json::Value = serde_json::from_slice(stdout).map_err(|_| "ffprobe output")?;
+    let stream = v["streams"].get(0).ok_or("no video stream")?;
     let num = |x: &serde_json::Value| x.as_str().and_then(|s| s.parse::<f64>().ok());
     let fps = stream["avg_frame_rate"]
         .as_str()
@@ -147,6 +160,7 @@ pub fn probe(path: &Path) -> Result<VideoInfo, FaceError> {
             let (a, b) = (a.parse::<f64>().ok()?, b.parse::<f64>().ok()?);
             (b > 0.0).then_some(a / b)
         })
+        .filter(|f| f.is_finite() && *f >= 0.0)
         .unwrap_or(0.0);
     let duration_s = num(&stream["duration"])
         .or_else(|| num(&v["format"]["duration"]))
@@ -157,10 +171,10 @@ pub fn probe(path: &Path) -> Result<VideoInfo, FaceError> {
         (Some(width), Some(height)) if width > 0 && height > 0 => Ok(VideoInfo {
             width,
             height,
-            fps: if fps.is_finite() { fps } else { 0.0 },
+            fps,
             duration_s,
         }),
-        _ => Err(unreadable("no frame size")),
+        _ => Err("no frame size"),
     }
 }
 
@@ -262,6 +276,57 @@ fn parse_ppm(b: &[u8]) -> Option<(RgbImage, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ffprobe -v error -select_streams v:0 -show_entries
+    /// stream=width,height,avg_frame_rate,duration:format=duration -of json` on a 25 fps clip
+    /// (also a seed of `fsvfm-fuzz`).
+    const PROBE_JSON: &str = include_str!("../tests/fixtures/ffprobe_stream.json");
+
+    #[test]
+    fn probe_output_is_parsed_and_lies_are_refused() {
+        let info = parse_probe(PROBE_JSON.as_bytes()).unwrap();
+        assert_eq!((info.width, info.height), (320, 240));
+        assert_eq!((info.fps, info.duration_s), (25.0, 2.0));
+        // No stream duration: the container's.
+        let no_stream_dur = PROBE_JSON.replace(r#""duration": "2.000000""#, r#""x": "0""#);
+        assert_eq!(
+            parse_probe(no_stream_dur.as_bytes()).unwrap().duration_s,
+            2.04
+        );
+        // A zero denominator, a negative rate, a NaN duration: 0 ("not said"), not inf or NaN.
+        for (from, to) in [("25/1", "25/0"), ("25/1", "-25/1")] {
+            assert_eq!(
+                parse_probe(PROBE_JSON.replace(from, to).as_bytes())
+                    .unwrap()
+                    .fps,
+                0.0
+            );
+        }
+        let nan = PROBE_JSON
+            .replace("2.000000", "nan")
+            .replace("2.040000", "nan");
+        assert_eq!(parse_probe(nan.as_bytes()).unwrap().duration_s, 0.0);
+        for (from, to, why) in [
+            ("320", "0", "no frame size"),
+            ("240", "4294967296", "no frame size"),
+            (
+                "\"streams\": [",
+                "\"streams\": [], \"s\": [",
+                "no video stream",
+            ),
+            ("{", "[", "ffprobe output"),
+        ] {
+            assert_eq!(
+                parse_probe(PROBE_JSON.replacen(from, to, 1).as_bytes()),
+                Err(why),
+                "{to}"
+            );
+        }
+        assert_eq!(parse_packet_count(b"50,\n"), Some(50));
+        assert_eq!(parse_packet_count(b"0\n"), None);
+        assert_eq!(parse_packet_count(b"N/A"), None);
+        assert_eq!(parse_packet_count(b"\xff5"), None);
+    }
 
     #[test]
     fn uniform_indices_follow_numpy_linspace_astype_int() {

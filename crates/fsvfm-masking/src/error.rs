@@ -78,9 +78,11 @@ pub enum MaskError {
     InvalidGrid(String),
     /// The grid is finer than the map or image, so some patch cell would hold no pixel.
     #[error(
-        "a {rows}x{cols} patch grid needs at least one pixel per cell, but the map is {height}x{width}"
+        "a {rows}x{cols} patch grid needs at least one pixel per cell, but {what} is {height}x{width}"
     )]
     GridTooFine {
+        /// What is too small: `the label map` or `the face image`.
+        what: &'static str,
         /// Grid rows.
         rows: usize,
         /// Grid columns.

@@ -108,13 +108,15 @@ impl PatchGrid {
         out
     }
 
-    /// Checks that a `height × width` map or image has at least one pixel per cell.
+    /// Checks that a `height × width` map or image (`what`, named in the error) has at least one
+    /// pixel per cell.
     ///
     /// # Errors
     /// [`MaskError::GridTooFine`] otherwise.
-    pub fn check_fits(&self, height: usize, width: usize) -> Result<()> {
+    pub fn check_fits(&self, height: usize, width: usize, what: &'static str) -> Result<()> {
         if height < self.rows || width < self.cols {
             return Err(MaskError::GridTooFine {
+                what,
                 rows: self.rows,
                 cols: self.cols,
                 height,
@@ -163,8 +165,8 @@ mod tests {
         assert!(PatchGrid::for_image(225, 16).is_err());
         assert!(PatchGrid::for_image(224, 0).is_err());
         assert!(PatchGrid::new(0, 3).is_err());
-        assert!(PatchGrid::DEFAULT.check_fits(13, 224).is_err());
-        assert!(PatchGrid::DEFAULT.check_fits(14, 14).is_ok());
+        assert!(PatchGrid::DEFAULT.check_fits(13, 224, "the map").is_err());
+        assert!(PatchGrid::DEFAULT.check_fits(14, 14, "the map").is_ok());
         assert_eq!(PatchGrid::new(3, 5).unwrap().index(2, 4), 14);
     }
 }

@@ -199,14 +199,14 @@ impl LabelMap {
         Ok(out)
     }
 
-    /// Writes [`LabelMap::to_png_bytes`] to `path`.
+    /// Writes [`LabelMap::to_png_bytes`] to `path` atomically.
     ///
     /// # Errors
     /// [`MaskError::Png`] or [`MaskError::Io`].
     pub fn save_png(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let bytes = self.to_png_bytes()?;
-        std::fs::write(path, bytes).map_err(|source| MaskError::Io {
+        fsvfm_data::atomic::write_atomic(path, &bytes, false).map_err(|source| MaskError::Io {
             path: path.to_path_buf(),
             source,
         })
@@ -240,6 +240,10 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// The most pixels a region map may have (4096 × 4096; LaPa's maps are 224 × 224 to 512 × 512):
+/// a larger PNG header is refused before its frame is allocated.
+pub const MAX_MAP_PIXELS: u64 = 1 << 24;
+
 fn decode_png<R: BufRead + Seek>(reader: R, context: &str) -> Result<LabelMap> {
     let png_err = |e: png::DecodingError| MaskError::Png {
         context: context.to_string(),
@@ -259,6 +263,18 @@ fn decode_png<R: BufRead + Seek>(reader: R, context: &str) -> Result<LabelMap> {
         return Err(MaskError::UnsupportedPng {
             context: context.to_string(),
             found: format!("{color:?}, {depth:?}-bit"),
+        });
+    }
+    // The header's size is checked before the frame buffer is allocated: a 100-byte file may
+    // declare 10^12 pixels (found by `fsvfm-fuzz`, target `region_map`).
+    let (w, h) = (reader.info().width, reader.info().height);
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_MAP_PIXELS {
+        return Err(MaskError::Png {
+            context: context.to_string(),
+            message: format!(
+                "{w}x{h} = {pixels} pixels is over the {MAX_MAP_PIXELS} a region map may have"
+            ),
         });
     }
     let size = reader.output_buffer_size().ok_or_else(|| MaskError::Png {

@@ -52,7 +52,7 @@ mod synthetic;
 pub use bitset::PatchSet;
 pub use error::{MaskError, Result};
 pub use grid::PatchGrid;
-pub use labels::{LabelMap, lapa};
+pub use labels::{LabelMap, MAX_MAP_PIXELS, lapa};
 pub use masking::{
     BatchMasks, MaskKey, Masker, SampleMask, batch_region, mask_batch, mask_label_maps, mask_sample,
 };

@@ -159,7 +159,7 @@ impl PatchRegions {
     /// # Errors
     /// [`MaskError::GridTooFine`] if the map has fewer rows or columns than the grid.
     pub fn from_label_map(map: &LabelMap, grid: PatchGrid) -> Result<Self> {
-        grid.check_fits(map.height(), map.width())?;
+        grid.check_fits(map.height(), map.width(), "the label map")?;
         let col_bounds: Vec<(usize, usize)> = (0..grid.cols())
             .map(|c| PatchGrid::cell_bounds(map.width(), grid.cols(), c))
             .collect();

@@ -79,17 +79,16 @@ pub fn load_face(path: impl AsRef<Path>) -> Result<RgbImage> {
     })
 }
 
-/// Saves an image as PNG.
+/// Saves an image as PNG, atomically (a temporary file and a rename).
 ///
 /// # Errors
-/// [`MaskError::Image`] if writing fails.
+/// [`MaskError::Io`] if encoding or writing fails.
 pub fn save_png(img: &RgbImage, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    img.save_with_format(path, image::ImageFormat::Png)
-        .map_err(|source| MaskError::Image {
-            context: path.display().to_string(),
-            source,
-        })
+    fsvfm_data::atomic::write_png(img, path).map_err(|source| MaskError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Draws one sample's masks over `face` (Fig. 3 style).
@@ -120,7 +119,7 @@ pub fn render_mask(
         }
     }
     let (w, h) = (face.width() as usize, face.height() as usize);
-    grid.check_fits(h, w)?;
+    grid.check_fits(h, w, "the face image")?;
     let mut out = face.clone();
     let a = style.region_alpha.clamp(0.0, 1.0);
     let dim = style.masked_brightness.clamp(0.0, 1.0);

@@ -62,16 +62,20 @@ fn render_mask_checks_its_inputs() {
             got: 3
         })
     ));
-    assert!(matches!(
-        render_mask(
-            &RgbImage::new(1, 8),
-            grid,
-            &[0; 4],
-            &[0; 4],
-            &RenderStyle::default()
-        ),
-        Err(MaskError::GridTooFine { .. })
-    ));
+    let small = render_mask(
+        &RgbImage::new(1, 8),
+        grid,
+        &[0; 4],
+        &[0; 4],
+        &RenderStyle::default(),
+    )
+    .unwrap_err();
+    assert!(matches!(small, MaskError::GridTooFine { .. }));
+    // The error names the picture (`mask --image`), not the label map.
+    assert!(
+        small.to_string().contains("the face image is 8x1"),
+        "{small}"
+    );
     // A face of another size than the label map is fine (cells are mapped per image).
     assert!(
         render_mask(

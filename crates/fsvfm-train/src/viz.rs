@@ -62,14 +62,8 @@ pub fn batch_picture(
 }
 
 fn encode_png(img: &RgbImage, path: &Path) -> Result<(), TrainError> {
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
-    )
-    .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))?;
-    fsvfm_model::checkpoint::write_atomic(path, &bytes)?;
-    Ok(())
+    fsvfm_data::atomic::write_png(img, path)
+        .map_err(|e| TrainError::Data(format!("{}: {e}", path.display())))
 }
 
 /// Reconstructs `batch` with the online network and draws one row per face. With `norm_pix`
