@@ -2,6 +2,7 @@
 //! function, and prints; errors become one clear message and a non-zero exit.
 
 mod adapt;
+mod analysis;
 mod bench;
 mod demo;
 mod demo_report;
@@ -59,6 +60,9 @@ enum Command {
     Convert(forward::ConvertArgs),
     /// Describe a weight file: format, model family, tensors, parameters.
     Inspect(forward::InspectArgs),
+    /// The encoder's mean attention distance and head-diversity KL per block and head (FS-VFM
+    /// Fig. 4), for one or more checkpoints on the same images.
+    AttentionStats(analysis::AttentionStatsArgs),
     /// Facial-region masks for one face (CRFR-P and the alternatives), as JSON or a picture.
     Mask(mask::MaskArgs),
     /// Metrics (AUC, EER, AP, ACC, HTER, TPR@FPR1%, video AUC/EER) from a CSV of labels and scores.
@@ -115,9 +119,11 @@ fn run(cli: Cli) -> Result<()> {
     // Inference-only commands never change a model's weights after loading: each block's host
     // copy (and bf16 pack) is made once instead of per forward.
     let inference_only = match &cli.command {
-        Command::Predict(_) | Command::Eval(_) | Command::Forward(_) | Command::Calibrate(_) => {
-            true
-        }
+        Command::Predict(_)
+        | Command::Eval(_)
+        | Command::Forward(_)
+        | Command::Calibrate(_)
+        | Command::AttentionStats(_) => true,
         Command::Bench(b) => !b.train && !b.finetune,
         _ => false,
     };
@@ -128,6 +134,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forward(a) => forward::forward(a),
         Command::Convert(a) => forward::convert(a),
         Command::Inspect(a) => forward::inspect(a),
+        Command::AttentionStats(a) => analysis::attention_stats(a),
         Command::Mask(a) => mask::mask(a),
         Command::EvalScores(a) => eval::eval_scores(a),
         Command::Eval(a) => eval::eval(a),

@@ -1752,3 +1752,98 @@ fn calibrate_then_predict_gives_verdicts_and_serve_shows_the_calibration() {
     assert!(status.success(), "{status:?}: {rest}");
     assert!(rest.contains("stopped"), "{rest}");
 }
+
+#[test]
+fn attention_stats_compares_checkpoints_on_the_same_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = write_input(dir.path(), "classifier_avg.x");
+    let cfg = write_config(dir.path(), SMALL);
+    let (st, pth) = (
+        fixture("classifier_avg.safetensors"),
+        fixture("classifier_avg.pth"),
+    );
+    let o = fsvfm(&[
+        "attention-stats",
+        "--checkpoint",
+        st.to_str().unwrap(),
+        "--checkpoint",
+        pth.to_str().unwrap(),
+        "--name",
+        "st",
+        "--name",
+        "pth",
+        "--model",
+        &cfg,
+        "--input",
+        x.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let want: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fsvfm-eval/tests/fixtures/attention_torch.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let cks = v["checkpoints"].as_array().unwrap();
+    assert_eq!(cks.len(), 2);
+    for (c, name) in cks.iter().zip(["st", "pth"]) {
+        assert_eq!(c["name"], name);
+        assert_eq!(
+            (c["blocks"].as_u64(), c["heads"].as_u64()),
+            (Some(2), Some(2))
+        );
+        assert_eq!(c["images"], 3);
+        for key in ["mean_attention_distance", "kl_divergence"] {
+            let w = &want["classifier_avg"][if key.starts_with("mean") { "mad" } else { "kl" }];
+            for b in 0..2 {
+                for h in 0..2 {
+                    let (g, w) = (c[key][b][h].as_f64().unwrap(), w[b][h].as_f64().unwrap());
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs(),
+                        "{name} {key}[{b}][{h}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+    // A folder of crops with the table output; a name count that does not match is refused.
+    let crops = dir.path().join("crops");
+    std::fs::create_dir(&crops).unwrap();
+    for i in 0..3u8 {
+        fsvfm::image::RgbImage::from_fn(40, 40, |x, y| {
+            fsvfm::image::Rgb([x as u8 * 6, y as u8 * 6, i * 80])
+        })
+        .save(crops.join(format!("{i}.png")))
+        .unwrap();
+    }
+    let base = [
+        "attention-stats",
+        "--checkpoint",
+        st.to_str().unwrap(),
+        "--model",
+        &cfg,
+        "--mean-std",
+        "vggface2",
+        "--images",
+        crops.to_str().unwrap(),
+        "--limit",
+        "2",
+    ];
+    let o = fsvfm(&base);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("2 blocks x 2 heads, 2 images") && table.contains("MAD px"),
+        "{table}"
+    );
+    let o = fsvfm(&[&base[..], &["--name", "a", "--name", "b"]].concat());
+    assert!(
+        !o.status.success() && stderr(&o).contains("one name per checkpoint"),
+        "{}",
+        stderr(&o)
+    );
+}

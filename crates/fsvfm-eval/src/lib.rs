@@ -27,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod attention;
 mod bootstrap;
 pub mod calibration;
 mod csv_input;
@@ -36,6 +37,7 @@ mod metrics;
 mod ranking;
 mod threshold;
 
+pub use attention::{AttentionAccumulator, AttentionStats};
 pub use bootstrap::{
     BootstrapConfig, BootstrapReport, ConfidenceInterval, ResampleUnit, bootstrap_ci,
     bootstrap_metrics, bootstrap_paired, format_intervals,

@@ -88,6 +88,9 @@ pub enum Outcome {
 /// One case at a time: the allocator's counts are process-wide.
 static CASE: Mutex<()> = Mutex::new(());
 static IN_CASE: AtomicBool = AtomicBool::new(false);
+/// The thread running the case: panics of other threads (another test's assertion) are printed
+/// as usual, not taken for the case's.
+static CASE_THREAD: Mutex<Option<std::thread::ThreadId>> = Mutex::new(None);
 static PANIC: Mutex<Option<String>> = Mutex::new(None);
 static HOOK: Once = Once::new();
 /// The peak memory of the last case, bytes.
@@ -98,7 +101,11 @@ fn install_hook() {
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if IN_CASE.load(Ordering::SeqCst) {
+            let ours = IN_CASE.load(Ordering::SeqCst)
+                && CASE_THREAD
+                    .lock()
+                    .is_ok_and(|t| *t == Some(std::thread::current().id()));
+            if ours {
                 if let Ok(mut p) = PANIC.lock() {
                     p.get_or_insert_with(|| info.to_string());
                 }
@@ -123,6 +130,7 @@ pub fn check(target: &Target, bytes: &[u8], scratch: &Path) -> Result<Outcome, F
     let budget = (target.budget)(bytes.len());
     let label = format!("target {} (case {})", target.name, case_name(bytes));
     *PANIC.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    *CASE_THREAD.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::thread::current().id());
     IN_CASE.store(true, Ordering::SeqCst);
     let base = alloc::begin(&label, budget, HARD_LIMIT);
     let result = catch_unwind(AssertUnwindSafe(|| (target.run)(bytes, scratch)));

@@ -10,7 +10,7 @@ use crate::layers::{
     xavier_linear,
 };
 use crate::pos_embed::sincos_2d;
-use crate::vit::{cls_attention, cls_with_pos, encoder_tokens};
+use crate::vit::{block_attention, cls_attention, cls_with_pos, encoder_tokens};
 
 /// The bottleneck: `b = ReLU(linear1 h)` (`D → D/r`, no bias), `u = ReLU(linear2 b)` (`D/r → D`, no bias).
 #[derive(Module, Debug)]
@@ -120,6 +120,18 @@ impl FsAdapterClassifier {
     /// `[N, C, H, W] → [N, L]` (heat maps; see `crate::vit::cls_attention`).
     pub fn last_attention(&self, x: Tensor<4>) -> Tensor<2> {
         cls_attention(
+            &self.patch_embed,
+            &self.pos_embed.val(),
+            &self.cls_token.val(),
+            &self.blocks,
+            x,
+        )
+    }
+
+    /// Every block's attention probabilities of the frozen backbone: `[N, C, H, W] →` `depth`
+    /// tensors `[N, heads, T, T]` (see [`crate::VisionTransformer::attention_probs`]).
+    pub fn attention_probs(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        block_attention(
             &self.patch_embed,
             &self.pos_embed.val(),
             &self.cls_token.val(),

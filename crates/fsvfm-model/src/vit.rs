@@ -54,6 +54,29 @@ pub(crate) fn cls_attention(
         .reshape([n, t - 1])
 }
 
+/// Every block's attention probabilities, `[N, C, H, W] →` one `[N, heads, T, T]` per block
+/// (`T = 1 + L`, class token first; rows sum to 1): block `i`'s attention is computed on the
+/// tokens block `i` receives, exactly as its forward does (the analyses of FS-VFM Fig. 4).
+pub(crate) fn block_attention(
+    patch_embed: &PatchEmbed,
+    pos_embed: &Tensor<3>,
+    cls_token: &Tensor<3>,
+    blocks: &[Block],
+    x: Tensor<4>,
+) -> Vec<Tensor<4>> {
+    let n = x.dims()[0];
+    let patches = encoder_tokens(patch_embed, pos_embed, x);
+    let mut tokens = Tensor::cat(vec![cls_with_pos(cls_token, pos_embed, n), patches], 1);
+    let mut out = Vec::with_capacity(blocks.len());
+    for (i, block) in blocks.iter().enumerate() {
+        out.push(block.attn.probs(block.norm1.forward(tokens.clone())));
+        if i + 1 < blocks.len() {
+            tokens = run_blocks(std::slice::from_ref(block), tokens);
+        }
+    }
+    out
+}
+
 /// ViT with a 2-D sin-cos initialised (then trainable) position embedding and a linear head.
 ///
 /// Keys: `cls_token [1,1,D]`, `pos_embed [1,1+L,D]`, `patch_embed.proj.*`, `blocks.{i}.*`,
@@ -132,6 +155,18 @@ impl VisionTransformer {
     /// (heat maps; see `cls_attention`).
     pub fn last_attention(&self, x: Tensor<4>) -> Tensor<2> {
         cls_attention(
+            &self.patch_embed,
+            &self.pos_embed.val(),
+            &self.cls_token.val(),
+            &self.blocks,
+            x,
+        )
+    }
+
+    /// Every block's attention probabilities: `[N, C, H, W] →` `depth` tensors `[N, heads, T, T]`
+    /// (`T = 1 + L`, class token first).
+    pub fn attention_probs(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        block_attention(
             &self.patch_embed,
             &self.pos_embed.val(),
             &self.cls_token.val(),

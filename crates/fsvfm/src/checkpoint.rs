@@ -154,6 +154,15 @@ impl Network {
         }
     }
 
+    /// Every block's attention probabilities of the encoder, `depth` tensors `[N, heads, T, T]`.
+    pub fn attention_probs(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        match self {
+            Network::Vit(m) => m.attention_probs(x),
+            Network::Adapter(m) => m.attention_probs(x),
+            Network::Fas(m) => m.backbone.vit.attention_probs(x),
+        }
+    }
+
     /// Last-block class-token attention over the patches, heads averaged, `[N, L]`.
     pub fn attention(&self, x: Tensor<4>) -> Tensor<2> {
         match self {

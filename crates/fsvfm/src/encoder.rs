@@ -4,6 +4,7 @@ use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use fsvfm_data::MeanStd;
+use fsvfm_eval::{AttentionAccumulator, AttentionStats};
 use fsvfm_model::VitConfig;
 use image::RgbImage;
 
@@ -76,13 +77,13 @@ impl Encoder {
         self.described.model.embed_dim
     }
 
-    /// Features `[N, D]` (row-major) of normalised images `x = [N, 3, S, S]` (row-major).
-    pub fn features(&self, x: &[f32]) -> Result<Vec<f32>> {
+    /// Checks `x = [N, 3, S, S]` (row-major, normalised, finite): `N`.
+    fn check_input(&self, x: &[f32], what: &str) -> Result<usize> {
         let s = self.input_size();
         let per = 3 * s * s;
         if x.is_empty() || !x.len().is_multiple_of(per) {
             return Err(Error::Invalid(format!(
-                "features need [N, 3, {s}, {s}] values, got {} (not a multiple of {per})",
+                "{what} need [N, 3, {s}, {s}] values, got {} (not a multiple of {per})",
                 x.len()
             )));
         }
@@ -91,17 +92,20 @@ impl Encoder {
                 "the input holds NaN or infinite values".into(),
             ));
         }
-        let n = x.len() / per;
-        let t = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 3, s, s]), &self.device);
-        self.network
-            .features(t)
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Invalid(format!("reading features: {e:?}")))
+        Ok(x.len() / per)
     }
 
-    /// Features of face crops: resized to the input, normalised with the checkpoint's mean/std.
-    pub fn features_of(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
+    /// `x` checked by [`Self::check_input`] as a tensor: `(tensor, N)`.
+    fn input(&self, x: &[f32], what: &str) -> Result<(Tensor<4>, usize)> {
+        let n = self.check_input(x, what)?;
+        let s = self.input_size();
+        let t = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 3, s, s]), &self.device);
+        Ok((t, n))
+    }
+
+    /// Face crops resized to the input and normalised with the checkpoint's mean/std,
+    /// `[N, 3, S, S]` row-major.
+    fn crops_input(&self, crops: &[RgbImage]) -> Result<Vec<f32>> {
         let ms = self.described.require_mean_std(&self.path)?;
         let size = self.input_size() as u32;
         let mut x = Vec::new();
@@ -113,10 +117,54 @@ impl Encoder {
             ms.apply(&mut v);
             x.extend(v);
         }
+        Ok(x)
+    }
+
+    /// Features `[N, D]` (row-major) of normalised images `x = [N, 3, S, S]` (row-major).
+    pub fn features(&self, x: &[f32]) -> Result<Vec<f32>> {
+        let (t, _) = self.input(x, "features")?;
+        self.network
+            .features(t)
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Invalid(format!("reading features: {e:?}")))
+    }
+
+    /// Features of face crops: resized to the input, normalised with the checkpoint's mean/std.
+    pub fn features_of(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
         Ok(self
-            .features(&x)?
+            .features(&self.crops_input(crops)?)?
             .chunks(self.dim())
             .map(<[f32]>::to_vec)
             .collect())
+    }
+
+    /// The mean attention distance and head-diversity KL of every block and head (FS-VFM
+    /// Fig. 4; definitions in [`fsvfm_eval::attention`]) over normalised images
+    /// `x = [N, 3, S, S]` (row-major), run `batch` images at a time.
+    pub fn attention_stats(&self, x: &[f32], batch: usize) -> Result<AttentionStats> {
+        self.check_input(x, "attention statistics")?;
+        let cfg = &self.described.model;
+        let grid = cfg.img_size / cfg.patch_size;
+        let mut acc =
+            AttentionAccumulator::new(cfg.depth, cfg.num_heads, grid, grid, cfg.patch_size)?;
+        let per = 3 * cfg.img_size * cfg.img_size;
+        for chunk in x.chunks(batch.max(1) * per) {
+            let (t, n) = self.input(chunk, "attention statistics")?;
+            for (block, probs) in self.network.attention_probs(t).into_iter().enumerate() {
+                let v = probs
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .map_err(|e| Error::Invalid(format!("reading attention: {e:?}")))?;
+                acc.add(block, &v, n)?;
+            }
+        }
+        Ok(acc.finish()?)
+    }
+
+    /// [`Encoder::attention_stats`] of face crops, resized and normalised as
+    /// [`Encoder::features_of`] does.
+    pub fn attention_stats_of(&self, crops: &[RgbImage], batch: usize) -> Result<AttentionStats> {
+        self.attention_stats(&self.crops_input(crops)?, batch)
     }
 }

@@ -509,3 +509,47 @@ fn calibration_goes_into_the_sidecar_and_changes_scores_and_verdicts() {
     .unwrap_err();
     assert!(e.to_string().contains("(0, 1)"), "{e}");
 }
+
+/// The attention analyses of the encoder (FS-VFM Fig. 4) equal a PyTorch computation on timm's
+/// own blocks (`tools/reference/export_attention_fixtures.py`; 1e-4 relative: the attention
+/// probabilities come from two float32 forwards).
+#[test]
+fn attention_stats_match_torch_on_timms_blocks() {
+    let enc = Encoder::load_with(
+        fixture("classifier_avg.safetensors"),
+        &EncoderOptions {
+            model: Some(small()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (shape, x) = reference("classifier_avg.x");
+    let want: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fsvfm-eval/tests/fixtures/attention_torch.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let want = &want["classifier_avg"];
+    // Batches of 2 over 3 images: the last batch is short.
+    let s = enc.attention_stats(&x, 2).unwrap();
+    assert_eq!((s.blocks, s.heads, s.images), (2, 2, shape[0]));
+    for (key, got) in [
+        ("mad", &s.mean_attention_distance),
+        ("kl", &s.kl_divergence),
+    ] {
+        for (b, row) in got.iter().enumerate() {
+            for (h, g) in row.iter().enumerate() {
+                let w = want[key][b][h].as_f64().unwrap();
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1e-6),
+                    "{key} block {b} head {h}: {g} vs torch {w}"
+                );
+            }
+        }
+    }
+    // A wrong-sized input is an error, not a panic.
+    assert!(enc.attention_stats(&x[..10], 2).is_err());
+}
