@@ -95,12 +95,10 @@ impl Encoder {
         Ok(x.len() / per)
     }
 
-    /// `x` checked by [`Self::check_input`] as a tensor: `(tensor, N)`.
-    fn input(&self, x: &[f32], what: &str) -> Result<(Tensor<4>, usize)> {
-        let n = self.check_input(x, what)?;
+    /// `n` images `x` that [`Self::check_input`] accepted, as a tensor `[n, 3, S, S]`.
+    fn tensor(&self, x: &[f32], n: usize) -> Tensor<4> {
         let s = self.input_size();
-        let t = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 3, s, s]), &self.device);
-        Ok((t, n))
+        Tensor::<4>::from_data(TensorData::new(x.to_vec(), [n, 3, s, s]), &self.device)
     }
 
     /// Face crops resized to the input and normalised with the checkpoint's mean/std,
@@ -122,9 +120,9 @@ impl Encoder {
 
     /// Features `[N, D]` (row-major) of normalised images `x = [N, 3, S, S]` (row-major).
     pub fn features(&self, x: &[f32]) -> Result<Vec<f32>> {
-        let (t, _) = self.input(x, "features")?;
+        let n = self.check_input(x, "features")?;
         self.network
-            .features(t)
+            .features(self.tensor(x, n))
             .into_data()
             .try_to_vec::<f32>()
             .map_err(|e| Error::Invalid(format!("reading features: {e:?}")))
@@ -149,9 +147,11 @@ impl Encoder {
         let mut acc =
             AttentionAccumulator::new(cfg.depth, cfg.num_heads, grid, grid, cfg.patch_size)?;
         let per = 3 * cfg.img_size * cfg.img_size;
+        // Checked once above; each chunk is whole images of it.
         for chunk in x.chunks(batch.max(1) * per) {
-            let (t, n) = self.input(chunk, "attention statistics")?;
-            for (block, probs) in self.network.attention_probs(t).into_iter().enumerate() {
+            let n = chunk.len() / per;
+            let probs = self.network.attention_probs(self.tensor(chunk, n));
+            for (block, probs) in probs.into_iter().enumerate() {
                 let v = probs
                     .into_data()
                     .try_to_vec::<f32>()
