@@ -1840,6 +1840,26 @@ fn attention_stats_compares_checkpoints_on_the_same_images() {
         table.contains("2 blocks x 2 heads, 2 images") && table.contains("MAD px"),
         "{table}"
     );
+    // An empty folder and an undecodable image: an error naming the problem, no output.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let mut args = base.to_vec();
+    args[8] = empty.to_str().unwrap();
+    let o = fsvfm(&args);
+    assert!(
+        !o.status.success() && stderr(&o).contains("no images"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+    std::fs::write(crops.join("0.png"), b"\x89PNG\r\n\x1a\nnot a png").unwrap();
+    let o = fsvfm(&base);
+    assert!(
+        !o.status.success() && stderr(&o).contains("0.png"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
     let o = fsvfm(&[&base[..], &["--name", "a", "--name", "b"]].concat());
     assert!(
         !o.status.success() && stderr(&o).contains("one name per checkpoint"),
