@@ -6,7 +6,9 @@ head-diversity KL, per block and head, computed in PyTorch (float64) independent
     synthetic       random attention probabilities [2, 3, 13, 13] on a 3x4 grid (patch 16) and their stats
     classifier_avg  the stats of the model fixture classifier_avg (timm VisionTransformer, 2 blocks x 2 heads,
                     32 px / patch 8) on its reference input classifier_avg.x (3 images), the attention taken
-                    from timm's own blocks (qkv, scale, softmax) on the tokens each block receives
+                    from timm's own blocks (qkv, scale, softmax) on the tokens each block receives;
+                    cls_map: the last block's class-token attention over the patches, heads averaged
+                    [3, 16] (FS-VFM Fig. 5)
 
 Definitions (as the MIM literature's public analysis code):
   P = A[:, :, 1:, 1:] with rows renormalised; D[i, j] = patch * ||(r_i, c_i) - (r_j, c_j)||
@@ -80,8 +82,12 @@ def main():
     model.load_state_dict(load_file(os.path.join(MODEL_FIX, "classifier_avg.safetensors")))
     x = load_file(os.path.join(MODEL_FIX, "reference.safetensors"))["classifier_avg.x"]
     with torch.no_grad():
-        per_block = [stats(a.double(), 4, 4, 8) for a in block_attention(model, x)]
-    doc["classifier_avg"] = {"images": x.shape[0], "mad": [m for m, _ in per_block], "kl": [k for _, k in per_block]}
+        blocks = block_attention(model, x)
+        per_block = [stats(a.double(), 4, 4, 8) for a in blocks]
+    # Fig. 5's map: the last block's class-token row over the patches, heads averaged.
+    cls_map = blocks[-1][:, :, 0, 1:].mean(1)
+    doc["classifier_avg"] = {"images": x.shape[0], "mad": [m for m, _ in per_block], "kl": [k for _, k in per_block],
+                             "cls_map": cls_map.tolist()}
 
     with open(OUT, "w") as f:
         json.dump(doc, f)

@@ -1,6 +1,7 @@
-//! `fsvfm attention-stats`: the papers' analyses of an encoder (FS-VFM Fig. 4): mean attention
-//! distance and head-diversity KL per block and head, for one or more checkpoints on the same
-//! images. Definitions: `fsvfm_eval::attention`.
+//! The papers' analyses of an encoder, for one or more checkpoints on the same images:
+//! `fsvfm attention-stats` (FS-VFM Fig. 4: mean attention distance and head-diversity KL per
+//! block and head; definitions in `fsvfm_eval::attention`) and `fsvfm attention-maps` (Fig. 5:
+//! the last block's class-token attention on faces).
 
 use std::path::PathBuf;
 
@@ -9,10 +10,12 @@ use clap::Args;
 use fsvfm::{Encoder, EncoderOptions};
 use fsvfm_data::npy;
 use fsvfm_eval::AttentionStats;
+use fsvfm_plot::figures::{AttentionEntry, attention_statistics};
+use image::RgbImage;
 
-/// Arguments of `fsvfm attention-stats`.
+/// The checkpoints an analysis compares, and how to load those without a sidecar.
 #[derive(Args, Debug)]
-pub struct AttentionStatsArgs {
+pub struct Encoders {
     /// A checkpoint (any kind: pre-training, fine-tuned, FS-Adapter, FAS; its encoder is
     /// analysed). Repeat to compare checkpoints on the same images.
     #[arg(long, required = true)]
@@ -27,6 +30,85 @@ pub struct AttentionStatsArgs {
     /// `pretrain_ds_mean_std.txt`.
     #[arg(long)]
     pub mean_std: Option<String>,
+}
+
+impl Encoders {
+    /// Refuses a `--name` count that does not match the `--checkpoint` count (before any work).
+    fn check(&self) -> Result<()> {
+        ensure!(
+            self.name.is_empty() || self.name.len() == self.checkpoint.len(),
+            "{} --name for {} --checkpoint: give one name per checkpoint, or none",
+            self.name.len(),
+            self.checkpoint.len()
+        );
+        Ok(())
+    }
+
+    /// `(name, encoder)` per checkpoint, loaded one at a time by `each` (so only one model is
+    /// in memory at once).
+    fn each(
+        &self,
+        mut each: impl FnMut(String, &std::path::Path, Encoder) -> Result<()>,
+    ) -> Result<()> {
+        self.check()?;
+        let options = EncoderOptions {
+            model: self.model.as_deref().map(fsvfm::model_config).transpose()?,
+            mean_std: self
+                .mean_std
+                .as_deref()
+                .map(fsvfm::mean_std_named)
+                .transpose()?,
+            device: None,
+        };
+        for (i, ck) in self.checkpoint.iter().enumerate() {
+            let enc = Encoder::load_with(ck, &options)
+                .with_context(|| format!("loading {}", ck.display()))?;
+            let name = self.name.get(i).cloned().unwrap_or_else(|| short_name(ck));
+            each(name, ck, enc)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the folder `path` is to be written in.
+fn parent_dir(path: &std::path::Path) -> Result<()> {
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display())),
+        None => Ok(()),
+    }
+}
+
+/// The images of `paths` (a file is itself, a folder its images in path order), the first
+/// `limit` of them, decoded; a folder without images is an error.
+fn read_crops(paths: &[PathBuf], limit: usize) -> Result<(Vec<PathBuf>, Vec<RgbImage>)> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let found = fsvfm_data::input::walk_files(p, fsvfm_data::image_io::is_image_file)
+                .map_err(anyhow::Error::msg)?;
+            ensure!(
+                !found.is_empty(),
+                "{}: no images (.png, .jpg, .webp)",
+                p.display()
+            );
+            files.extend(found);
+        } else {
+            files.push(p.clone());
+        }
+    }
+    let files: Vec<PathBuf> = files.into_iter().take(limit).collect();
+    let mut crops = Vec::with_capacity(files.len());
+    for f in &files {
+        crops.push(fsvfm_data::input::read_image(f)?);
+    }
+    Ok((files, crops))
+}
+
+/// Arguments of `fsvfm attention-stats`.
+#[derive(Args, Debug)]
+pub struct AttentionStatsArgs {
+    #[command(flatten)]
+    pub encoders: Encoders,
     /// Normalised float32 images `[N, 3, S, S]` (`.npy`).
     #[arg(long, conflicts_with = "images", required_unless_present = "images")]
     pub input: Option<PathBuf>,
@@ -44,6 +126,14 @@ pub struct AttentionStatsArgs {
     /// blocks, heads, images}]}`) instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also draw the figure (FS-VFM Fig. 4: both statistics per block, a small dot per head and
+    /// a large one for the block mean, a colour per checkpoint) as PNG, or as SVG when the path
+    /// ends in `.svg`.
+    #[arg(long, value_name = "OUT.png")]
+    pub png: Option<PathBuf>,
+    /// Also write the JSON of `--json` to this file (atomically).
+    #[arg(long, value_name = "OUT.json")]
+    pub output: Option<PathBuf>,
 }
 
 /// One checkpoint's result.
@@ -57,36 +147,12 @@ struct Entry {
 
 /// `fsvfm attention-stats`.
 pub fn attention_stats(a: AttentionStatsArgs) -> Result<()> {
-    ensure!(
-        a.name.is_empty() || a.name.len() == a.checkpoint.len(),
-        "{} --name for {} --checkpoint: give one name per checkpoint, or none",
-        a.name.len(),
-        a.checkpoint.len()
-    );
-    let options = EncoderOptions {
-        model: a.model.as_deref().map(fsvfm::model_config).transpose()?,
-        mean_std: a
-            .mean_std
-            .as_deref()
-            .map(fsvfm::mean_std_named)
-            .transpose()?,
-        device: None,
-    };
+    a.encoders.check()?;
+    if let Some(p) = &a.png {
+        fsvfm_plot::Format::of(p)?;
+    }
     let crops = match &a.images {
-        Some(dir) => {
-            let files = fsvfm_data::input::walk_files(dir, fsvfm_data::image_io::is_image_file)
-                .map_err(anyhow::Error::msg)?;
-            ensure!(
-                !files.is_empty(),
-                "{}: no images (.png, .jpg, .webp)",
-                dir.display()
-            );
-            let mut crops = Vec::new();
-            for f in files.iter().take(a.limit) {
-                crops.push(fsvfm_data::input::read_image(f)?);
-            }
-            Some(crops)
-        }
+        Some(dir) => Some(read_crops(std::slice::from_ref(dir), a.limit)?.1),
         None => None,
     };
     let input = match &a.input {
@@ -94,9 +160,7 @@ pub fn attention_stats(a: AttentionStatsArgs) -> Result<()> {
         None => None,
     };
     let mut out = Vec::new();
-    for (i, ck) in a.checkpoint.iter().enumerate() {
-        let enc = Encoder::load_with(ck, &options)
-            .with_context(|| format!("loading {}", ck.display()))?;
+    a.encoders.each(|name, ck, enc| {
         let stats = match (&crops, &input) {
             (Some(c), _) => enc.attention_stats_of(c, a.batch_size)?,
             (None, Some(x)) => {
@@ -112,21 +176,127 @@ pub fn attention_stats(a: AttentionStatsArgs) -> Result<()> {
             }
             (None, None) => bail!("give --input X.npy or --images DIR"),
         };
-        let name = a.name.get(i).cloned().unwrap_or_else(|| short_name(ck));
         out.push(Entry {
             name,
             checkpoint: fsvfm_data::input::show(ck),
             stats,
         });
+        Ok(())
+    })?;
+    if let Some(p) = &a.png {
+        let images = out.first().map_or(0, |e| e.stats.images);
+        parent_dir(p)?;
+        attention_figure(&out, images).save(p)?;
+    }
+    let json = serde_json::to_string_pretty(&serde_json::json!({ "checkpoints": out }))?;
+    if let Some(p) = &a.output {
+        parent_dir(p)?;
+        fsvfm::data::atomic::write_atomic(p, format!("{json}\n").as_bytes(), false)
+            .with_context(|| format!("writing {}", p.display()))?;
     }
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "checkpoints": out }))?
-        );
+        println!("{json}");
     } else {
         print!("{}", table(&out));
     }
+    Ok(())
+}
+
+fn attention_figure(out: &[Entry], images: usize) -> fsvfm_plot::Figure {
+    let entries: Vec<AttentionEntry> = out
+        .iter()
+        .map(|e| AttentionEntry {
+            name: &e.name,
+            distance: &e.stats.mean_attention_distance,
+            kl: &e.stats.kl_divergence,
+        })
+        .collect();
+    attention_statistics(
+        &format!(
+            "Attention per block and head ({images} image{})",
+            if images == 1 { "" } else { "s" }
+        ),
+        &entries,
+    )
+}
+
+/// Arguments of `fsvfm attention-maps`.
+#[derive(Args, Debug)]
+pub struct AttentionMapsArgs {
+    #[command(flatten)]
+    pub encoders: Encoders,
+    /// Face crops: an image file, or a folder of them read in path order (resized to the input,
+    /// normalised with each checkpoint's mean/std); repeat to add more. One row each.
+    #[arg(long, required = true)]
+    pub images: Vec<PathBuf>,
+    /// Use at most this many images.
+    #[arg(value_parser = crate::flags::count::<1, 64>, long, default_value_t = 6)]
+    pub limit: usize,
+    /// The grid: one row per face (the face, then its map under each checkpoint), as PNG.
+    #[arg(long, value_name = "OUT.png")]
+    pub out: PathBuf,
+    /// Title over the grid.
+    #[arg(
+        long,
+        default_value = "Last-block class-token attention (heads averaged)"
+    )]
+    pub title: String,
+    /// Images per forward pass.
+    #[arg(value_parser = crate::flags::BATCH, long, default_value_t = 8)]
+    pub batch_size: usize,
+}
+
+/// `fsvfm attention-maps` (FS-VFM Fig. 5): the last block's class-token attention, heads
+/// averaged, of each checkpoint on the same faces, side by side in one titled grid.
+pub fn attention_maps(a: AttentionMapsArgs) -> Result<()> {
+    a.encoders.check()?;
+    ensure!(
+        fsvfm_plot::Format::of(&a.out)? == fsvfm_plot::Format::Png,
+        "{}: the grid of pictures is written as PNG",
+        a.out.display()
+    );
+    let (files, crops) = read_crops(&a.images, a.limit)?;
+    let mut columns = vec!["face".to_string()];
+    let mut cells: Vec<Vec<RgbImage>> = vec![Vec::new(); crops.len()];
+    let mut side = None;
+    a.encoders.each(|name, ck, enc| {
+        let s = enc.input_size() as u32;
+        ensure!(
+            *side.get_or_insert(s) == s,
+            "{} takes {s}-pixel faces, the checkpoints before it {}: compare encoders of one input size",
+            ck.display(),
+            side.unwrap_or(s)
+        );
+        let maps = enc.attention_maps_of(&crops, a.batch_size)?;
+        for ((row, crop), map) in cells.iter_mut().zip(&crops).zip(&maps) {
+            let face = fsvfm_data::image_io::to_input_size(crop.clone(), s);
+            if row.is_empty() {
+                row.push(face.clone());
+            }
+            row.push(fsvfm::heatmap::overlay(&face, map));
+        }
+        columns.push(name);
+        Ok(())
+    })?;
+    let rows: Vec<String> = files
+        .iter()
+        .map(|f| {
+            f.file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+        })
+        .collect();
+    let grid = fsvfm_plot::sheet(Some(&a.title), &columns, &rows, &cells)?;
+    parent_dir(&a.out)?;
+    fsvfm::data::atomic::write_png(&grid, &a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!(
+        "{}: {} face{} x {} checkpoint{}",
+        a.out.display(),
+        crops.len(),
+        if crops.len() == 1 { "" } else { "s" },
+        columns.len() - 1,
+        if columns.len() == 2 { "" } else { "s" }
+    );
     Ok(())
 }
 
@@ -172,7 +342,8 @@ fn table(entries: &[Entry]) -> String {
             let (ml, mh) = range(&st.mean_attention_distance[b]);
             let (kl, kh) = range(&st.kl_divergence[b]);
             s.push_str(&format!(
-                "{b:>5}  {:>10.2}  {:>19}  {:>8.3}  {:>17}\n",
+                "{:>5}  {:>10.2}  {:>19}  {:>8.3}  {:>17}\n",
+                b + 1,
                 AttentionStats::block_mean(&st.mean_attention_distance, b),
                 format!("({ml:.1}..{mh:.1})"),
                 AttentionStats::block_mean(&st.kl_divergence, b),

@@ -732,7 +732,7 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str, precision: &s
         fresh: a.fresh,
         stages,
         order: Vec::new(),
-        total: 22,
+        total: 24,
     };
     eprintln!(
         "fsvfm demo{} into {} ({} identities max, {} pre-training epochs; stages finished earlier are reused)",
@@ -1015,7 +1015,64 @@ pub fn demo_cmd(a: DemoArgs, threads: Option<usize>, device: &str, precision: &s
         Action::Command(args),
     )?;
 
-    // 9. The report (always rewritten: cheap, and it carries this run's timings).
+    // 9. The paper's analyses of the three pre-trained encoders (Fig. 4 and Fig. 5).
+    let mut encoders = Vec::new();
+    for (init, label) in INITS {
+        let ck = if init == "random" {
+            s("pretrain/random/checkpoint-init/online.safetensors")
+        } else {
+            format!(
+                "pretrain/{init}/checkpoint-{}/online.safetensors",
+                plan.pretrain_epochs.saturating_sub(1)
+            )
+        };
+        encoders.extend([s("--checkpoint"), ck, s("--name"), s(label)]);
+    }
+    let pretrained: Vec<String> = INITS.iter().map(|(i, _)| format!("pretrain-{i}")).collect();
+    let mut deps: Vec<&str> = pretrained.iter().map(String::as_str).collect();
+    deps.push("sets");
+    let mut args = vec![s("attention-stats")];
+    args.extend(encoders.iter().cloned());
+    args.extend([
+        s("--images"),
+        s("data/real-test/images"),
+        s("--limit"),
+        s("32"),
+        s("--output"),
+        s("figures/encoders/attention-stats.json"),
+        s("--png"),
+        s("figures/encoders/attention-stats.png"),
+    ]);
+    r.stage(
+        "attention-stats",
+        &[
+            "figures/encoders/attention-stats.json",
+            "figures/encoders/attention-stats.png",
+        ],
+        &deps,
+        Action::Command(args),
+    )?;
+    let mut args = vec![s("attention-maps")];
+    args.extend(encoders);
+    for folder in ["real-test", "sbi-test", "swap-test"] {
+        for n in first_images(&out.join("data").join(folder).join("images"), 2)? {
+            args.extend([s("--images"), format!("data/{folder}/images/{n}")]);
+        }
+    }
+    args.extend([
+        s("--title"),
+        s("Last-block class-token attention of the pre-trained encoders"),
+        s("--out"),
+        s("figures/encoders/attention-maps.png"),
+    ]);
+    r.stage(
+        "attention-maps",
+        &["figures/encoders/attention-maps.png"],
+        &deps,
+        Action::Command(args),
+    )?;
+
+    // 10. The report (always rewritten: cheap, and it carries this run's timings).
     let t0 = Instant::now();
     let summary = crate::demo_report::write(&out, &plan, &r.stages, &r.order, setup_seconds)
         .context("stage `report` failed")?;

@@ -91,7 +91,7 @@ pub struct EvalArgs {
     /// separately. `NAME=PATH` names one.
     #[arg(long, required = true, num_args = 1..)]
     pub data: Vec<String>,
-    /// Output folder: metrics.json, report.md, scores-NAME.csv, roc-NAME.png, hist-NAME.png.
+    /// Output folder: metrics.json, report.md, scores-NAME.csv, roc-NAME.{png,svg}, hist-NAME.{png,svg}.
     #[arg(long)]
     pub output: PathBuf,
     /// DeepfakeBench split to read.

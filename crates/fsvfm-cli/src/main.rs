@@ -63,6 +63,9 @@ enum Command {
     /// The encoder's mean attention distance and head-diversity KL per block and head (FS-VFM
     /// Fig. 4), for one or more checkpoints on the same images.
     AttentionStats(analysis::AttentionStatsArgs),
+    /// The last block's class-token attention of one or more checkpoints on the same faces,
+    /// side by side in one titled grid (FS-VFM Fig. 5).
+    AttentionMaps(analysis::AttentionMapsArgs),
     /// Facial-region masks for one face (CRFR-P and the alternatives), as JSON or a picture.
     Mask(mask::MaskArgs),
     /// Metrics (AUC, EER, AP, ACC, HTER, TPR@FPR1%, video AUC/EER) from a CSV of labels and scores.
@@ -123,7 +126,8 @@ fn run(cli: Cli) -> Result<()> {
         | Command::Eval(_)
         | Command::Forward(_)
         | Command::Calibrate(_)
-        | Command::AttentionStats(_) => true,
+        | Command::AttentionStats(_)
+        | Command::AttentionMaps(_) => true,
         Command::Bench(b) => !b.train && !b.finetune,
         _ => false,
     };
@@ -135,6 +139,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Convert(a) => forward::convert(a),
         Command::Inspect(a) => forward::inspect(a),
         Command::AttentionStats(a) => analysis::attention_stats(a),
+        Command::AttentionMaps(a) => analysis::attention_maps(a),
         Command::Mask(a) => mask::mask(a),
         Command::EvalScores(a) => eval::eval_scores(a),
         Command::Eval(a) => eval::eval(a),

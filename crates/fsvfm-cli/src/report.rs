@@ -6,8 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use fsvfm_eval::{Metrics, ScoreSet, evaluate, roc_curve};
-use fsvfm_masking::render::{draw_line, draw_text};
-use image::{Rgb, RgbImage};
+use fsvfm_plot::{Figure, Legend, PALETTE, Panel, Series};
 
 /// The scores of one test set.
 pub struct SetScores<'a> {
@@ -46,132 +45,76 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-const BLUE: [u8; 3] = [31, 119, 180];
-const RED: [u8; 3] = [214, 39, 40];
-
-fn axes(img: &mut RgbImage, x0: i64, y0: i64, w: i64, h: i64) {
-    draw_line(img, (x0, y0 + h), (x0 + w, y0 + h), [0, 0, 0]);
-    draw_line(img, (x0, y0), (x0, y0 + h), [0, 0, 0]);
+fn roc_png(s: &SetScores, m: &Metrics, stem: &Path) -> Result<()> {
+    let title = format!("{}: AUC {:.4}, EER {:.4}", s.name, m.auc, m.eer);
+    roc_picture(
+        &title,
+        &[("", s.labels.as_slice(), s.scores, PALETTE[0])],
+        stem,
+    )
 }
-
-fn roc_png(s: &SetScores, m: &Metrics, path: &Path) -> Result<()> {
-    let title = format!("{}  auc {:.4}  eer {:.4}", s.name, m.auc, m.eer);
-    roc_picture(&title, &[("", s.labels.as_slice(), s.scores, BLUE)], path)
-}
-
-/// Colours of the curves of [`roc_picture`] (matplotlib's first three).
-pub const CURVE_COLOURS: [[u8; 3]; 3] = [BLUE, [255, 127, 14], [44, 160, 44]];
 
 /// One curve of [`roc_picture`]: `(legend, labels, scores, colour)`; an empty legend draws none.
 pub type Curve<'a> = (&'a str, &'a [u8], &'a [f64], [u8; 3]);
 
-/// ROC curves of several detectors on one picture (`fpr` of the reals across, `tpr` of the
-/// fakes up).
-pub fn roc_picture(title: &str, curves: &[Curve], path: &Path) -> Result<()> {
-    let (pad, side) = (30i64, 300i64);
-    let mut img = RgbImage::from_pixel(
-        (side + 2 * pad) as u32,
-        (side + 2 * pad) as u32,
-        Rgb([255; 3]),
+/// ROC curves of several detectors on one chart (false-positive rate of the reals across,
+/// true-positive rate of the fakes up), written as `stem.png` and `stem.svg`.
+pub fn roc_picture(title: &str, curves: &[Curve], stem: &Path) -> Result<()> {
+    let mut panel = Panel::new(
+        title,
+        "false-positive rate (reals called fake)",
+        "true-positive rate",
     );
-    axes(&mut img, pad, pad, side, side);
-    draw_line(
-        &mut img,
-        (pad, pad + side),
-        (pad + side, pad),
-        [200, 200, 200],
-    );
-    let pt = |f: f64, t: f64| {
-        (
-            pad + (f * side as f64).round() as i64,
-            pad + side - (t * side as f64).round() as i64,
-        )
-    };
-    for (k, (legend, labels, scores, colour)) in curves.iter().enumerate() {
+    panel.x_range = Some((0.0, 1.0));
+    panel.y_range = Some((0.0, 1.0));
+    panel.diagonal = true;
+    panel.legend = Legend::LowerRight;
+    for (legend, labels, scores, colour) in curves {
         let roc = roc_curve(labels, scores, false)?;
-        for i in 1..roc.len() {
-            draw_line(
-                &mut img,
-                pt(roc.fpr()[i - 1], roc.tpr()[i - 1]),
-                pt(roc.fpr()[i], roc.tpr()[i]),
-                *colour,
-            );
-        }
-        if !legend.is_empty() {
-            let y = (pad + side - 14 * (curves.len() - k) as i64 - 4) as u32;
-            draw_text(&mut img, (pad + side / 2) as u32, y, legend, *colour, 1);
-        }
+        let pts = roc
+            .fpr()
+            .iter()
+            .copied()
+            .zip(roc.tpr().iter().copied())
+            .collect();
+        panel.series.push(Series::line(*legend, pts, *colour));
     }
-    draw_text(&mut img, pad as u32, 8, title, [0, 0, 0], 1);
-    draw_text(
-        &mut img,
-        (pad + side - 60) as u32,
-        (pad + side + 8) as u32,
-        "fpr (real)",
-        [90, 90, 90],
-        1,
-    );
-    draw_text(&mut img, 2, (pad - 14) as u32, "tpr", [90, 90, 90], 1);
-    fsvfm::data::atomic::write_png(&img, path)
-        .with_context(|| format!("writing {}", path.display()))
+    let mut fig = Figure::single(panel);
+    fig.panel_size = (420, 400);
+    fig.save_both(stem)
+        .with_context(|| format!("writing {}", stem.display()))
 }
 
-fn hist_png(s: &SetScores, path: &Path) -> Result<()> {
+/// The score histograms of the reals and the fakes (each as a fraction of its class), as
+/// `stem.png` and `stem.svg`.
+fn hist_png(s: &SetScores, stem: &Path) -> Result<()> {
     const BINS: usize = 20;
     let mut counts = [[0usize; BINS]; 2];
     for (&l, &p) in s.labels.iter().zip(s.scores) {
         let b = ((p * BINS as f64) as usize).min(BINS - 1);
-        counts[l as usize][b] += 1;
+        counts[usize::from(l.min(1))][b] += 1;
     }
-    let totals = [
-        counts[0].iter().sum::<usize>().max(1),
-        counts[1].iter().sum::<usize>().max(1),
-    ];
-    let frac = |c: usize, b: usize| counts[c][b] as f64 / totals[c] as f64;
-    let top = (0..BINS)
-        .flat_map(|b| [frac(0, b), frac(1, b)])
-        .fold(1e-9, f64::max);
-    let (pad, w, h) = (30i64, 400i64, 200i64);
-    let mut img = RgbImage::from_pixel((w + 2 * pad) as u32, (h + 2 * pad) as u32, Rgb([255; 3]));
-    axes(&mut img, pad, pad, w, h);
-    let bw = w / BINS as i64;
-    for b in 0..BINS {
-        for (c, color) in [(0usize, BLUE), (1, RED)] {
-            let bar = (frac(c, b) / top * h as f64).round() as i64;
-            let x = pad + b as i64 * bw + c as i64 * bw / 2;
-            for dx in 1..bw / 2 {
-                draw_line(&mut img, (x + dx, pad + h), (x + dx, pad + h - bar), color);
-            }
-        }
+    let mut panel = Panel::new(
+        format!("{}: scores", s.name),
+        "P(fake)",
+        "fraction of the class",
+    );
+    panel.x_range = Some((0.0, 1.0));
+    let width = 1.0 / BINS as f64;
+    for (class, name, colour) in [(0usize, "real", PALETTE[0]), (1, "fake", PALETTE[3])] {
+        let total = counts[class].iter().sum::<usize>().max(1) as f64;
+        let pts = (0..BINS)
+            .map(|b| ((b as f64 + 0.5) * width, counts[class][b] as f64 / total))
+            .collect();
+        let n = counts[class].iter().sum::<usize>();
+        panel
+            .series
+            .push(Series::bars(format!("{name} ({n})"), pts, colour, width));
     }
-    draw_text(
-        &mut img,
-        pad as u32,
-        8,
-        &format!("{}: p(fake)", s.name),
-        [0, 0, 0],
-        1,
-    );
-    draw_text(&mut img, (pad + w - 100) as u32, 8, "real", BLUE, 1);
-    draw_text(&mut img, (pad + w - 60) as u32, 8, "fake", RED, 1);
-    draw_text(
-        &mut img,
-        pad as u32,
-        (pad + h + 6) as u32,
-        "0",
-        [90, 90, 90],
-        1,
-    );
-    draw_text(
-        &mut img,
-        (pad + w - 6) as u32,
-        (pad + h + 6) as u32,
-        "1",
-        [90, 90, 90],
-        1,
-    );
-    fsvfm::data::atomic::write_png(&img, path)
-        .with_context(|| format!("writing {}", path.display()))
+    let mut fig = Figure::single(panel);
+    fig.panel_size = (460, 300);
+    fig.save_both(stem)
+        .with_context(|| format!("writing {}", stem.display()))
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -251,8 +194,8 @@ pub fn write_eval_report(
         }
         match metrics_of(s) {
             Ok(m) => {
-                roc_png(s, &m, &out.join(format!("roc-{}.png", s.name)))?;
-                hist_png(s, &out.join(format!("hist-{}.png", s.name)))?;
+                roc_png(s, &m, &out.join(format!("roc-{}", s.name)))?;
+                hist_png(s, &out.join(format!("hist-{}", s.name)))?;
                 aucs.push(m.auc);
                 eers.push(m.eer);
                 vaucs.extend(m.video_auc);

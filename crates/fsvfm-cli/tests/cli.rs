@@ -574,7 +574,9 @@ fn eval_scores_an_image_folder_and_writes_the_report() {
         "metrics.json",
         "scores-set.csv",
         "roc-set.png",
+        "roc-set.svg",
         "hist-set.png",
+        "hist-set.svg",
         "skipped-set.jsonl",
     ] {
         assert!(out.join(f).is_file(), "{f}");
@@ -827,9 +829,10 @@ fn adapt_and_finetune_train_on_a_pretraining_checkpoint_and_eval_reads_the_resul
     }
     let log = std::fs::read_to_string(ft.join("log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 3);
-    // The first augmented batch: 8 faces of 32 px in one row of the grid.
+    // The first augmented batch: 8 faces of 32 px in one row of the grid (fsvfm_plot::sheet:
+    // 6-px gaps, a 28-px title).
     let pic = image::open(ft.join("augment_batch.png")).unwrap();
-    assert_eq!((pic.width(), pic.height()), (8 * 34 + 2, 36));
+    assert_eq!((pic.width(), pic.height()), (8 * 38 + 6, 28 + 38 + 6));
     // The adapter with the official augmentation trains through the frozen backbone.
     let aug = dir.path().join("adapter-aug");
     let o = fsvfm(&[
@@ -1734,13 +1737,26 @@ fn calibrate_then_predict_gives_verdicts_and_serve_shows_the_calibration() {
         line.clear();
     }
     assert!(addr.starts_with("127.0.0.1:"), "{line}");
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.write_all(b"GET /v1/model HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
-    let m: serde_json::Value = serde_json::from_str(body).unwrap();
+    // The listener is bound before the model is loaded: `/v1/model` answers 503 `not_ready`
+    // until then, so ask again (bounded) rather than race the load.
+    let get_model = || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(b"GET /v1/model HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).unwrap();
+        let body = raw[raw.find("\r\n\r\n").unwrap() + 4..].to_string();
+        (raw.starts_with("HTTP/1.1 503"), body)
+    };
+    let started = std::time::Instant::now();
+    let body = loop {
+        let (loading, body) = get_model();
+        if !loading || started.elapsed() > std::time::Duration::from_secs(120) {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let m: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(m["calibrated"], true);
     assert_eq!(m["threshold"].as_f64(), Some(thr));
     assert_eq!(m["operating_point"]["method"], "fpr");
@@ -1863,6 +1879,140 @@ fn attention_stats_compares_checkpoints_on_the_same_images() {
     let o = fsvfm(&[&base[..], &["--name", "a", "--name", "b"]].concat());
     assert!(
         !o.status.success() && stderr(&o).contains("one name per checkpoint"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn attention_figures_fig4_png_svg_and_fig5_grid() {
+    let p = |q: &Path| q.to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), SMALL);
+    let (st, pth) = (
+        fixture("classifier_avg.safetensors"),
+        fixture("classifier_avg.pth"),
+    );
+    let crops = dir.path().join("crops");
+    std::fs::create_dir(&crops).unwrap();
+    for i in 0..2u8 {
+        fsvfm::image::RgbImage::from_fn(40, 40, |x, y| {
+            fsvfm::image::Rgb([x as u8 * 6, y as u8 * 6, i * 80])
+        })
+        .save(crops.join(format!("{i}.png")))
+        .unwrap();
+    }
+    let common = |cmd: &'static str| {
+        vec![
+            cmd.to_string(),
+            "--checkpoint".into(),
+            p(&st),
+            "--checkpoint".into(),
+            p(&pth),
+            "--name".into(),
+            "st".into(),
+            "--name".into(),
+            "pth".into(),
+            "--model".into(),
+            cfg.clone(),
+            "--mean-std".into(),
+            "vggface2".into(),
+        ]
+    };
+    let run = |args: Vec<String>| fsvfm(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // Fig. 4 as PNG (into a folder that does not exist yet), as SVG, and the JSON file.
+    let out = dir.path().join("figs");
+    for name in ["fig4.png", "fig4.svg"] {
+        let mut a = common("attention-stats");
+        a.extend([
+            "--images".into(),
+            p(&crops),
+            "--png".into(),
+            p(&out.join(name)),
+        ]);
+        a.extend(["--output".into(), p(&out.join("stats.json"))]);
+        let o = run(a);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let png = fsvfm::image::open(out.join("fig4.png")).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (2 * 460, 360 + 36));
+    // Both checkpoints' colours (tab10 blue and orange) are drawn.
+    let has = |c: [u8; 3]| png.pixels().any(|q| q.0 == c);
+    assert!(has([31, 119, 180]) && has([255, 127, 14]));
+    let svg = std::fs::read_to_string(out.join("fig4.svg")).unwrap();
+    assert!(
+        svg.contains("<svg")
+            && svg.contains("Mean attention distance")
+            && svg.contains("\npth\n</text>")
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("stats.json")).unwrap()).unwrap();
+    assert_eq!(json["checkpoints"][1]["name"], "pth");
+    // A figure format we do not write is refused before any work, naming the fix.
+    let mut a = common("attention-stats");
+    a.extend([
+        "--images".into(),
+        p(&crops),
+        "--png".into(),
+        p(&out.join("fig4.jpg")),
+    ]);
+    let o = run(a);
+    assert!(
+        !o.status.success() && stderr(&o).contains(".png or .svg"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.join("fig4.jpg").exists());
+
+    // Fig. 5: one row per face, the face then one map per checkpoint.
+    let mut a = common("attention-maps");
+    a.extend([
+        "--images".into(),
+        p(&crops.join("1.png")),
+        "--images".into(),
+        p(&crops),
+        "--limit".into(),
+        "2".into(),
+        "--out".into(),
+        p(&out.join("maps.png")),
+    ]);
+    let o = run(a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 faces x 2 checkpoints"),
+        "{}",
+        stderr(&o)
+    );
+    let grid = fsvfm::image::open(out.join("maps.png")).unwrap().to_rgb8();
+    let side = serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&cfg).unwrap())
+        .unwrap()["img_size"]
+        .as_u64()
+        .unwrap() as u32;
+    assert!(
+        grid.width() > 3 * (side + 6) && grid.height() > 2 * (side + 6),
+        "{:?}",
+        grid.dimensions()
+    );
+    // The .safetensors and the .pth hold the same weights: their columns are the same picture,
+    // and differ from the face itself. Cells are found from the right edge (row titles on the left).
+    let (w, h) = grid.dimensions();
+    let y0 = h - 6 - side; // the last row
+    let cell = |k: u32| {
+        let x0 = w - (3 - k) * (side + 6);
+        fsvfm::image::imageops::crop_imm(&grid, x0, y0, side, side).to_image()
+    };
+    assert_eq!(cell(1), cell(2));
+    assert_ne!(cell(0), cell(1));
+    let mut a = common("attention-maps");
+    a.extend([
+        "--images".into(),
+        p(&crops),
+        "--out".into(),
+        p(&out.join("maps.svg")),
+    ]);
+    let o = run(a);
+    assert!(
+        !o.status.success() && stderr(&o).contains("PNG"),
         "{}",
         stderr(&o)
     );

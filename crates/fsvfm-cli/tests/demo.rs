@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const STAGES: [&str; 21] = [
+const STAGES: [&str; 23] = [
     "split",
     "prepare-train",
     "prepare-val",
@@ -31,6 +31,8 @@ const STAGES: [&str; 21] = [
     "finetune-mae",
     "finetune-fsvfm",
     "attention",
+    "attention-stats",
+    "attention-maps",
 ];
 
 fn assets_installed() -> bool {
@@ -141,6 +143,7 @@ fn quick_demo_interrupt_rerun_reuse_and_report() {
         "Does the full FS-VFM beat the baselines?",
         "## ROC curves",
         "## Attention maps",
+        "## The encoders: attention distance, head diversity, maps",
         "## Stages: time and memory",
         "## Reproduce by hand",
     ] {
@@ -161,8 +164,15 @@ fn quick_demo_interrupt_rerun_reuse_and_report() {
         assert!(img.width() > 50 && img.height() > 50, "{path}");
         pictures += 1;
     }
-    // masks, 2 loss curves, 2 reconstructions, 4 ROC pictures, 6 attention maps.
-    assert_eq!(pictures, 15, "{md}");
+    // masks, 2 loss curves, 2 reconstructions, 4 ROC pictures, 6 attention maps, Fig. 4, Fig. 5.
+    assert_eq!(pictures, 17, "{md}");
+    // The Fig. 4 data of the three encoders, and the sentence that reads it.
+    let stats: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("figures/encoders/attention-stats.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stats["checkpoints"].as_array().unwrap().len(), 3);
+    assert!(md.contains("So (c) is "), "the Fig. 4 sentence");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert_eq!(
         html.matches("<img src=\"data:image/png;base64,").count(),
@@ -173,6 +183,7 @@ fn quick_demo_interrupt_rerun_reuse_and_report() {
         pictures,
         "report.html must be self-contained"
     );
+    report_in_a_browser(&out.join("report.html"), pictures);
     // The commands run from the demo folder; every child stage is listed.
     for s in [
         "pretrain --config configs/mae.toml",
@@ -233,4 +244,91 @@ fn a_failing_stage_names_itself_its_cause_and_its_log() {
     assert!(err.contains("no face"), "{err}");
     assert!(err.contains("skipped.jsonl"), "{err}");
     assert!(!out.join("report.md").exists());
+}
+
+/// The HTML report as a reader sees it, in headless Debian chromium (`tools/browser/report_test.mjs`,
+/// playwright-core): every picture decodes, the sections are there, nothing is fetched from off
+/// the page, no script error, nothing wider than the window. The full-page screenshot goes to
+/// `$FSVFM_REPORT_SCREENSHOT` when set (`docs/demo_report.png` was made so). Skipped without
+/// chromium/node/playwright-core unless `FSVFM_REQUIRE_BROWSER=1` (as `.ci/run` sets).
+fn report_in_a_browser(html: &Path, pictures: usize) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let ready = Path::new(&chromium).is_file()
+        && repo
+            .join("tools/browser/node_modules/playwright-core")
+            .is_dir()
+        && Command::new("node").arg("--version").output().is_ok();
+    if !ready {
+        assert_ne!(
+            std::env::var("FSVFM_REQUIRE_BROWSER").as_deref(),
+            Ok("1"),
+            "chromium, node or playwright-core missing (FSVFM_REQUIRE_BROWSER=1)"
+        );
+        eprintln!(
+            "skipped the browser check: chromium, node or tools/browser/node_modules missing"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let shot = std::env::var("FSVFM_REPORT_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| tmp.path().join("report.png"));
+    let url = format!("file://{}", html.canonicalize().unwrap().display());
+    let o = Command::new("node")
+        .arg(repo.join("tools/browser/report_test.mjs"))
+        .arg(&url)
+        .arg(&shot)
+        .env("CHROMIUM", &chromium)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["images"], pictures, "{v}");
+    assert_eq!(
+        v["decoded"], pictures,
+        "pictures that did not decode: {}",
+        v["broken"]
+    );
+    let headings: Vec<&str> = v["headings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h.as_str())
+        .collect();
+    for h in [
+        "Results",
+        "ROC curves",
+        "The encoders: attention distance, head diversity, maps",
+    ] {
+        assert!(
+            headings.iter().any(|x| x.contains(h)),
+            "{h} not among {headings:?}"
+        );
+    }
+    assert!(v["tables"].as_u64().unwrap() >= 3, "{v}");
+    assert_eq!(v["page_errors"], serde_json::json!([]), "{v}");
+    assert_eq!(
+        v["requests"],
+        serde_json::json!([]),
+        "the report fetched: {}",
+        v["requests"]
+    );
+    assert!(
+        v["page_width"].as_u64().unwrap() <= 1100,
+        "wider than the window: {v}"
+    );
+    let png = image::open(&shot).unwrap().to_rgb8();
+    assert!(
+        png.width() >= 1000 && png.height() > 2000,
+        "{:?}",
+        png.dimensions()
+    );
+    // Not a blank page: dark text and coloured charts.
+    assert!(
+        png.pixels()
+            .filter(|p| p.0[0] < 60 && p.0[1] < 60 && p.0[2] < 60)
+            .count()
+            > 10_000
+    );
 }

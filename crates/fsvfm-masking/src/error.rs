@@ -18,6 +18,10 @@ pub enum MaskError {
         #[source]
         source: std::io::Error,
     },
+    /// A picture could not be drawn (its titles, by `fsvfm-plot`).
+    #[cfg(feature = "render")]
+    #[error("drawing: {0}")]
+    Draw(String),
     /// A PNG file could not be decoded or encoded.
     #[error("PNG error in {context}: {message}")]
     Png {

@@ -37,8 +37,6 @@
 
 mod bitset;
 mod error;
-#[cfg(feature = "render")]
-mod font;
 mod grid;
 mod labels;
 mod masking;

@@ -10,7 +10,6 @@ use std::path::Path;
 use image::{Rgb, RgbImage};
 
 use crate::error::{MaskError, Result};
-use crate::font;
 use crate::grid::PatchGrid;
 use crate::labels::{LabelMap, lapa};
 use crate::masking::{MaskKey, Masker, batch_region};
@@ -170,7 +169,6 @@ pub fn render_strategies(
     region: Option<Region>,
     style: &RenderStyle,
 ) -> Result<RgbImage> {
-    let (w, h) = (face.width(), face.height());
     let shared_region = batch_region(
         &MaskParams {
             strategy: Strategy::CrfrP,
@@ -179,22 +177,10 @@ pub fn render_strategies(
         },
         key,
     )?;
-    let gap = 4u32;
-    let mut scale = (w / 112).max(1);
-    let widest = Strategy::ALL
-        .iter()
-        .map(|s| panel_label(*s, shared_region).len() as u32)
-        .max()
-        .unwrap_or(0);
-    while scale > 1 && text_width(widest, scale) > w {
-        scale -= 1;
-    }
-    let strip = font::GLYPH_H * scale + 2 * gap;
-    let n = Strategy::ALL.len() as u32;
-    let mut canvas =
-        RgbImage::from_pixel(n * w + (n + 1) * gap, strip + h + gap, Rgb([255, 255, 255]));
     let mut masker = Masker::new();
-    for (i, strategy) in Strategy::ALL.into_iter().enumerate() {
+    let mut panels = Vec::with_capacity(Strategy::ALL.len());
+    let mut labels = Vec::with_capacity(Strategy::ALL.len());
+    for strategy in Strategy::ALL {
         let params = MaskParams {
             strategy,
             ratio,
@@ -206,62 +192,15 @@ pub fn render_strategies(
         };
         let batch = masker.mask_batch(std::slice::from_ref(regions), &params, key)?;
         let (mask, region_mask) = (batch.mask(), batch.region_mask());
-        let panel = render_mask(face, regions.grid(), mask, region_mask, style)?;
-        let x0 = gap + i as u32 * (w + gap);
-        image::imageops::replace(&mut canvas, &panel, i64::from(x0), i64::from(strip));
-        let label = panel_label(strategy, batch.region());
-        let tx = x0 + w.saturating_sub(text_width(label.len() as u32, scale)) / 2;
-        draw_text(&mut canvas, tx, gap, &label, [0, 0, 0], scale);
+        panels.push(render_mask(face, regions.grid(), mask, region_mask, style)?);
+        labels.push(panel_label(strategy, batch.region()));
     }
-    Ok(canvas)
+    fsvfm_plot::sheet(None, &labels, &[], &[panels]).map_err(|e| MaskError::Draw(e.to_string()))
 }
 
 fn panel_label(strategy: Strategy, region: Option<Region>) -> String {
     match region {
         Some(r) if strategy.covers_region() => format!("{strategy}: {r}"),
         _ => strategy.to_string(),
-    }
-}
-
-/// Draws a 1-pixel straight line from `a` to `b` (pixel coordinates; parts outside the image are
-/// skipped), for the simple charts of run and evaluation reports.
-pub fn draw_line(img: &mut RgbImage, a: (i64, i64), b: (i64, i64), color: [u8; 3]) {
-    let ((x0, y0), (x1, y1)) = (a, b);
-    let steps = (x1 - x0).abs().max((y1 - y0).abs()).max(1);
-    for t in 0..=steps {
-        let x = x0 + (x1 - x0) * t / steps;
-        let y = y0 + (y1 - y0) * t / steps;
-        if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
-            img.put_pixel(x as u32, y as u32, Rgb(color));
-        }
-    }
-}
-
-fn text_width(chars: u32, scale: u32) -> u32 {
-    (chars * font::ADVANCE).saturating_sub(1) * scale
-}
-
-/// Draws `text` with the built-in 5×7 font, top-left at `(x, y)`, each font pixel a
-/// `scale × scale` square; pixels outside the image are skipped.
-pub fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, color: [u8; 3], scale: u32) {
-    let scale = scale.max(1);
-    for (i, ch) in text.chars().enumerate() {
-        let gx = x + i as u32 * font::ADVANCE * scale;
-        for (row, bits) in font::glyph(ch).iter().enumerate() {
-            for col in 0..font::GLYPH_W {
-                if bits >> (font::GLYPH_W - 1 - col) & 1 == 0 {
-                    continue;
-                }
-                for dy in 0..scale {
-                    for dx in 0..scale {
-                        let px = gx + col * scale + dx;
-                        let py = y + row as u32 * scale + dy;
-                        if px < img.width() && py < img.height() {
-                            img.put_pixel(px, py, Rgb(color));
-                        }
-                    }
-                }
-            }
-        }
     }
 }

@@ -8,7 +8,7 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use fsvfm_data::MeanStd;
 use fsvfm_masking::PatchGrid;
-use fsvfm_masking::render::{RenderStyle, draw_line, draw_text, render_mask};
+use fsvfm_masking::render::{RenderStyle, render_mask};
 use fsvfm_model::loss::{patchify, unpatchify};
 use fsvfm_model::{FsfmPretrain, PatchMask};
 use image::{Rgb, RgbImage};
@@ -30,8 +30,8 @@ fn to_rgb(chw: &[f32], s: usize, ms: &MeanStd) -> RgbImage {
     })
 }
 
-/// The first (up to 16) images of a normalised batch `[N, 3, S, S]` as a grid of 8 columns:
-/// what the model sees after augmentation and mixing.
+/// The first (up to 16) images of a normalised batch `[N, 3, S, S]` as a titled grid of 8
+/// columns: what the model sees after augmentation and mixing.
 pub fn batch_picture(
     images: &[f32],
     dims: [usize; 4],
@@ -40,24 +40,22 @@ pub fn batch_picture(
 ) -> Result<(), TrainError> {
     let [n, _, s, _] = dims;
     let shown = n.min(16);
-    let cols = shown.min(8);
-    let rows = shown.div_ceil(cols.max(1));
-    let (gap, cell) = (2u32, s as u32);
-    let mut canvas = RgbImage::from_pixel(
-        cols as u32 * (cell + gap) + gap,
-        rows as u32 * (cell + gap) + gap,
-        Rgb([255, 255, 255]),
-    );
-    for i in 0..shown {
-        let tile = to_rgb(&images[i * 3 * s * s..(i + 1) * 3 * s * s], s, mean_std);
-        let (x, y) = ((i % cols) as u32, (i / cols) as u32);
-        image::imageops::replace(
-            &mut canvas,
-            &tile,
-            (gap + x * (cell + gap)) as i64,
-            (gap + y * (cell + gap)) as i64,
+    let cols = shown.clamp(1, 8);
+    let tiles: Vec<RgbImage> = (0..shown)
+        .map(|i| to_rgb(&images[i * 3 * s * s..(i + 1) * 3 * s * s], s, mean_std))
+        .collect();
+    let mut rows: Vec<Vec<RgbImage>> = tiles.chunks(cols).map(<[RgbImage]>::to_vec).collect();
+    // A short last row is padded with blank cells, so every row has `cols` pictures.
+    if let Some(last) = rows.last_mut() {
+        last.resize(
+            cols,
+            RgbImage::from_pixel(s as u32, s as u32, Rgb([255; 3])),
         );
     }
+    let title =
+        format!("The first {shown} of a training batch of {n}, after augmentation and mixing");
+    let canvas = fsvfm_plot::sheet(Some(&title), &[], &[], &rows)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
     encode_png(&canvas, path)
 }
 
@@ -102,46 +100,23 @@ pub fn reconstruction_picture(
     let grid = PatchGrid::square(g).map_err(|e| TrainError::Data(e.to_string()))?;
     let style = RenderStyle::default();
     let none = vec![0u8; l];
-    let (pad, head) = (4u32, 14u32);
-    let su = s as u32;
-    let mut canvas = RgbImage::from_pixel(
-        4 * su + 5 * pad,
-        n as u32 * (su + pad) + pad + head,
-        Rgb([255; 3]),
-    );
-    for (k, title) in ["original", "masked", "reconstruction", "covered region"]
-        .iter()
-        .enumerate()
-    {
-        draw_text(
-            &mut canvas,
-            pad + k as u32 * (su + pad),
-            3,
-            title,
-            [0, 0, 0],
-            1,
-        );
-    }
     let chw = c * s * s;
+    let mut rows = Vec::with_capacity(n);
     for i in 0..n {
         let orig = to_rgb(&batch.images[i * chw..(i + 1) * chw], s, mean_std);
         let row = |v: &[u8]| v[i * l..(i + 1) * l].to_vec();
-        let panels = [
+        rows.push(vec![
             orig.clone(),
             render_mask(&orig, grid, &row(&batch.mask), &none, &style)
                 .map_err(|e| TrainError::Data(e.to_string()))?,
             to_rgb(&rec[i * chw..(i + 1) * chw], s, mean_std),
             render_mask(&orig, grid, &none, &row(&batch.region), &style)
                 .map_err(|e| TrainError::Data(e.to_string()))?,
-        ];
-        for (k, p) in panels.iter().enumerate() {
-            let (x0, y0) = (
-                pad + k as u32 * (su + pad),
-                head + pad + i as u32 * (su + pad),
-            );
-            image::imageops::replace(&mut canvas, p, x0 as i64, y0 as i64);
-        }
+        ]);
     }
+    let titles = ["original", "masked", "reconstruction", "covered region"].map(String::from);
+    let canvas = fsvfm_plot::sheet(None, &titles, &[], &rows)
+        .map_err(|e| TrainError::Data(e.to_string()))?;
     encode_png(&canvas, path)
 }
 
@@ -163,67 +138,30 @@ pub fn loss_plot(log: &Path, path: &Path) -> Result<(), TrainError> {
             iters.insert(it, [f("total"), f("rec_masked"), f("rec_region"), f("sim")]);
         }
     }
-    let pts: Vec<(u64, [f64; 4])> = iters.into_iter().collect();
-    let (w, ph, pad) = (640u32, 220u32, 30u32);
-    let mut img = RgbImage::from_pixel(w, 2 * ph + 3 * pad, Rgb([255; 3]));
-    let colors = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40]];
-    let names = ["total", "rec masked", "rec region", "sim"];
-    for (panel, series) in [(0u32, &[0usize, 1, 2][..]), (1, &[3][..])] {
-        let top = pad + panel * (ph + pad);
-        let vals: Vec<f64> = pts
-            .iter()
-            .flat_map(|(_, v)| series.iter().map(move |&k| v[k]))
-            .filter(|v| v.is_finite())
-            .collect();
-        let lo = vals.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let (lo, hi) = if lo.is_finite() && hi > lo {
-            (lo, hi)
-        } else {
-            (0.0, 1.0)
-        };
-        for x in pad..w - pad {
-            img.put_pixel(x, top + ph, Rgb([0, 0, 0]));
-        }
-        for y in top..=top + ph {
-            img.put_pixel(pad, y, Rgb([0, 0, 0]));
-        }
-        draw_text(
-            &mut img,
-            pad + 4,
-            top - 12,
-            &format!("{hi:.4}"),
-            [90, 90, 90],
-            1,
-        );
-        draw_text(
-            &mut img,
-            pad + 4,
-            top + ph + 3,
-            &format!("{lo:.4}"),
-            [90, 90, 90],
-            1,
-        );
-        let mut lx = pad + 90;
-        for &k in series {
-            draw_text(&mut img, lx, top - 12, names[k], colors[k], 1);
-            lx += 6 * names[k].len() as u32 + 12;
-            let n = pts.len().max(2) as f64 - 1.0;
-            let mut prev: Option<(i64, i64)> = None;
-            for (j, (_, v)) in pts.iter().enumerate() {
-                if !v[k].is_finite() {
-                    prev = None;
-                    continue;
-                }
-                let x = pad as f64 + 1.0 + j as f64 / n * (w - 2 * pad - 2) as f64;
-                let y = top as f64 + ph as f64 * (1.0 - (v[k] - lo) / (hi - lo));
-                let p = (x.round() as i64, y.round() as i64);
-                if let Some(q) = prev {
-                    draw_line(&mut img, q, p, colors[k]);
-                }
-                prev = Some(p);
-            }
-        }
-    }
-    encode_png(&img, path)
+    let series = |k: usize, name: &str, colour| fsvfm_plot::Series {
+        mark: fsvfm_plot::Mark::Line { width: 1 },
+        ..fsvfm_plot::Series::line(
+            name,
+            iters.iter().map(|(&it, v)| (it as f64, v[k])).collect(),
+            colour,
+        )
+    };
+    let p = fsvfm_plot::PALETTE;
+    let mut top = fsvfm_plot::Panel::new("Reconstruction losses", "iteration", "loss");
+    top.series = vec![
+        series(0, "total", p[0]),
+        series(1, "rec masked", p[1]),
+        series(2, "rec region", p[2]),
+    ];
+    let mut bottom = fsvfm_plot::Panel::new("Instance discrimination", "iteration", "sim loss");
+    bottom.series = vec![series(3, "sim", p[3])];
+    let figure = fsvfm_plot::Figure {
+        title: None,
+        panels: vec![top, bottom],
+        columns: 1,
+        panel_size: (640, 260),
+    };
+    figure
+        .save(path)
+        .map_err(|e| TrainError::Data(e.to_string()))
 }

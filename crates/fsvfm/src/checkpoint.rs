@@ -171,6 +171,17 @@ impl Network {
             Network::Fas(m) => m.backbone.vit.last_attention(x),
         }
     }
+
+    /// [`Network::attention`] read back: one `L`-value map per image of `x = [N, 3, S, S]`.
+    pub fn attention_maps(&self, x: Tensor<4>) -> Result<Vec<Vec<f32>>> {
+        let maps = self.attention(x);
+        let l = maps.dims()[1];
+        let v = maps
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Invalid(format!("reading attention: {e:?}")))?;
+        Ok(v.chunks(l.max(1)).map(<[f32]>::to_vec).collect())
+    }
 }
 
 /// The encoder architecture a weight file's tensor shapes imply (an official `.pth` carries no

@@ -556,13 +556,7 @@ impl Detector {
         let mut out = Vec::with_capacity(crops.len());
         for chunk in crops.chunks(self.options.batch_size) {
             let refs: Vec<&RgbImage> = chunk.iter().collect();
-            let maps = self.network.attention(self.input(&refs));
-            let l = maps.dims()[1];
-            let v = maps
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::Invalid(format!("reading attention: {e:?}")))?;
-            out.extend(v.chunks(l).map(<[f32]>::to_vec));
+            out.extend(self.network.attention_maps(self.input(&refs))?);
         }
         Ok(out)
     }

@@ -167,4 +167,27 @@ impl Encoder {
     pub fn attention_stats_of(&self, crops: &[RgbImage], batch: usize) -> Result<AttentionStats> {
         self.attention_stats(&self.crops_input(crops)?, batch)
     }
+
+    /// The last block's class-token attention over the patches, heads averaged (FS-VFM Fig. 5),
+    /// of normalised images `x = [N, 3, S, S]` (row-major), run `batch` images at a time: per
+    /// image `L = (S / patch)²` values in raster order, summing to below 1 (the class token's
+    /// attention to itself is left out).
+    pub fn attention_maps(&self, x: &[f32], batch: usize) -> Result<Vec<Vec<f32>>> {
+        let n = self.check_input(x, "attention maps")?;
+        let per = x.len() / n;
+        let mut out = Vec::with_capacity(n);
+        for chunk in x.chunks(batch.max(1) * per) {
+            out.extend(
+                self.network
+                    .attention_maps(self.tensor(chunk, chunk.len() / per))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// [`Encoder::attention_maps`] of face crops, resized and normalised as
+    /// [`Encoder::features_of`] does.
+    pub fn attention_maps_of(&self, crops: &[RgbImage], batch: usize) -> Result<Vec<Vec<f32>>> {
+        self.attention_maps(&self.crops_input(crops)?, batch)
+    }
 }

@@ -553,3 +553,59 @@ fn attention_stats_match_torch_on_timms_blocks() {
     // A wrong-sized input is an error, not a panic.
     assert!(enc.attention_stats(&x[..10], 2).is_err());
 }
+
+/// Fig. 5's maps (the last block's class-token attention, heads averaged) equal timm's, taken
+/// from its own last block on the same weights and inputs (`export_attention_fixtures.py`,
+/// `cls_map`; 1e-5 absolute on probabilities).
+#[test]
+fn attention_maps_match_timms_last_block() {
+    let enc = Encoder::load_with(
+        fixture("classifier_avg.safetensors"),
+        &EncoderOptions {
+            model: Some(small()),
+            mean_std: Some(fsvfm::data::MeanStd::VGGFACE2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let want: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fsvfm-eval/tests/fixtures/attention_torch.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let want = want["classifier_avg"]["cls_map"].as_array().unwrap();
+    // The reference input is normalised already; the crop path would normalise again, so the
+    // network is fed through the same route attention_maps_of takes after its normalisation.
+    let (shape, x) = reference("classifier_avg.x");
+    let got = enc.attention_maps(&x, 2).unwrap();
+    assert_eq!(got.len(), shape[0]);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let w: Vec<f64> = w
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(g.len(), w.len());
+        for (k, (a, b)) in g.iter().zip(&w).enumerate() {
+            assert!(
+                (f64::from(*a) - b).abs() <= 1e-5,
+                "image {i} patch {k}: {a} vs timm {b}"
+            );
+        }
+    }
+    // Crops take the same route after resizing and normalising: a crop's map sums to below 1
+    // (the class token's attention to itself is left out) and is not uniform.
+    let crop = fsvfm::image::RgbImage::from_fn(40, 40, |x, y| {
+        fsvfm::image::Rgb([x as u8 * 6, y as u8 * 6, 9])
+    });
+    let maps = enc.attention_maps_of(&[crop.clone(), crop], 1).unwrap();
+    assert_eq!(maps.len(), 2);
+    assert_eq!(maps[0], maps[1]);
+    let sum: f32 = maps[0].iter().sum();
+    assert!(sum > 0.0 && sum < 1.0, "{sum}");
+    assert!(enc.attention_maps(&x[..10], 2).is_err());
+}
