@@ -406,19 +406,30 @@ pub fn start(
             }
         })?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The handlers are installed now, before the caller can say "serving": a SIGTERM that arrives
+    // before the shutdown future is first polled must stop the server gracefully, not kill it.
+    let signals = if signals {
+        let _runtime = rt.enter();
+        Some(Signals::install()?)
+    } else {
+        None
+    };
     let a = app.clone();
     let thread = std::thread::Builder::new()
         .name("fsvfm-serve".into())
         .spawn(move || {
             rt.block_on(async move {
                 let shutdown = async move {
-                    if signals {
-                        tokio::select! {
-                            _ = stopped => {},
-                            _ = signal() => {},
+                    match signals {
+                        Some(mut signals) => {
+                            tokio::select! {
+                                _ = stopped => {},
+                                _ = signals.recv() => {},
+                            }
                         }
-                    } else {
-                        let _ = stopped.await;
+                        None => {
+                            let _ = stopped.await;
+                        }
                     }
                     tracing::info!("shutting down: finishing requests in flight");
                 };
@@ -441,26 +452,38 @@ pub fn start(
     })
 }
 
-async fn signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, registered when made (on Unix; elsewhere Ctrl-C, registered when awaited).
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Registers the handlers; needs a Tokio runtime context.
+    fn install() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                int: signal(SignalKind::interrupt())?,
+                term: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Waits for either signal.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.int.recv() => {},
+            _ = self.term.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
