@@ -1,16 +1,10 @@
 // Drives the `fsvfm serve` page in headless Debian chromium: uploads files through the page's
 // file picker and reports what the page shows, as one JSON object on stdout.
 // Usage: node page_test.mjs URL SCREENSHOT.png PHOTO [NO_FACE_IMAGE]
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [url, shot, photo, noFace] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  // The machine's network is closed: no background connections, no first-run work.
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-  timeout: 60000,
-});
+const browser = await launch();
 const out = {};
 try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 900 } });

@@ -2,15 +2,10 @@
 // reader sees, as one JSON object on stdout: the headings, how many pictures there are and how
 // many decoded, the page's size, script errors; and writes a full-page screenshot.
 // Usage: node report_test.mjs file:///…/report.html SCREENSHOT.png
-import { chromium } from "playwright-core";
+import { launch } from "./launch.mjs";
 
 const [url, shot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"],
-  timeout: 60000,
-});
+const browser = await launch();
 const out = {};
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });

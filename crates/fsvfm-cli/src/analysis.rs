@@ -45,12 +45,11 @@ impl Encoders {
     }
 
     /// `(name, encoder)` per checkpoint, loaded one at a time by `each` (so only one model is
-    /// in memory at once).
+    /// in memory at once). Callers [`Encoders::check`] first, before reading their images.
     fn each(
         &self,
         mut each: impl FnMut(String, &std::path::Path, Encoder) -> Result<()>,
     ) -> Result<()> {
-        self.check()?;
         let options = EncoderOptions {
             model: self.model.as_deref().map(fsvfm::model_config).transpose()?,
             mean_std: self

@@ -510,28 +510,39 @@ fn calibration_goes_into_the_sidecar_and_changes_scores_and_verdicts() {
     assert!(e.to_string().contains("(0, 1)"), "{e}");
 }
 
-/// The attention analyses of the encoder (FS-VFM Fig. 4) equal a PyTorch computation on timm's
-/// own blocks (`tools/reference/export_attention_fixtures.py`; 1e-4 relative: the attention
-/// probabilities come from two float32 forwards).
-#[test]
-fn attention_stats_match_torch_on_timms_blocks() {
-    let enc = Encoder::load_with(
+/// The `classifier_avg` fixture's encoder, with VGGFace2 mean/std for crops.
+fn attention_encoder() -> Encoder {
+    Encoder::load_with(
         fixture("classifier_avg.safetensors"),
         &EncoderOptions {
             model: Some(small()),
+            mean_std: Some(MeanStd::VGGFACE2),
             ..Default::default()
         },
     )
-    .unwrap();
-    let (shape, x) = reference("classifier_avg.x");
-    let want: serde_json::Value = serde_json::from_slice(
+    .unwrap()
+}
+
+/// `attention_torch.json` (`tools/reference/export_attention_fixtures.py`).
+fn attention_fixture() -> serde_json::Value {
+    serde_json::from_slice(
         &std::fs::read(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../fsvfm-eval/tests/fixtures/attention_torch.json"
         ))
         .unwrap(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// The attention analyses of the encoder (FS-VFM Fig. 4) equal a PyTorch computation on timm's
+/// own blocks (`tools/reference/export_attention_fixtures.py`; 1e-4 relative: the attention
+/// probabilities come from two float32 forwards).
+#[test]
+fn attention_stats_match_torch_on_timms_blocks() {
+    let enc = attention_encoder();
+    let (shape, x) = reference("classifier_avg.x");
+    let want = attention_fixture();
     let want = &want["classifier_avg"];
     // Batches of 2 over 3 images: the last batch is short.
     let s = enc.attention_stats(&x, 2).unwrap();
@@ -559,23 +570,8 @@ fn attention_stats_match_torch_on_timms_blocks() {
 /// `cls_map`; 1e-5 absolute on probabilities).
 #[test]
 fn attention_maps_match_timms_last_block() {
-    let enc = Encoder::load_with(
-        fixture("classifier_avg.safetensors"),
-        &EncoderOptions {
-            model: Some(small()),
-            mean_std: Some(fsvfm::data::MeanStd::VGGFACE2),
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let want: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../fsvfm-eval/tests/fixtures/attention_torch.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let enc = attention_encoder();
+    let want = attention_fixture();
     let want = want["classifier_avg"]["cls_map"].as_array().unwrap();
     // The reference input is normalised already; the crop path would normalise again, so the
     // network is fed through the same route attention_maps_of takes after its normalisation.
